@@ -1,0 +1,42 @@
+"""The ``infercam`` command line: a thin layer over the Python API (see ``infercam.commands``)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import InferCamError
+from .commands import COMMANDS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="infercam",
+        description="Class-conditional CAM inference (InferCam, WACV 2022) for weakly supervised "
+        "semantic segmentation: from a classifier checkpoint to refined CAMs, pseudo labels and "
+        "evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"infercam {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"{__package__}.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; user errors print one line on stderr and give exit status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InferCamError as exc:
+        print(f"infercam {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"infercam {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

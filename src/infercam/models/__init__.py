@@ -1,0 +1,29 @@
+"""Networks by name (timm-style registry) and checkpoint loading.
+
+    from infercam import models
+    net = models.create("resnet38", num_classes=20)
+    report = models.load_checkpoint(net, "res38_cls.pth")
+"""
+from .registry import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LoadReport,
+    create,
+    list_models,
+    load_checkpoint,
+    load_state_dict,
+    match_state_dict,
+    normalization,
+    read_state_dict,
+    register,
+)
+from ..errors import CheckpointError
+
+# Importing a definition module registers its networks.
+from . import resnet38  # noqa: F401,E402
+
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "CheckpointError", "LoadReport", "create", "list_models",
+    "load_checkpoint", "load_state_dict", "match_state_dict", "normalization", "read_state_dict",
+    "register",
+]

@@ -1,0 +1,148 @@
+"""Model registry (create networks by name) and checkpoint loading with a clear key report.
+
+Every registered network follows the CAM protocol the algorithm needs:
+an ``nn.Module`` with ``forward_cam(x) -> (N, C, h, w)`` non-negative class maps, where ``x`` is a
+normalised RGB batch. A network may carry ``mean`` and ``std`` attributes (per-channel, applied to
+pixel/255); otherwise ImageNet statistics are used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register a factory ``f(num_classes=..., **kw) -> nn.Module`` under ``name``."""
+
+    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create(name: str, num_classes: int = 20, **kwargs: Any) -> nn.Module:
+    """Build a registered network by name (weights are not loaded: see :func:`load_checkpoint`)."""
+    if name not in _REGISTRY:
+        known = ", ".join(list_models())
+        raise KeyError(f"unknown network {name!r}; known networks: {known}")
+    return _REGISTRY[name](num_classes=num_classes, **kwargs)
+
+
+def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) a network expects on pixel/255; ImageNet's unless the model says otherwise."""
+    return tuple(getattr(model, "mean", IMAGENET_MEAN)), tuple(getattr(model, "std", IMAGENET_STD))
+
+
+@dataclasses.dataclass
+class LoadReport:
+    """What :func:`load_checkpoint` found when matching a checkpoint to a network."""
+
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # key, checkpoint shape, model shape
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self, limit: int = 20) -> str:
+        """A readable multi-line listing of every problem (at most ``limit`` lines per kind)."""
+        lines: list[str] = []
+
+        def section(title: str, items: list[str]) -> None:
+            if not items:
+                return
+            lines.append(f"{title} ({len(items)}):")
+            lines.extend(f"  {item}" for item in items[:limit])
+            if len(items) > limit:
+                lines.append(f"  ... and {len(items) - limit} more")
+
+        section("missing keys (in the network, not in the checkpoint)", self.missing)
+        section("unexpected keys (in the checkpoint, not in the network)", self.unexpected)
+        section(
+            "shape mismatches (checkpoint vs network)",
+            [f"{k}: {list(a)} vs {list(b)}" for k, a, b in self.mismatched],
+        )
+        return "\n".join(lines)
+
+
+# Keys a network may lack in a checkpoint without harm: psa's PyTorch 0.4 files predate them.
+_OPTIONAL_SUFFIXES = ("num_batches_tracked",)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file: a plain state_dict, or one under ``state_dict`` / ``model``.
+
+    A ``module.`` prefix (DataParallel / DistributedDataParallel) is stripped.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint path is a folder, not a file: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a bad file
+        raise CheckpointError(f"not a readable PyTorch checkpoint: {path} ({type(exc).__name__}: {exc})") from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"no state_dict of tensors found in checkpoint: {path}")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport:
+    """Compare a state_dict with a network's own: missing, unexpected and shape-mismatched keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        (k, tuple(state[k].shape), tuple(own[k].shape))
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    return LoadReport(missing, unexpected, mismatched)
+
+
+def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True,
+                    source: str = "state_dict") -> LoadReport:
+    """Load ``state`` into ``model``; with ``strict`` any key problem raises :class:`CheckpointError`.
+
+    Without ``strict`` the keys that fit are loaded and the report says what was left out.
+    """
+    report = match_state_dict(model, state)
+    if strict and not report.ok:
+        raise CheckpointError(f"checkpoint {source} does not fit the network:\n{report.describe()}")
+    bad = {k for k, _, _ in report.mismatched}
+    fitting = {k: v for k, v in state.items() if k not in bad and k not in report.unexpected}
+    model.load_state_dict(fitting, strict=False)
+    return report
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
+    """Load a checkpoint file into ``model`` (see :func:`read_state_dict` and :func:`load_state_dict`)."""
+    return load_state_dict(model, read_state_dict(path), strict=strict, source=os.fspath(path))
