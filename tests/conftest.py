@@ -23,3 +23,37 @@ def shared_checkpoints() -> Path:
     if root is None:
         pytest.skip("shared/checkpoints not found (set INFERCAM_SHARED)")
     return root / "checkpoints"
+
+
+@pytest.fixture()
+def tiny_voc(tmp_path: Path) -> Path:
+    """A 4-image VOC-layout folder (JPEGs, list file, cls_labels.npy, XML for one image)."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "voc"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    labels = {"img_a": [0], "img_b": [3, 7], "img_c": [1, 2, 5], "img_d": [14]}
+    table = {}
+    for i, (name, classes) in enumerate(labels.items()):
+        h, w = 40 + 8 * i, 56 - 4 * i
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+        vec = np.zeros(20, np.float32)
+        vec[classes] = 1
+        table[name] = vec
+    np.save(root / "cls_labels.npy", table)
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(labels) + "\n")
+    return root
+
+
+@pytest.fixture()
+def tiny_weights(tmp_path: Path) -> Path:
+    """A checkpoint of tests/tiny.py's TinyCamNet, for ``--network tiny:TinyCamNet``."""
+    import torch
+    from tiny import TinyCamNet
+
+    path = tmp_path / "tiny.pth"
+    torch.save(TinyCamNet().state_dict(), path)
+    return path

@@ -8,27 +8,35 @@ pixel/255); otherwise ImageNet statistics are used.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InferCamError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_DEFAULT_WEIGHTS: dict[str, Callable[[], str]] = {}
 
 
-def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: register a factory ``f(num_classes=..., **kw) -> nn.Module`` under ``name``."""
+def register(name: str, default_weights: Callable[[], str] | None = None
+             ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register a factory ``f(num_classes=..., **kw) -> nn.Module`` under ``name``.
+
+    ``default_weights`` returns the path of bundled weights loaded when no checkpoint is given.
+    """
 
     def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = factory
+        if default_weights is not None:
+            _DEFAULT_WEIGHTS[name] = default_weights
         return factory
 
     return wrap
@@ -40,11 +48,33 @@ def list_models() -> list[str]:
 
 
 def create(name: str, num_classes: int = 20, **kwargs: Any) -> nn.Module:
-    """Build a registered network by name (weights are not loaded: see :func:`load_checkpoint`)."""
-    if name not in _REGISTRY:
+    """Build a network by registered name, or a user's ``package.module:Factory`` (plug-in).
+
+    Weights are not loaded: see :func:`load_checkpoint` and :func:`build_network`.
+    """
+    check_name(name)
+    factory = _REGISTRY[name] if name in _REGISTRY else _plugin(name)
+    return factory(num_classes=num_classes, **kwargs)
+
+
+def check_name(name: str) -> None:
+    """Raise a clear error listing the known networks if ``name`` is neither registered nor a plug-in."""
+    if name not in _REGISTRY and ":" not in name:
         known = ", ".join(list_models())
-        raise KeyError(f"unknown network {name!r}; known networks: {known}")
-    return _REGISTRY[name](num_classes=num_classes, **kwargs)
+        raise InferCamError(f"unknown network {name!r}; known networks: {known} (or a plug-in 'package.module:Factory')")
+
+
+def _plugin(spec: str) -> Callable[..., nn.Module]:
+    """Import ``package.module:Factory``; the factory must accept ``num_classes``."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InferCamError(f"cannot import plug-in network module {module_name!r}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise InferCamError(f"plug-in network {spec!r}: module {module_name!r} has no callable {attr!r}")
+    return factory
 
 
 def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -89,8 +119,9 @@ class LoadReport:
 _OPTIONAL_SUFFIXES = ("num_batches_tracked",)
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file: a plain state_dict, or one under ``state_dict`` / ``model``.
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state_dict, config) of a checkpoint file: a plain state_dict, or one under ``state_dict`` /
+    ``model`` (infercam's own files also carry ``config``: arch, num_classes, ...).
 
     A ``module.`` prefix (DataParallel / DistributedDataParallel) is stripped.
     """
@@ -103,7 +134,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a bad file
         raise CheckpointError(f"not a readable PyTorch checkpoint: {path} ({type(exc).__name__}: {exc})") from None
+    config: dict[str, Any] = {}
     if isinstance(obj, dict):
+        if isinstance(obj.get("config"), dict):
+            config = obj["config"]
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
@@ -112,7 +146,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"no state_dict of tensors found in checkpoint: {path}")
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
+    return obj, config
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state_dict of a checkpoint file (see :func:`read_checkpoint`)."""
+    return read_checkpoint(path)[0]
 
 
 def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport:
@@ -146,3 +185,23 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], strict: bo
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
     """Load a checkpoint file into ``model`` (see :func:`read_state_dict` and :func:`load_state_dict`)."""
     return load_state_dict(model, read_state_dict(path), strict=strict, source=os.fspath(path))
+
+
+def build_network(name: str, weights: str | os.PathLike | None = None, num_classes: int | None = None,
+                  strict: bool = True, **kwargs: Any) -> tuple[nn.Module, LoadReport]:
+    """Create ``name`` and load ``weights`` (or the network's bundled weights) in one step.
+
+    The number of classes is ``num_classes`` if given, else the checkpoint's recorded one, else 20.
+    """
+    check_name(name)
+    if weights is None:
+        if name not in _DEFAULT_WEIGHTS:
+            raise CheckpointError(f"network {name!r} has no bundled weights: give a checkpoint with --weights")
+        weights = _DEFAULT_WEIGHTS[name]()
+    state, config = read_checkpoint(weights)
+    if config.get("arch") not in (None, name):
+        raise CheckpointError(f"checkpoint {weights} was saved for network {config['arch']!r}, not {name!r}")
+    classes = num_classes if num_classes is not None else int(config.get("num_classes", 20))
+    model = create(name, num_classes=classes, **{**config.get("arch_kwargs", {}), **kwargs})
+    report = load_state_dict(model, state, strict=strict, source=os.fspath(weights))
+    return model.eval(), report

@@ -1,0 +1,166 @@
+"""Multi-scale, flipped CAM passes and the normalised class activation map.
+
+A *pyramid* is the image resized (PIL bicubic, Python ``round`` for the sizes) to every scale and
+normalised. Each level is run twice through ``forward_cam``: as is and horizontally flipped. The 2S
+maps are upsampled (bilinear, align_corners=False) to the output size, the flipped ones un-flipped,
+summed, restricted to the labelled classes and divided by each class's maximum + 1e-5.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from .errors import InferCamError, LabelError
+
+DEFAULT_SCALES: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
+NORM_EPS = 1e-5
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(h, w) of a side-scaled image: Python's round (half to even), at least 1 px."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    """Validate a scale list: non-empty, every scale a positive finite number."""
+    scales = tuple(float(s) for s in scales)
+    if not scales:
+        raise InferCamError("no scales given: at least one scale is needed, e.g. 1.0,0.5,1.5,2.0")
+    bad = [s for s in scales if not (np.isfinite(s) and s > 0)]
+    if bad:
+        raise InferCamError(f"invalid scales {bad}: every scale must be a positive number")
+    return scales
+
+
+def normalize_image(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """H x W x 3 uint8 -> 3 x H x W float32, (pixel/255 - mean)/std computed in float64 as psa does."""
+    arr = (image.astype(np.float64) / 255.0 - np.asarray(mean)) / np.asarray(std)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))
+
+
+def image_pyramid(image: np.ndarray, scales: Sequence[float], mean: Sequence[float],
+                  std: Sequence[float]) -> list[torch.Tensor]:
+    """The normalised inputs of every scale (3 x h_s x w_s each), resized with PIL bicubic."""
+    height, width = image.shape[:2]
+    pil = Image.fromarray(image)
+    levels = []
+    for s in scales:
+        h, w = scaled_size(height, width, s)
+        resized = pil if (h, w) == (height, width) else pil.resize((w, h), resample=Image.BICUBIC)
+        levels.append(normalize_image(np.asarray(resized), mean, std))
+    return levels
+
+
+def erase(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Replace the pixels of ``x`` (3 x h x w) where ``keep`` is False with x's per-channel mean."""
+    mean = x.mean(dim=(1, 2), keepdim=True)
+    return torch.where(keep, x, mean)
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour resize of a boolean h x w mask (torch's default 'nearest')."""
+    if tuple(mask.shape) == tuple(size):
+        return mask
+    return F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
+
+
+def pass_keep_masks(keep: torch.Tensor, sizes: Sequence[tuple[int, int]], reference: bool) -> list[torch.Tensor]:
+    """Keep-masks of the 2S passes (scale s, then its flip, for each level), from the patch's mask.
+
+    Default: each level's mask is resized from the full-resolution one and flipped with its input.
+    ``reference`` reproduces the authors' code: each pass's mask is resized from the previous pass's
+    resized mask (1.0, 1.0-flip, 0.5, ...), and flipped passes get the mask un-flipped.
+    """
+    masks = []
+    current = keep
+    for size in sizes:
+        if reference:
+            current = resize_mask(current, size)
+            masks += [current, current]
+        else:
+            level = resize_mask(keep, size)
+            masks += [level, level.flip(-1)]
+    return masks
+
+
+@dataclass
+class CamJob:
+    """One multi-scale CAM to compute: a pyramid, the output size, and optional per-pass keep-masks."""
+
+    pyramid: Sequence[torch.Tensor]
+    out_size: tuple[int, int]
+    keep: Sequence[torch.Tensor] | None = None
+
+    def inputs(self) -> list[torch.Tensor]:
+        """The 2S pass inputs: each level and its horizontal flip, erased where not kept."""
+        out = []
+        for i, level in enumerate(self.pyramid):
+            for j, x in enumerate((level, level.flip(-1))):
+                out.append(x if self.keep is None else erase(x, self.keep[2 * i + j]))
+        return out
+
+
+class MultiScaleCam:
+    """Computes normalised multi-scale CAMs with a model, batching passes that share a size."""
+
+    def __init__(self, model: nn.Module, scales: Sequence[float], mean: Sequence[float],
+                 std: Sequence[float], device: torch.device, batch_size: int = 8) -> None:
+        self.model = model
+        self.scales = check_scales(scales)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.device = device
+        self.batch_size = max(1, int(batch_size))
+        self.forward_passes = 0
+
+    def pyramid(self, image: np.ndarray) -> list[torch.Tensor]:
+        """The image's normalised pyramid on the compute device."""
+        return [t.to(self.device) for t in image_pyramid(image, self.scales, self.mean, self.std)]
+
+    def _forward(self, inputs: list[torch.Tensor], classes: list[int]) -> list[torch.Tensor]:
+        """forward_cam of every input (grouped by size into batches), the labelled channels only."""
+        outputs: list[torch.Tensor | None] = [None] * len(inputs)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for idx, x in enumerate(inputs):
+            groups.setdefault(tuple(x.shape[-2:]), []).append(idx)
+        for members in groups.values():
+            for start in range(0, len(members), self.batch_size):
+                chunk = members[start:start + self.batch_size]
+                cams = self.model.forward_cam(torch.stack([inputs[i] for i in chunk]))
+                if max(classes) >= cams.shape[1]:
+                    raise LabelError(f"class index {max(classes)} out of range: the network has {cams.shape[1]} classes")
+                cams = cams[:, classes].float()
+                self.forward_passes += len(chunk)
+                for i, cam in zip(chunk, cams):
+                    outputs[i] = cam
+        return outputs  # type: ignore[return-value]
+
+    def compute(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
+        """Normalised CAMs (L x H x W, one channel per class in ``classes``) of every job."""
+        classes = list(classes)
+        flat: list[torch.Tensor] = []
+        for job in jobs:
+            flat += job.inputs()
+        outputs = self._forward(flat, classes)
+        results = []
+        per_job = 2 * len(self.scales)
+        for j, job in enumerate(jobs):
+            total = None
+            for level in range(len(self.scales)):
+                pair = torch.stack(outputs[j * per_job + 2 * level: j * per_job + 2 * level + 2])
+                up = F.interpolate(pair, size=job.out_size, mode="bilinear", align_corners=False)
+                level_sum = up[0] + up[1].flip(-1)
+                total = level_sum if total is None else total + level_sum
+            results.append(normalize_cam(total))
+        return results
+
+
+def normalize_cam(cam: torch.Tensor) -> torch.Tensor:
+    """Divide each class map (L x H x W) by its maximum + 1e-5."""
+    return cam / (cam.amax(dim=(-2, -1), keepdim=True) + NORM_EPS)

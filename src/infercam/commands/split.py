@@ -1,0 +1,38 @@
+"""``infercam split``: the authors' first step, writing each image's four corner patches to files."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..pipeline import Outputs, run_dataset
+from .common import add_data_args, add_model_args, add_run_args, load_network, open_dataset, run_config
+from .infer import finish
+from ..engine import InferCam
+from ..split import MODES
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "split", help="write the four corner patches of every image (the authors' two-step flow)",
+        description="Compute the baseline CAM, its centres of mass and the four overlapping corner patches of "
+                    "every image; write them as <name>_1.jpg (top-left), _2 (top-right), _3 (bottom-left), "
+                    "_4 (bottom-right) plus <name>.json with the boxes. Feed the folder to "
+                    "'infercam infer --split-path'.")
+    add_data_args(parser)
+    add_model_args(parser)
+    parser.add_argument("--mode", choices=MODES, default="default",
+                        help="default: clamp patch starts at 0; reference: the authors' wrap-around slicing")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the patches and box files")
+    add_run_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = open_dataset(args)
+    outputs = Outputs(split_dir=Path(args.out))
+    engine = InferCam(load_network(args), mode=args.mode, scales=args.scales, device=args.device,
+                      batch_size=args.batch_size)
+    summary = run_dataset(dataset, lambda name, image, labels: engine.split(image, labels), outputs,
+                          overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
+                          progress=not args.no_progress, manifest=run_config(args), desc="split")
+    return finish(summary)

@@ -1,0 +1,61 @@
+"""Decode image files into H x W x 3 uint8 RGB arrays, with clear errors for files that cannot be used.
+
+One decode serves both the CAM and the patches (the authors' code decoded twice, with two libraries).
+EXIF orientation is NOT applied: PASCAL VOC's ground truth masks are aligned with the stored pixel
+grid, as psa's PIL decode reads it.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ImageError
+
+# Decompression-bomb guard: PIL warns from ~89 Mpx; refuse clearly instead.
+MAX_PIXELS = 16384 * 16384
+
+
+def to_rgb_array(img: Image.Image) -> np.ndarray:
+    """Convert any PIL mode to H x W x 3 uint8 RGB (16-bit is scaled to 8-bit, alpha is dropped)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.int64)
+        peak = 65535 if arr.max(initial=0) > 255 or img.mode.startswith("I;16") else 255
+        arr8 = np.clip(np.round(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return np.repeat(arr8[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        arr8 = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+        return np.repeat(arr8[:, :, None], 3, axis=2)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as H x W x 3 uint8 RGB; raise :class:`ImageError` saying what is wrong."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageError(f"image not found: {path}")
+    if os.path.isdir(path):
+        raise ImageError(f"image path is a folder: {path}")
+    if os.path.getsize(path) == 0:
+        raise ImageError(f"image file is empty (0 bytes): {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ImageError(f"image too large ({img.width}x{img.height} px): {path}")
+                img.load()
+                return to_rgb_array(img)
+    except ImageError:
+        raise
+    except Image.DecompressionBombWarning:
+        raise ImageError(f"image too large (decompression bomb guard): {path}") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"not an image file (format not recognised): {path}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"cannot decode image (corrupt or truncated?): {path}: {exc}") from None

@@ -1,0 +1,188 @@
+"""PASCAL VOC layout: image lists, image-level labels and paths.
+
+Labels come from, in order: a psa-style ``cls_labels.npy`` (dict name -> 20-vector), the
+``Annotations/<name>.xml`` files, or the ``SegmentationClass/<name>.png`` masks.
+"""
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
+from ..errors import DataError, LabelError
+
+IMAGE_DIR = "JPEGImages"
+SEG_DIR = "SegmentationClass"
+ANNOT_DIR = "Annotations"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def read_image_list(path: str | os.PathLike) -> list[str]:
+    """Image names from a list file: one per line, or psa-style lines whose first column is a path.
+
+    Blank lines and ``#`` comments are skipped; Windows line endings are fine; duplicates are an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"list file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"list file is not UTF-8 text: {path}") from None
+    names: list[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        first = line.split()[0]
+        name = os.path.basename(first)
+        stem, ext = os.path.splitext(name)
+        names.append(stem if ext.lower() in IMAGE_EXTENSIONS else name)
+    if not names:
+        raise DataError(f"list file holds no image names: {path}")
+    counts = Counter(names)
+    dupes = sorted(n for n, c in counts.items() if c > 1)
+    if dupes:
+        raise DataError(f"list file names an image twice: {', '.join(dupes[:5])} ({path})")
+    return names
+
+
+def labels_to_indices(vector: np.ndarray, name: str = "") -> list[int]:
+    """Indices of the positive entries of a 20-vector of image labels."""
+    vector = np.asarray(vector).reshape(-1)
+    if vector.shape[0] != NUM_CLASSES:
+        raise LabelError(f"label vector of {name or 'image'} has {vector.shape[0]} entries, expected {NUM_CLASSES}")
+    return [int(i) for i in np.flatnonzero(vector > 1e-5)]
+
+
+def load_cls_labels(path: str | os.PathLike) -> dict[str, list[int]]:
+    """psa's ``cls_labels.npy``: a pickled dict name -> 20-vector, as class index lists."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise LabelError(f"label file not found: {path}")
+    try:
+        obj = np.load(path, allow_pickle=True)
+        table = obj.item() if obj.shape == () else None
+    except Exception as exc:
+        raise LabelError(f"cannot read label file {path}: {exc}") from None
+    if not isinstance(table, dict):
+        raise LabelError(f"label file {path} does not hold a dict name -> 20-vector (psa's cls_labels.npy)")
+    return {str(k): labels_to_indices(v, str(k)) for k, v in table.items()}
+
+
+def labels_from_xml(path: str | os.PathLike) -> list[int]:
+    """Class indices named by the ``<object><name>`` tags of a VOC annotation file."""
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise LabelError(f"cannot read annotation {path}: {exc}") from None
+    found = {el.text.strip() for el in root.iter("name") if el.text}
+    return sorted(VOC_CLASSES.index(n) for n in found if n in VOC_CLASSES)
+
+
+def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    """A VOC label PNG as an H x W uint8 index map (palette indices, not colours)."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("P", "L"):
+                raise LabelError(f"label PNG must be palette or grayscale, got mode {img.mode}: {path}")
+            return np.asarray(img, dtype=np.uint8).copy()
+    except LabelError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise LabelError(f"cannot read label PNG {path}: {exc}") from None
+
+
+def labels_from_segmentation(path: str | os.PathLike) -> list[int]:
+    """Class indices present in a VOC segmentation mask (1..20 -> 0..19; 0 and 255 ignored)."""
+    values = np.unique(read_label_png(path))
+    return [int(v) - 1 for v in values if 1 <= v <= NUM_CLASSES]
+
+
+def find_image(root: Path, name: str) -> Path:
+    """``JPEGImages/<name>.jpg``, or the same name with another common extension."""
+    base = root / IMAGE_DIR
+    jpg = base / f"{name}.jpg"
+    if jpg.exists():
+        return jpg
+    for ext in IMAGE_EXTENSIONS:
+        for cand in (base / f"{name}{ext}", base / f"{name}{ext.upper()}"):
+            if cand.exists():
+                return cand
+    return jpg  # reported as missing by the image loader
+
+
+@dataclass
+class VOCDataset:
+    """Names, image paths and image-level labels of a VOC-layout folder."""
+
+    root: Path
+    names: list[str]
+    labels_path: Path | None = None
+    _table: dict[str, list[int]] | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, list_file: str | os.PathLike | None = None,
+             labels: str | os.PathLike | None = None) -> "VOCDataset":
+        """Open a VOC-layout folder; ``list_file`` defaults to every image in JPEGImages."""
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"data set folder not found: {root}")
+        if not (root / IMAGE_DIR).is_dir():
+            raise DataError(f"no {IMAGE_DIR}/ folder in {root} (expected PASCAL VOC layout)")
+        if list_file is not None:
+            names = read_image_list(list_file)
+        else:
+            names = sorted(p.stem for p in (root / IMAGE_DIR).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not names:
+                raise DataError(f"no images in {root / IMAGE_DIR}")
+        labels_path = Path(labels) if labels is not None else None
+        if labels_path is None and (root / "cls_labels.npy").is_file():
+            labels_path = root / "cls_labels.npy"
+        table = load_cls_labels(labels_path) if labels_path is not None else None
+        return cls(root, names, labels_path, table)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def image_path(self, name: str) -> Path:
+        return find_image(self.root, name)
+
+    def segmentation_path(self, name: str) -> Path:
+        return self.root / SEG_DIR / f"{name}.png"
+
+    def labels(self, name: str) -> list[int]:
+        """Image-level class indices (0..19) of ``name``, from the first source that has it."""
+        if self._table is not None:
+            if name in self._table:
+                return self._table[name]
+            raise LabelError(f"image {name!r} is not in the label file {self.labels_path}")
+        xml = self.root / ANNOT_DIR / f"{name}.xml"
+        if xml.is_file():
+            return labels_from_xml(xml)
+        seg = self.segmentation_path(name)
+        if seg.is_file():
+            return labels_from_segmentation(seg)
+        raise LabelError(
+            f"no image labels for {name!r}: give --labels cls_labels.npy, or provide "
+            f"{ANNOT_DIR}/{name}.xml or {SEG_DIR}/{name}.png"
+        )
+
+    def ground_truth(self, name: str) -> np.ndarray:
+        """The segmentation mask of ``name`` (0 background, 1..20 classes, 255 ignore)."""
+        path = self.segmentation_path(name)
+        if not path.is_file():
+            raise DataError(f"ground truth not found: {path}")
+        return read_label_png(path)
+
+
+__all__ = [
+    "IGNORE_INDEX", "VOCDataset", "find_image", "labels_from_segmentation", "labels_from_xml",
+    "labels_to_indices", "load_cls_labels", "read_image_list", "read_label_png",
+]

@@ -1,0 +1,184 @@
+"""InferCam: baseline CAM -> split into corner patches -> class-conditional rounds per patch -> merge.
+
+    from infercam import InferCam
+    engine = InferCam(model, mode="default")
+    result = engine(image, labels)   # image: H x W x 3 uint8 RGB; labels: class indices
+    result.cams[14]                  # refined H x W float32 map of class 14
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam
+from .errors import ImageError, InferCamError, LabelError
+from .models.registry import normalization
+from .refine import PatchState, RefineConfig, refine
+from .split import DEFAULT_MARGINS, MODES, Box, corner_boxes, mass_center, merge, patch_boxes
+
+
+@dataclass
+class InferCamResult:
+    """Refined and baseline maps of one image, with the geometry that produced them."""
+
+    cams: dict[int, np.ndarray]
+    baseline: dict[int, np.ndarray]
+    boxes: list[Box]
+    centers: list[tuple[int, int]] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)  # erasing rounds run, per distinct patch
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device that exists on this machine, or a clear error."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InferCamError(f"invalid device {device!r}: {exc}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InferCamError(f"device {device!r} requested but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InferCamError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InferCamError(f"device {device!r} requested but MPS is not available")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise InferCamError(f"unsupported device {device!r}: use cpu, cuda or cuda:N")
+    return dev
+
+
+def check_labels(labels: Iterable[int]) -> list[int]:
+    """Sorted distinct class indices; an empty set is an error (there is nothing to localise)."""
+    try:
+        classes = sorted({int(c) for c in labels})
+    except (TypeError, ValueError):
+        raise LabelError(f"labels must be class indices (integers), got {labels!r}") from None
+    if not classes:
+        raise LabelError("the image has no labelled class: nothing to localise")
+    if classes[0] < 0:
+        raise LabelError(f"class index {classes[0]} is negative")
+    return classes
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """An H x W x 3 uint8 array, or a clear error."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageError(f"image must be an H x W x 3 RGB array, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ImageError(f"image must be uint8 (0..255), got {image.dtype}")
+    if min(image.shape[:2]) < 1:
+        raise ImageError(f"image is empty: shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+class InferCam:
+    """Class-conditional CAM inference with any network that has ``forward_cam``.
+
+    ``mode="default"`` is the method with the published code's three quirks fixed;
+    ``mode="reference"`` reproduces the authors' numbers (see README, "Modes").
+    """
+
+    def __init__(self, model: nn.Module, mode: str = "default", scales: Sequence[float] = DEFAULT_SCALES,
+                 device: str | torch.device = "cpu", mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, *, erase_threshold: float = 0.7,
+                 stop_fraction: float = 0.02, max_rounds: int = 5,
+                 margins: tuple[int, int] = DEFAULT_MARGINS, batch_size: int = 8) -> None:
+        if mode not in MODES:
+            raise InferCamError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        if max_rounds < 1:
+            raise InferCamError("max_rounds must be at least 1")
+        if not hasattr(model, "forward_cam"):
+            raise InferCamError(f"{type(model).__name__} has no forward_cam(x) method (see the model protocol)")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        default_mean, default_std = normalization(model)
+        self.mode = mode
+        self.margins = margins
+        self.config = RefineConfig(erase_threshold, stop_fraction, max_rounds, reference=mode == "reference")
+        self.cams = MultiScaleCam(self.model, scales, mean or default_mean, std or default_std,
+                                  self.device, batch_size)
+
+    @property
+    def scales(self) -> tuple[float, ...]:
+        return self.cams.scales
+
+    def baseline(self, image: np.ndarray, labels: Iterable[int]) -> dict[int, np.ndarray]:
+        """The baseline multi-scale CAM only (step 1 of the method)."""
+        image, classes = check_image(image), check_labels(labels)
+        with torch.inference_mode():
+            cam = self._baseline(image, classes)[1]
+        return _to_dict(classes, cam.cpu().numpy())
+
+    def split(self, image: np.ndarray, labels: Iterable[int]) -> InferCamResult:
+        """Baseline CAM, centres of mass and the four patch boxes, without refinement (``cams`` empty)."""
+        image, classes = check_image(image), check_labels(labels)
+        with torch.inference_mode():
+            _, base, centers, boxes = self._split(image, classes)
+        return InferCamResult(cams={}, baseline=_to_dict(classes, base.cpu().numpy()), boxes=boxes, centers=centers)
+
+    def __call__(self, image: np.ndarray, labels: Iterable[int]) -> InferCamResult:
+        """Refined CAMs of one image for its labelled classes."""
+        image, classes = check_image(image), check_labels(labels)
+        height, width = image.shape[:2]
+        with torch.inference_mode():
+            pyramid, base, centers, boxes = self._split(image, classes)
+            whole = Box(0, 0, height, width)
+            states: dict[Box, PatchState] = {}
+            for box in boxes:  # identical boxes (e.g. 3+ classes: the whole image) are run once
+                if box in states:
+                    continue
+                if box == whole:  # round 0 of the whole image is the baseline
+                    states[box] = PatchState(pyramid, (height, width))
+                    states[box].update(base, self.config)
+                else:
+                    rows, cols = box.slices()
+                    states[box] = PatchState(self.cams.pyramid(image[rows, cols]), (box.height, box.width))
+            refine(self.cams, list(states.values()), classes, self.config)
+            maps = [(box, s.maxima.cpu().numpy()) for box, s in states.items()]
+        refined = merge(maps, (len(classes), height, width))
+        return InferCamResult(
+            cams=_to_dict(classes, refined),
+            baseline=_to_dict(classes, base.cpu().numpy()),
+            boxes=boxes,
+            centers=centers,
+            rounds=[s.rounds for s in states.values()],
+        )
+
+    def refine_patches(self, shape: tuple[int, int], patches: Sequence[np.ndarray],
+                       labels: Iterable[int]) -> InferCamResult:
+        """Refined CAMs from four pre-cut corner patches (the authors' split files), placed by size."""
+        classes = check_labels(labels)
+        if len(patches) != 4:
+            raise InferCamError(f"expected 4 patches (top-left, top-right, bottom-left, bottom-right), got {len(patches)}")
+        patches = [check_image(p) for p in patches]
+        try:
+            boxes = corner_boxes([p.shape[:2] for p in patches], *shape)
+        except ValueError as exc:
+            raise InferCamError(str(exc)) from None
+        with torch.inference_mode():
+            states = [PatchState(self.cams.pyramid(p), p.shape[:2]) for p in patches]
+            refine(self.cams, states, classes, self.config)
+            maps = [(box, s.maxima.cpu().numpy()) for box, s in zip(boxes, states)]
+        refined = merge(maps, (len(classes), *shape))
+        return InferCamResult(cams=_to_dict(classes, refined), baseline={}, boxes=boxes,
+                              rounds=[s.rounds for s in states])
+
+    def _baseline(self, image: np.ndarray, classes: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        pyramid = self.cams.pyramid(image)
+        return pyramid, self.cams.compute([CamJob(pyramid, image.shape[:2])], classes)[0]
+
+    def _split(self, image: np.ndarray, classes: list[int]):
+        """(pyramid, baseline L x H x W, centres, boxes) of an image."""
+        pyramid, base = self._baseline(image, classes)
+        base_np = base.cpu().numpy()
+        centers = [mass_center(base_np[i]) for i in range(len(classes))]
+        boxes = patch_boxes(centers, image.shape[0], image.shape[1], self.mode, self.margins)
+        return pyramid, base, centers, boxes
+
+
+def _to_dict(classes: Sequence[int], maps: np.ndarray) -> dict[int, np.ndarray]:
+    return {c: np.ascontiguousarray(maps[i], dtype=np.float32) for i, c in enumerate(classes)}

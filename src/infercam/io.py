@@ -1,0 +1,159 @@
+"""Output files: CAM dicts in psa or IRN layout, label PNGs, heatmap overlays, all written atomically.
+
+Atomic means: written to a temporary file in the same folder, then renamed over the target, so a
+crash or a full disk leaves either the complete file or none.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from PIL import Image
+
+from .classes import VOC_CLASSES, voc_colormap
+from .errors import DataError, OutputError
+
+CAM_FORMATS = ("psa", "irn")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    except OSError as exc:
+        raise OutputError(_describe(exc, path)) from None
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise OutputError(_describe(exc, path)) from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+def _describe(exc: OSError, path: str) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while writing {path}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"no permission to write {path}"
+    return f"cannot write {path}: {exc.strerror or exc}"
+
+
+def ensure_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``path`` if needed; a clear error if it is a file or cannot be created or written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(_describe(exc, str(path))) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {path} is not writable")
+    return path
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically (indented, keys in insertion order)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def save_cams(path: str | os.PathLike, cams: dict[int, np.ndarray], fmt: str = "psa") -> None:
+    """Write one image's maps: psa ``{class: H x W}`` or IRN ``{"keys": classes, "high_res": K x H x W}``."""
+    if fmt not in CAM_FORMATS:
+        raise ValueError(f"format must be one of {CAM_FORMATS}")
+    classes = sorted(cams)
+    if fmt == "psa":
+        obj: Any = {int(c): np.asarray(cams[c], np.float32) for c in classes}
+    else:
+        obj = {"keys": np.asarray(classes, dtype=np.int64),
+               "high_res": np.stack([np.asarray(cams[c], np.float32) for c in classes])}
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, obj, allow_pickle=True)
+
+
+def load_cams(path: str | os.PathLike) -> dict[int, np.ndarray]:
+    """Read a CAM file in either layout as ``{class index: H x W float32}``."""
+    try:
+        obj = np.load(path, allow_pickle=True)
+        obj = obj.item() if obj.dtype == object and obj.shape == () else obj
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read CAM file {path}: {exc}") from None
+    if isinstance(obj, dict) and "keys" in obj and "high_res" in obj:
+        keys, maps = np.asarray(obj["keys"]).reshape(-1), np.asarray(obj["high_res"])
+        if maps.ndim != 3 or len(keys) != len(maps):
+            raise DataError(f"{path}: IRN file with {len(keys)} keys but high_res of shape {maps.shape}")
+        return {int(c): np.asarray(m, np.float32) for c, m in zip(keys, maps)}
+    if isinstance(obj, dict) and all(isinstance(k, (int, np.integer)) for k in obj):
+        return {int(c): np.asarray(m, np.float32) for c, m in obj.items()}
+    raise DataError(f"{path} is not a CAM file (psa dict {{class: map}} or IRN {{keys, high_res}})")
+
+
+def cam_file_ok(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds a readable CAM file (used to resume runs)."""
+    try:
+        load_cams(path)
+    except DataError:
+        return False
+    return True
+
+
+def save_label_png(path: str | os.PathLike, label: np.ndarray) -> None:
+    """Write an H x W uint8 label map as a palette PNG with the VOC colour map."""
+    img = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="P")
+    img.putpalette(voc_colormap().reshape(-1).tolist())
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """The JET colour map of values in [0, 1]: H x W -> H x W x 3 uint8 (blue low, red high)."""
+    v = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)[..., None]
+    rgb = np.clip(1.5 - np.abs(4.0 * v - np.array([3.0, 2.0, 1.0], np.float32)), 0.0, 1.0)
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a JET heatmap of ``cam`` over an RGB image."""
+    mixed = (1 - alpha) * image.astype(np.float32) + alpha * jet(cam).astype(np.float32)
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+def save_heatmaps(folder: str | os.PathLike, name: str, image: np.ndarray,
+                  cams: dict[int, np.ndarray], class_names: tuple[str, ...] = VOC_CLASSES) -> list[Path]:
+    """Write ``<name>_<classname>.png`` overlays, one per class; returns the paths."""
+    paths = []
+    for c, cam in sorted(cams.items()):
+        label = class_names[c] if c < len(class_names) else f"class{c}"
+        path = Path(folder) / f"{name}_{label}.png"
+        with atomic_path(path) as tmp:
+            Image.fromarray(overlay(image, cam)).save(tmp, format="PNG")
+        paths.append(path)
+    return paths
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
+    """Write an RGB image (format from the extension) atomically."""
+    with atomic_path(path) as tmp:
+        fmt = "JPEG" if str(path).lower().endswith((".jpg", ".jpeg")) else "PNG"
+        kwargs = {"quality": quality} if fmt == "JPEG" else {}
+        Image.fromarray(image).save(tmp, format=fmt, **kwargs)

@@ -1,0 +1,244 @@
+"""Run a per-image computation over a data set: prefetching, resuming, error policy, progress, manifest.
+
+The computation is any callable ``(name, image, labels) -> dict[int, map] | InferCamResult``; the
+:class:`Outputs` decide which files are written. Images whose outputs already exist are skipped
+(resume), a failed image is recorded and the run goes on (or stops, with ``on_error="stop"``), and a
+JSON manifest next to the outputs says what happened to every image.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from . import __version__
+from .data.images import load_image
+from .data.voc import VOCDataset
+from .engine import InferCamResult
+from .errors import InferCamError, OutputError
+from .io import cam_file_ok, ensure_dir, save_cams, save_heatmaps, save_image, write_json
+
+ComputeFn = Callable[[str, np.ndarray, list[int]], "InferCamResult | dict[int, np.ndarray]"]
+
+
+@dataclass
+class Outputs:
+    """Where one run writes: CAM files, heatmap overlays and (for InferCam) the patches."""
+
+    cam_dir: Path | None = None
+    fmt: str = "psa"
+    heatmap_dir: Path | None = None
+    split_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.cam_dir or self.heatmap_dir or self.split_dir):
+            raise InferCamError("nothing to write: give --out-cam and/or --heatmap")
+        for folder, what in ((self.cam_dir, "CAM folder"), (self.heatmap_dir, "heatmap folder"),
+                             (self.split_dir, "split folder")):
+            if folder is not None:
+                ensure_dir(folder, what)
+
+    @property
+    def folder(self) -> Path:
+        """The folder that holds the run manifest."""
+        return self.cam_dir or self.heatmap_dir or self.split_dir  # type: ignore[return-value]
+
+    def complete(self, name: str) -> bool:
+        """Whether a previous run already wrote this image's outputs (the file written last exists)."""
+        if self.cam_dir is not None:
+            path = self.cam_dir / f"{name}.npy"
+            return path.exists() and cam_file_ok(path)
+        if self.split_dir is not None:
+            return (self.split_dir / f"{name}.json").exists()
+        return any(self.heatmap_dir.glob(f"{name}_*.png"))  # type: ignore[union-attr]
+
+    def write(self, name: str, image: np.ndarray, result: InferCamResult | dict[int, np.ndarray]) -> None:
+        """Write every requested output; the CAM file last, since its presence marks the image done."""
+        cams = result.cams if isinstance(result, InferCamResult) else result
+        if self.split_dir is not None and isinstance(result, InferCamResult):
+            save_split(self.split_dir, name, image, result)
+        if self.heatmap_dir is not None and cams:
+            save_heatmaps(self.heatmap_dir, name, image, cams)
+        if self.cam_dir is not None:
+            save_cams(self.cam_dir / f"{name}.npy", cams, self.fmt)
+
+
+def save_split(folder: Path, name: str, image: np.ndarray, result: InferCamResult) -> None:
+    """The four patches as ``<name>_1.jpg`` .. ``_4.jpg`` (the authors' layout) and ``<name>.json``."""
+    for k, box in enumerate(result.boxes, start=1):
+        rows, cols = box.slices()
+        save_image(folder / f"{name}_{k}.jpg", np.ascontiguousarray(image[rows, cols]))
+    write_json(folder / f"{name}.json", {
+        "image_size": list(image.shape[:2]),
+        "boxes": [list(b) for b in result.boxes],
+        "box_order": ["top-left", "top-right", "bottom-left", "bottom-right"],
+        "centers": {int(c): list(p) for c, p in zip(sorted(result.baseline), result.centers)},
+    })
+
+
+@dataclass
+class ImageStatus:
+    name: str
+    status: str  # done | skipped | failed
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class RunSummary:
+    """Totals and per-image outcomes of a run."""
+
+    images: list[ImageStatus] = field(default_factory=list)
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.images if s.status == status)
+
+    @property
+    def failed(self) -> list[ImageStatus]:
+        return [s for s in self.images if s.status == "failed"]
+
+    def line(self) -> str:
+        text = f"{self.count('done')} done, {self.count('skipped')} skipped, {self.count('failed')} failed"
+        return text + (" (interrupted)" if self.interrupted else "")
+
+
+def shard(names: Sequence[str], rank: int, world_size: int) -> list[str]:
+    """The names rank ``rank`` of ``world_size`` processes handles (every world_size-th, from rank)."""
+    return list(names[rank::world_size])
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (for the manifest's record of which checkpoint was used)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load(dataset: VOCDataset, name: str) -> tuple[np.ndarray, list[int]]:
+    labels = dataset.labels(name)
+    return load_image(dataset.image_path(name)), labels
+
+
+def _prefetch(dataset: VOCDataset, names: Sequence[str], workers: int) -> Iterator[tuple[str, Future]]:
+    """Decode images ahead of the computation in a thread pool (bounded look-ahead)."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: list[tuple[str, Future]] = []
+        it = iter(names)
+        for name in it:
+            pending.append((name, pool.submit(_load, dataset, name)))
+            if len(pending) > 2 * max(1, workers):
+                yield pending.pop(0)
+        yield from pending
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between images (the write in progress completes)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs, *, names: Sequence[str] | None = None,
+                overwrite: bool = False, on_error: str = "skip", workers: int = 2, progress: bool = True,
+                manifest: dict[str, Any] | None = None, manifest_name: str = "infercam-run.json",
+                desc: str = "images") -> RunSummary:
+    """Compute and write every image of ``names`` (default: the whole data set); see module docstring."""
+    if on_error not in ("skip", "stop"):
+        raise InferCamError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
+    names = list(dataset.names if names is None else names)
+    summary = RunSummary()
+    started = _dt.datetime.now(_dt.timezone.utc)
+    todo = []
+    for name in names:
+        if not overwrite and outputs.complete(name):
+            summary.images.append(ImageStatus(name, "skipped", "output exists (resumed)"))
+        else:
+            todo.append(name)
+    bar = tqdm(total=len(names), initial=len(names) - len(todo), desc=desc, unit="img",
+               disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    bar.set_postfix_str(f"resumed {len(names) - len(todo)}")
+    try:
+        with _StopRequest() as stop:
+            for name, future in _prefetch(dataset, todo, workers):
+                if stop.signal is not None:
+                    summary.interrupted = True
+                    break
+                status = _process(name, future, compute, outputs)
+                summary.images.append(status)
+                bar.update(1)
+                bar.set_postfix_str(summary.line())
+                if status.status == "failed" and on_error == "stop":
+                    break
+    except BaseException:
+        summary.interrupted = True
+        raise
+    finally:
+        bar.close()
+        if manifest is not None:
+            write_manifest(outputs.folder / manifest_name, manifest, summary, started)
+    return summary
+
+
+def _process(name: str, future: Future, compute: ComputeFn, outputs: Outputs) -> ImageStatus:
+    """Compute and write one image; input problems become a failed (or skipped) status."""
+    t0 = time.perf_counter()
+    try:
+        image, labels = future.result()
+        if not labels:
+            return ImageStatus(name, "skipped", "no labelled class: nothing to localise")
+        outputs.write(name, image, compute(name, image, labels))
+    except OutputError:
+        raise
+    except InferCamError as exc:
+        return ImageStatus(name, "failed", str(exc))
+    return ImageStatus(name, "done", seconds=round(time.perf_counter() - t0, 4))
+
+
+def write_manifest(path: Path, config: dict[str, Any], summary: RunSummary, started: _dt.datetime) -> None:
+    """The run's record: configuration, versions, device, times, per-image status, totals."""
+    import torch
+
+    record = {
+        "command": " ".join(sys.argv),
+        "config": config,
+        "versions": {"infercam": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "host": platform.node(),
+        "started": started.isoformat(),
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "interrupted": summary.interrupted,
+        "totals": {s: summary.count(s) for s in ("done", "skipped", "failed")},
+        "images": [asdict(s) for s in summary.images],
+    }
+    write_json(path, record)

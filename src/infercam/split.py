@@ -1,0 +1,107 @@
+"""Where to cut an image into four overlapping corner patches, from the CAMs' centres of mass.
+
+One labelled class: cut at its centre with a 10 px margin; two classes: at the extreme centres with
+a 20 px margin; three or more: no cut (every patch is the whole image).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+MODES = ("default", "reference")
+DEFAULT_MARGINS = (10, 20)  # one class, two classes
+
+
+class Box(NamedTuple):
+    """A half-open pixel box: rows [top, bottom), columns [left, right)."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.bottom), slice(self.left, self.right)
+
+
+def mass_center(cam: np.ndarray) -> tuple[int, int]:
+    """Centre of mass (row, col) of one map, truncated to int; the image centre if undefined."""
+    height, width = cam.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cy, cx = ndimage.center_of_mass(cam)
+    if not (math.isfinite(cy) and math.isfinite(cx)):
+        return int(height / 2), int(width / 2)
+    return int(cy), int(cx)
+
+
+def _start(value: int, size: int, reference: bool) -> int:
+    """A patch start row/column; ``reference`` keeps numpy's wrap-around of a negative start."""
+    if value >= 0:
+        return value
+    return max(0, size + value) if reference else 0
+
+
+def patch_boxes(centers: Sequence[tuple[int, int]], height: int, width: int, mode: str = "default",
+                margins: tuple[int, int] = DEFAULT_MARGINS) -> list[Box]:
+    """The four patch boxes (top-left, top-right, bottom-left, bottom-right) for the given centres.
+
+    ``reference`` mode reproduces the authors' numpy slicing, where a negative start counts from the
+    end of the image; ``default`` clamps it at 0.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not centers:
+        raise ValueError("at least one centre is needed")
+    whole = Box(0, 0, height, width)
+    if len(centers) > 2:
+        return [whole] * 4
+    margin = margins[0] if len(centers) == 1 else margins[1]
+    ys = [c[0] for c in centers]
+    xs = [c[1] for c in centers]
+    reference = mode == "reference"
+    y_end = min(max(ys) + margin, height)
+    x_end = min(max(xs) + margin, width)
+    y_start = _start(min(ys) - margin, height, reference)
+    x_start = _start(min(xs) - margin, width, reference)
+    return [
+        Box(0, 0, y_end, x_end),
+        Box(0, x_start, y_end, width),
+        Box(y_start, 0, height, x_end),
+        Box(y_start, x_start, height, width),
+    ]
+
+
+def corner_boxes(sizes: Sequence[tuple[int, int]], height: int, width: int) -> list[Box]:
+    """Boxes of four pre-cut patches placed back at their corners by their sizes (the authors' rule)."""
+    (h1, w1), (h2, w2), (h3, w3), (h4, w4) = sizes
+    for h, w in sizes:
+        if h > height or w > width:
+            raise ValueError(f"a {h}x{w} patch does not fit a {height}x{width} image")
+    return [
+        Box(0, 0, h1, w1),
+        Box(0, width - w2, h2, width),
+        Box(height - h3, 0, height, w3),
+        Box(height - h4, width - w4, height, width),
+    ]
+
+
+def merge(patch_maps: Sequence[tuple[Box, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
+    """Place each patch's maps (L x h x w) at its box on a zero canvas (L x H x W); maximum on overlaps."""
+    canvas = np.zeros(shape, dtype=np.float32)
+    for box, maps in patch_maps:
+        rows, cols = box.slices()
+        np.maximum(canvas[:, rows, cols], maps, out=canvas[:, rows, cols])
+    return canvas

@@ -1,0 +1,118 @@
+"""The cam / infer / split commands end to end on a small VOC-layout folder; files read back."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from infercam import InferCam
+from infercam.cli import main
+from infercam.data.images import load_image
+from infercam.io import load_cams
+from tiny import TinyCamNet
+
+
+def common(voc, weights):
+    return ["--voc-root", str(voc), "--list", str(voc / "ImageSets/Segmentation/train.txt"),
+            "--network", "tiny:TinyCamNet", "--weights", str(weights), "--no-progress"]
+
+
+def test_infer_writes_psa_files_equal_to_the_api(tiny_voc, tiny_weights, tmp_path):
+    out = tmp_path / "cams"
+    assert main(["infer", *common(tiny_voc, tiny_weights), "--out-cam", str(out)]) == 0
+    engine = InferCam(TinyCamNet())
+    for name, labels in (("img_a", [0]), ("img_b", [3, 7]), ("img_c", [1, 2, 5])):
+        cams = np.load(out / f"{name}.npy", allow_pickle=True).item()
+        assert sorted(cams) == labels
+        expected = engine(load_image(tiny_voc / "JPEGImages" / f"{name}.jpg"), labels).cams
+        for c in labels:
+            assert cams[c].dtype == np.float32
+            np.testing.assert_allclose(cams[c], expected[c], atol=1e-6)
+    manifest = json.loads((out / "infercam-run.json").read_text())
+    assert manifest["totals"] == {"done": 4, "skipped": 0, "failed": 0}
+    assert manifest["config"]["mode"] == "default"
+
+
+def test_irn_format_heatmaps_and_splits(tiny_voc, tiny_weights, tmp_path):
+    out, heat, splits = tmp_path / "irn", tmp_path / "heat", tmp_path / "splits"
+    args = ["infer", *common(tiny_voc, tiny_weights), "--out-cam", str(out), "--format", "irn",
+            "--heatmap", str(heat), "--save-splits", str(splits), "--mode", "reference"]
+    assert main(args) == 0
+    obj = np.load(out / "img_b.npy", allow_pickle=True).item()
+    assert list(obj["keys"]) == [3, 7] and obj["high_res"].shape == (2, 48, 52)
+    assert sorted(load_cams(out / "img_b.npy")) == [3, 7]
+    assert (heat / "img_b_boat.png").exists() and (heat / "img_b_cat.png").exists()
+    boxes = json.loads((splits / "img_b.json").read_text())["boxes"]
+    for k, (top, left, bottom, right) in enumerate(boxes, start=1):
+        assert load_image(splits / f"img_b_{k}.jpg").shape == (bottom - top, right - left, 3)
+
+
+def test_baseline_command(tiny_voc, tiny_weights, tmp_path):
+    out = tmp_path / "base"
+    assert main(["cam", *common(tiny_voc, tiny_weights), "--out-cam", str(out), "--scales", "1.0,0.5"]) == 0
+    cams = load_cams(out / "img_d.npy")
+    expected = InferCam(TinyCamNet(), scales=(1.0, 0.5)).baseline(load_image(tiny_voc / "JPEGImages/img_d.jpg"), [14])
+    np.testing.assert_allclose(cams[14], expected[14], atol=1e-6)
+
+
+def test_two_step_flow_equals_one_command_up_to_jpeg(tiny_voc, tiny_weights, tmp_path):
+    splits, one, two = tmp_path / "splits", tmp_path / "one", tmp_path / "two"
+    assert main(["split", *common(tiny_voc, tiny_weights), "--out", str(splits)]) == 0
+    assert {p.name for p in splits.glob("img_a*")} == {f"img_a_{k}.jpg" for k in range(1, 5)} | {"img_a.json"}
+    assert main(["infer", *common(tiny_voc, tiny_weights), "--split-path", str(splits), "--out-cam", str(two)]) == 0
+    assert main(["infer", *common(tiny_voc, tiny_weights), "--out-cam", str(one)]) == 0
+    for name in ("img_a", "img_b"):
+        a, b = load_cams(one / f"{name}.npy"), load_cams(two / f"{name}.npy")
+        for c in a:  # same geometry, patches differ only by JPEG re-encoding
+            assert a[c].shape == b[c].shape
+            assert np.corrcoef(a[c].ravel(), b[c].ravel())[0, 1] > 0.9
+
+
+def test_rerun_resumes_and_overwrite_recomputes(tiny_voc, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "cams"
+    args = ["infer", *common(tiny_voc, tiny_weights), "--out-cam", str(out)]
+    assert main(args) == 0
+    (out / "img_c.npy").unlink()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "1 done, 3 skipped, 0 failed" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert "4 done, 0 skipped" in capsys.readouterr().err
+
+
+def test_checkpoint_that_does_not_fit_lists_the_keys(tiny_voc, tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    state = TinyCamNet().state_dict()
+    state["fc.weight"] = torch.zeros(20, 8, 1, 1)
+    state["extra.weight"] = torch.zeros(1)
+    del state["conv.weight"]
+    torch.save({"state_dict": state}, bad)
+    code = main(["infer", *common(tiny_voc, bad), "--out-cam", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "missing keys" in err and "conv.weight" in err
+    assert "unexpected keys" in err and "extra.weight" in err
+    assert "fc.weight: [20, 8, 1, 1] vs [20, 16, 1, 1]" in err
+    assert not list((tmp_path / "o").glob("*.npy"))
+
+
+def test_unknown_network_lists_the_known_ones(tiny_voc, tmp_path, capsys):
+    code = main(["infer", "--voc-root", str(tiny_voc), "--network", "resnet1000", "--out-cam", str(tmp_path / "o")])
+    assert code == 2
+    assert "unknown network 'resnet1000'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scales", ["", "1.0,-0.5", "0", "a,b"])
+def test_invalid_scales_are_refused(tiny_voc, tiny_weights, scales, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["infer", *common(tiny_voc, tiny_weights), "--out-cam", "x", "--scales", scales])
+    assert exc.value.code == 2
+    assert "scales" in capsys.readouterr().err
+
+
+def test_help_is_complete(capsys):
+    for cmd in ("cam", "infer", "split"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        text = capsys.readouterr().out
+        assert "--voc-root" in text and "--network" in text and "--device" in text

@@ -1,0 +1,127 @@
+"""InferCam end to end on small images: agreement with the literal oracle, rounds, reuse, errors."""
+import numpy as np
+import pytest
+import torch
+
+from infercam import InferCam
+from infercam.errors import ImageError, InferCamError, LabelError
+from infercam.naive import naive_infercam
+from infercam.split import Box
+from tiny import ColourCamNet, TinyCamNet, blob_image
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert sorted(a) == sorted(b)
+    return max(float(np.abs(a[c] - b[c]).max()) for c in a)
+
+
+@pytest.mark.parametrize("mode", ["default", "reference"])
+@pytest.mark.parametrize("seed", range(4))
+def test_engine_matches_the_authors_loop(mode, seed):
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in rng.integers(24, 80, 2))
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    labels = sorted(int(c) for c in rng.choice(20, seed % 3 + 1, replace=False))
+    net = TinyCamNet(seed=seed)
+    result = InferCam(net, mode=mode)(img, labels)
+    refined, baseline = naive_infercam(net, img, labels, mode=mode)
+    assert max_diff(result.baseline, baseline) <= 1e-5
+    assert max_diff(result.cams, refined) <= 1e-5
+
+
+@pytest.mark.parametrize("mode", ["default", "reference"])
+def test_engine_matches_the_authors_loop_near_an_edge(mode):
+    img = blob_image(60, 80, center=(4, 40), radius=4)  # centre of mass near the top edge
+    net = ColourCamNet()
+    result = InferCam(net, mode=mode)(img, [0])
+    assert result.centers[0][0] < 10
+    expected_top = 0 if mode == "default" else 60 + result.centers[0][0] - 10
+    assert result.boxes[2].top == expected_top
+    refined, baseline = naive_infercam(net, img, [0], mode=mode)
+    assert max_diff(result.cams, refined) <= 1e-5
+
+
+def test_modes_differ_where_the_quirks_matter():
+    img = blob_image(60, 80, center=(4, 6), radius=5, seed=3)
+    net = ColourCamNet()
+    a = InferCam(net, mode="default")(img, [0])
+    b = InferCam(net, mode="reference")(img, [0])
+    assert a.boxes != b.boxes
+    assert max_diff(a.cams, b.cams) > 1e-3
+
+
+def test_result_layout():
+    img = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    result = InferCam(TinyCamNet())(img, [5, 2])
+    assert sorted(result.cams) == [2, 5] and sorted(result.baseline) == [2, 5]
+    for maps in (result.cams, result.baseline):
+        for m in maps.values():
+            assert m.shape == (40, 56) and m.dtype == np.float32 and m.min() >= 0 and m.max() <= 1
+    assert len(result.boxes) == 4 and all(isinstance(b, Box) for b in result.boxes)
+
+
+def test_three_classes_run_the_whole_image_once_and_reuse_the_baseline():
+    img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    engine = InferCam(TinyCamNet(), max_rounds=3, stop_fraction=0.0)
+    result = engine(img, [1, 2, 3])
+    assert result.boxes == [Box(0, 0, 40, 48)] * 4
+    assert result.rounds == [3]
+    assert engine.cams.forward_passes == 8 * 3  # baseline (= round 0) + 2 erasing rounds
+
+
+def test_stop_rule():
+    img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    never_covered = InferCam(TinyCamNet(), erase_threshold=2.0)(img, [1])
+    assert never_covered.rounds == [1, 1, 1, 1]  # round 0 covers nothing new -> stop
+    always_on = InferCam(TinyCamNet(), stop_fraction=0.0, max_rounds=4)(img, [1])
+    assert always_on.rounds == [4, 4, 4, 4]
+
+
+def test_erasing_reveals_more_than_round_zero():
+    """A second blob of the same colour, dimmer: round 0 sees mostly the bright one, erasing reveals the dim one."""
+    img = blob_image(64, 64, center=(20, 20), radius=6)
+    yy, xx = np.mgrid[:64, :64]
+    img[..., 0][(yy - 44) ** 2 + (xx - 44) ** 2 <= 36] = 200  # about 0.6 of the bright blob's response
+    engine = InferCam(ColourCamNet(), scales=(1.0,), stop_fraction=0.0, max_rounds=3)
+    patch = engine.refine_patches((64, 64), [img] * 4, [0])  # whole image as every patch
+    base = engine.baseline(img, [0])[0]
+    dim = (yy - 44) ** 2 + (xx - 44) ** 2 <= 25
+    assert base[dim].mean() < 0.65 and patch.cams[0][dim].mean() > 0.9
+
+
+def test_refine_patches_equals_the_one_command_path():
+    img = np.random.default_rng(3).integers(0, 256, (50, 64, 3), dtype=np.uint8)
+    engine = InferCam(TinyCamNet())
+    full = engine(img, [7])
+    patches = [img[b.slices()] for b in full.boxes]
+    pre_cut = engine.refine_patches(img.shape[:2], patches, [7])
+    assert pre_cut.boxes == full.boxes
+    assert max_diff(pre_cut.cams, full.cams) <= 1e-6
+
+
+def test_split_only():
+    img = blob_image(60, 80, center=(30, 50), radius=6)
+    result = InferCam(ColourCamNet()).split(img, [0])
+    assert result.cams == {} and result.centers == [(30, 50)]
+    assert result.boxes[0] == Box(0, 0, 40, 60)
+
+
+def test_bad_inputs():
+    engine = InferCam(TinyCamNet())
+    img = np.zeros((20, 20, 3), np.uint8)
+    with pytest.raises(LabelError, match="no labelled class"):
+        engine(img, [])
+    with pytest.raises(LabelError, match="negative"):
+        engine(img, [-1])
+    with pytest.raises(LabelError, match="out of range"):
+        engine(img, [25])
+    with pytest.raises(ImageError, match="H x W x 3"):
+        engine(np.zeros((20, 20), np.uint8), [1])
+    with pytest.raises(ImageError, match="uint8"):
+        engine(np.zeros((20, 20, 3), np.float32), [1])
+    with pytest.raises(InferCamError, match="unknown mode"):
+        InferCam(TinyCamNet(), mode="fast")
+    with pytest.raises(InferCamError, match="no forward_cam"):
+        InferCam(torch.nn.Conv2d(3, 3, 1))
+    with pytest.raises(InferCamError, match="CUDA is not available|does not exist"):
+        InferCam(TinyCamNet(), device="cuda:7")
