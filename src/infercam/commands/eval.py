@@ -1,0 +1,96 @@
+"""``infercam eval``: score CAM files or label PNGs against VOC ground truth (mIoU, per-class IoU)."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..data.voc import read_image_list
+from ..errors import DataError
+from ..evaluation import (
+    DEFAULT_THRESHOLDS, EvalResult, evaluate_cams, evaluate_labels, format_threshold, threshold_range,
+)
+from ..io import ensure_dir, write_json
+
+CURVE_POINTS = 20  # entries in the printed mIoU-vs-threshold line
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval", help="score CAMs or label PNGs against VOC ground truth",
+        description="Score predictions against <voc-root>/SegmentationClass/<name>.png. CAM files "
+        "(<name>.npy, psa or IRN format) are turned into labels by argmax over [t, class maps] for "
+        "each background threshold t; label PNGs (<name>.png) are scored as they are.",
+    )
+    p.add_argument("--pred", required=True, type=Path, help="folder of <name>.npy CAMs or <name>.png labels")
+    p.add_argument("--voc-root", required=True, type=Path, help="VOC folder holding SegmentationClass/")
+    p.add_argument("--list", required=True, type=Path, help="file of image names, one per line")
+    p.add_argument("--format", choices=("auto", "cam", "label"), default="auto",
+                   help="prediction kind (default: auto, from the files present)")
+    sweep = p.add_mutually_exclusive_group()
+    sweep.add_argument("--threshold", type=float, help="one background threshold, e.g. 0.15")
+    sweep.add_argument("--thresholds", metavar="START:STOP:STEP", type=_parse_range,
+                       help="threshold sweep, stop included (default 0:0.95:0.01)")
+    p.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    p.add_argument("--missing", choices=("error", "skip"), default="error",
+                   help="what to do when a prediction or ground truth file is missing (default: error)")
+    p.set_defaults(func=run)
+
+
+def _parse_range(text: str) -> np.ndarray:
+    try:
+        start, stop, step = (float(x) for x in text.split(":"))
+        return threshold_range(start, stop, step)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected START:STOP:STEP, e.g. 0:0.95:0.01 ({exc})") from None
+
+
+def _detect_format(pred_dir: Path, names: list[str]) -> str:
+    """'cam' or 'label', from which prediction files exist for the listed names."""
+    has = {ext: any((pred_dir / f"{n}{ext}").is_file() for n in names) for ext in (".npy", ".png")}
+    if has[".npy"] and has[".png"]:
+        raise DataError(f"{pred_dir} holds both .npy and .png predictions: choose one with --format")
+    if not (has[".npy"] or has[".png"]):
+        raise DataError(f"no <name>.npy or <name>.png predictions for the listed images in {pred_dir}")
+    return "cam" if has[".npy"] else "label"
+
+
+def _pct(x: float) -> str:
+    return "    -" if math.isnan(x) else f"{x:5.1f}"
+
+
+def format_report(result: EvalResult) -> str:
+    """A readable summary: images, best threshold and mIoU, the threshold curve, per-class scores."""
+    lines = [f"images: {result.num_images}" + (f" (skipped {result.num_skipped})" if result.num_skipped else "")]
+    if result.best_threshold is not None:
+        lines.append(f"best threshold: {format_threshold(result.best_threshold)}")
+    lines.append(f"mIoU: {result.miou:.2f}%")
+    if len(result.per_threshold) > 1:
+        items = list(result.per_threshold.items())
+        stride = math.ceil(len(items) / CURVE_POINTS)
+        lines.append("mIoU by threshold: " + "  ".join(f"{format_threshold(t)}:{m:.1f}" for t, m in items[::stride]))
+    lines.append(f"{'class':<12} {'IoU':>5} {'prec':>5} {'rec':>5}")
+    for name, s in result.per_class.items():
+        lines.append(f"{name:<12} {_pct(s['iou'])} {_pct(s['precision'])} {_pct(s['recall'])}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    names = read_image_list(args.list)
+    kind = _detect_format(args.pred, names) if args.format == "auto" else args.format
+    if kind == "cam":
+        thresholds = [args.threshold] if args.threshold is not None else args.thresholds
+        result = evaluate_cams(args.pred, args.voc_root, names,
+                               DEFAULT_THRESHOLDS if thresholds is None else thresholds, args.missing)
+    else:
+        if args.threshold is not None or args.thresholds is not None:
+            print("infercam eval: note: thresholds do not apply to label PNGs; ignored", file=sys.stderr)
+        result = evaluate_labels(args.pred, args.voc_root, names, args.missing)
+    print(format_report(result))
+    if args.json is not None:
+        ensure_dir(args.json.parent, "JSON output folder")
+        write_json(args.json, result.to_dict())
+    return 0

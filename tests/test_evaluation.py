@@ -1,0 +1,199 @@
+"""Evaluation: confusion matrix arithmetic, CAM-to-label thresholding, threshold sweeps, file formats, CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from infercam.classes import voc_colormap
+from infercam.cli import main
+from infercam.errors import DataError
+from infercam.evaluation import (
+    CamSweep, ConfusionMatrix, cam_to_label, evaluate_cam_dicts, evaluate_cams, evaluate_labels,
+    threshold_range,
+)
+
+
+def naive_label(cams: dict[int, np.ndarray], t: float, shape: tuple[int, int]) -> np.ndarray:
+    """Reference, as psa/IRN: argmax over np.pad(maps, bg plane = t) (float32); class c -> c + 1."""
+    keys = sorted(cams)
+    maps = np.stack([cams[k] for k in keys]) if keys else np.zeros((0,) + shape, np.float32)
+    stack = np.pad(maps, ((1, 0), (0, 0), (0, 0)), mode="constant", constant_values=t)
+    return np.array([0] + [k + 1 for k in keys])[np.argmax(stack, axis=0)]
+
+
+def random_image(rng: np.random.Generator, shape=(12, 9), levels: int | None = None):
+    """A ground truth (with 255s) and a CAM dict of 0..3 classes; ``levels`` quantises maps to k/levels."""
+    keys = sorted(rng.choice(20, size=rng.integers(0, 4), replace=False).tolist())
+    gt = rng.choice([0, 255] + [k + 1 for k in keys] + [5], size=shape).astype(np.uint8)
+    maps = rng.random((len(keys),) + shape)
+    if levels:
+        maps = np.round(maps * levels) / levels
+    return gt, {k: m.astype(np.float32) for k, m in zip(keys, maps)}
+
+
+def save_png(path: Path, labels: np.ndarray, palette: bool = True) -> None:
+    img = Image.fromarray(labels.astype(np.uint8), mode="L")
+    if palette:
+        img = img.convert("P")
+        img.putpalette(voc_colormap().reshape(-1).tolist())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def test_confusion_matrix_hand_example():
+    gt = np.array([[0, 1, 1, 2], [2, 255, 0, 2]])
+    pred = np.array([[0, 1, 2, 2], [2, 1, 255, 0]])  # the 1 on gt 255 is ignored; 255 on gt 0 is a miss
+    cm = ConfusionMatrix(num_classes=4)  # class 3 absent everywhere
+    cm.update(gt, pred)
+    np.testing.assert_allclose(cm.iou(), [1 / 3, 1 / 2, 2 / 4, np.nan])
+    assert cm.miou() == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
+    np.testing.assert_allclose(cm.precision(), [1 / 2, 1, 2 / 3, np.nan])
+    np.testing.assert_allclose(cm.recall(), [1 / 2, 1 / 2, 2 / 3, np.nan])
+    cm.update(gt, pred)  # accumulating the same image leaves ratios unchanged
+    assert cm.miou() == pytest.approx(4 / 9)
+    assert cm.counts.sum() == 14
+
+
+def test_confusion_matrix_rejects_bad_input():
+    cm = ConfusionMatrix()
+    with pytest.raises(DataError, match="label 30"):
+        cm.update(np.zeros((2, 2), np.uint8), np.full((2, 2), 30))
+    with pytest.raises(DataError, match="2x3"):
+        cm.update(np.zeros((3, 2)), np.zeros((2, 3)))
+
+
+def test_cam_to_label_ties_go_to_background_and_lower_class():
+    cams = {0: np.array([[0.5, 0.3]]), 2: np.array([[0.5, 0.6]])}
+    np.testing.assert_array_equal(cam_to_label(cams, 0.5), [[0, 3]])
+    np.testing.assert_array_equal(cam_to_label(cams, 0.3), [[1, 3]])
+    np.testing.assert_array_equal(cam_to_label({}, 0.1, shape=(2, 2)), np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("levels", [None, 8])
+def test_cam_to_label_matches_naive_argmax(levels):
+    rng = np.random.default_rng(levels or 0)
+    for _ in range(10):
+        gt, cams = random_image(rng, levels=levels)
+        for t in np.arange(0, 1.001, 1 / 16):
+            np.testing.assert_array_equal(cam_to_label(cams, t, gt.shape), naive_label(cams, t, gt.shape))
+
+
+@pytest.mark.parametrize("levels", [None, 8])
+def test_sweep_matches_per_threshold_confusion(levels):
+    rng = np.random.default_rng(1)
+    thresholds = np.arange(0, 1.001, 1 / 8) if levels else threshold_range(0, 0.95, 0.01)
+    images = [random_image(rng, levels=levels) for _ in range(6)]
+    sweep = CamSweep(thresholds[::-1])  # order does not matter
+    for gt, cams in images:
+        sweep.add(gt, cams)
+    mious = sweep.mious()
+    for i, t in enumerate(sweep.thresholds):
+        reference = ConfusionMatrix()
+        per_image = []
+        for gt, cams in images:
+            reference.update(gt, naive_label(cams, t, gt.shape))
+            one = ConfusionMatrix()
+            one.update(gt, naive_label(cams, t, gt.shape))
+            per_image.append(one.counts)
+        np.testing.assert_array_equal(sweep.confusion(t).counts, reference.counts)
+        assert mious[i] == pytest.approx(reference.miou())
+        inter, union = sweep.per_image(t)
+        np.testing.assert_array_equal(inter, [np.diagonal(c) for c in per_image])
+        np.testing.assert_array_equal(union, [c.sum(1) + c[:, :21].sum(0) - np.diagonal(c) for c in per_image])
+
+
+def test_evaluate_cam_dicts_best_threshold():
+    gt = np.array([[0, 0, 1, 1]], np.uint8)
+    cams = {0: np.array([[0.1, 0.3, 0.6, 0.8]], np.float32)}
+    result = evaluate_cam_dicts([("a", gt, cams)], thresholds=[0.0, 0.2, 0.3, 0.5, 0.7])
+    assert result.best_threshold == 0.3  # 0.3 (a tie in float32) and 0.5 both perfect: the lower wins
+    assert result.miou == pytest.approx(100.0)
+    assert result.per_threshold[0.7] == pytest.approx(100 * (2 / 3 + 1 / 2) / 2)
+    assert result.per_class["aeroplane"]["iou"] == pytest.approx(100.0)
+    assert np.isnan(result.per_class["dog"]["iou"])
+    assert result.names == ["a"] and result.per_image_union.shape == (1, 21)
+
+
+def make_dataset(root: Path, shape=(6, 5)) -> tuple[Path, Path, dict]:
+    """VOC root with three GT masks, and CAM predictions in both npy formats."""
+    rng = np.random.default_rng(3)
+    voc, pred = root / "voc", root / "pred"
+    pred.mkdir(parents=True)
+    truth = {}
+    for i, name in enumerate(["a", "b", "c"]):
+        gt, cams = random_image(rng, shape, levels=None)
+        save_png(voc / "SegmentationClass" / f"{name}.png", gt)
+        if i == 1:  # IRN format: 0-based foreground keys, one high_res map per key
+            keys = np.array(sorted(cams), dtype=np.int64)
+            maps = np.stack([cams[k] for k in keys]) if keys.size else np.zeros((0,) + shape, np.float32)
+            np.save(pred / f"{name}.npy", {"keys": keys, "high_res": maps})
+        else:  # psa format
+            np.save(pred / f"{name}.npy", cams)
+        truth[name] = (gt, cams)
+    return voc, pred, truth
+
+
+def test_both_npy_formats_read_and_score(tmp_path):
+    voc, pred, truth = make_dataset(tmp_path)
+    result = evaluate_cams(pred, voc, list(truth), thresholds=[0.4])
+    reference = ConfusionMatrix()
+    for gt, cams in truth.values():
+        reference.update(gt, naive_label(cams, 0.4, gt.shape))
+    np.testing.assert_array_equal(result.confusion.counts, reference.counts)
+    assert result.miou == pytest.approx(100 * reference.miou())
+
+
+def test_label_pngs_palette_and_grayscale(tmp_path):
+    gt = np.array([[0, 0, 15], [15, 255, 0]], np.uint8)
+    save_png(tmp_path / "voc" / "SegmentationClass" / "x.png", gt)
+    save_png(tmp_path / "voc" / "SegmentationClass" / "y.png", gt)
+    save_png(tmp_path / "pred" / "x.png", np.array([[0, 15, 15], [15, 15, 0]]), palette=True)
+    save_png(tmp_path / "pred" / "y.png", np.array([[0, 0, 15], [255, 0, 0]]), palette=False)
+    result = evaluate_labels(tmp_path / "pred", tmp_path / "voc", ["x", "y"])
+    # background: TP 2+3, FN 1 (x); person: TP 2+1, FP 1 (x), FN 1 (the 255 predicted on y)
+    assert result.per_class["background"]["iou"] == pytest.approx(100 * 5 / 6)
+    assert result.per_class["person"]["iou"] == pytest.approx(100 * 3 / 5)
+    assert result.best_threshold is None and result.per_threshold == {}
+    np.testing.assert_array_equal(result.per_image_intersection[:, [0, 15]], [[2, 2], [3, 1]])
+
+
+def test_cli_end_to_end_with_json(tmp_path, capsys):
+    voc, pred, _ = make_dataset(tmp_path)
+    listing = tmp_path / "val.txt"
+    listing.write_bytes(b"# val split\r\n/JPEGImages/a.jpg /SegmentationClassAug/a.png\r\n\r\nb\r\nc\r\n")
+    out = tmp_path / "out" / "scores.json"
+    rc = main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing),
+               "--thresholds", "0:0.9:0.1", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "best threshold" in text and "aeroplane" in text and "images: 3" in text
+    data = json.loads(out.read_text())
+    assert list(data["per_threshold"]) == [f"{t / 10:.2f}" for t in range(10)]
+    assert data["miou"] == pytest.approx(max(data["per_threshold"].values()))
+    assert data["per_threshold"][f"{data['best_threshold']:.2f}"] == data["miou"]
+    assert data["num_images"] == 3 and len(data["per_class"]) == 21
+    assert set(data["per_class"]["background"]) == {"iou", "precision", "recall"}
+    assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
+
+
+def test_missing_prediction_error_and_skip(tmp_path, capsys):
+    voc, pred, _ = make_dataset(tmp_path)
+    (pred / "b.npy").unlink()
+    with pytest.raises(DataError, match="b.npy"):
+        evaluate_cams(pred, voc, ["a", "b", "c"])
+    assert evaluate_cams(pred, voc, ["a", "b", "c"], missing="skip").num_skipped == 1
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nb\n")
+    assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing)]) == 2
+    assert "b.npy" in capsys.readouterr().err
+
+
+def test_shape_mismatch_names_the_file(tmp_path):
+    voc, pred, _ = make_dataset(tmp_path)
+    np.save(pred / "a.npy", {3: np.zeros((5, 6), np.float32)})
+    with pytest.raises(DataError, match=r"a\.npy.*5x6.*6x5"):
+        evaluate_cams(pred, voc, ["a"])
