@@ -57,3 +57,14 @@ def tiny_weights(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.pth"
     torch.save(TinyCamNet().state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def fill(shared_checkpoints: Path):
+    """The shared ``fill.py`` module (deterministic psa-format state dicts)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("shared_fill", shared_checkpoints / "fill.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

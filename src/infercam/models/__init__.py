@@ -8,22 +8,24 @@ from .registry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LoadReport,
+    build_network,
     create,
     list_models,
     load_checkpoint,
     load_state_dict,
     match_state_dict,
     normalization,
+    read_checkpoint,
     read_state_dict,
     register,
 )
 from ..errors import CheckpointError
 
 # Importing a definition module registers its networks.
-from . import resnet38  # noqa: F401,E402
+from . import resnet38, resnet38_variants, resnet50_irn  # noqa: F401,E402
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "CheckpointError", "LoadReport", "create", "list_models",
-    "load_checkpoint", "load_state_dict", "match_state_dict", "normalization", "read_state_dict",
+    "IMAGENET_MEAN", "IMAGENET_STD", "CheckpointError", "LoadReport", "build_network", "create", "list_models",
+    "load_checkpoint", "load_state_dict", "match_state_dict", "normalization", "read_checkpoint", "read_state_dict",
     "register",
 ]
