@@ -22,7 +22,7 @@ from .registry import (
 from ..errors import CheckpointError
 
 # Importing a definition module registers its networks.
-from . import resnet38, resnet38_variants, resnet50_irn  # noqa: F401,E402
+from . import resnet38, resnet38_variants, resnet50_irn, small  # noqa: F401,E402
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "CheckpointError", "LoadReport", "build_network", "create", "list_models",

@@ -1,0 +1,49 @@
+"""``infercam train-cls``: train a multi-label CAM classifier from image-level labels."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..classifier_training import TrainConfig, train_classifier
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    defaults = TrainConfig()
+    parser = sub.add_parser(
+        "train-cls", help="train a multi-label classifier (image-level labels only) for CAMs",
+        description="Train a classifier with global average pooling and a bias-free 1x1 classifier (the standard "
+                    "CAM head) on a VOC-layout data set, from image-level labels only. Reports val mAP/F1 per epoch; "
+                    "the checkpoint carries its config; an interrupted run resumes from <out>.partial.")
+    parser.add_argument("--voc-root", required=True, help="data set folder in PASCAL VOC layout")
+    parser.add_argument("--train-list", required=True, help="file of training image names")
+    parser.add_argument("--val-list", default=None, help="file of validation image names (mAP/F1 per epoch)")
+    parser.add_argument("--labels", default=None, help="cls_labels.npy (default: <voc-root>/cls_labels.npy, XML, masks)")
+    parser.add_argument("--out", required=True, help="checkpoint file to write")
+    parser.add_argument("--arch", default=defaults.arch, help=f"network name from the registry (default {defaults.arch})")
+    parser.add_argument("--arch-kwargs", type=json.loads, default={},
+                        help='JSON options of the architecture, e.g. \'{"widths": [32, 64, 128, 192]}\'')
+    parser.add_argument("--num-classes", type=int, default=defaults.num_classes)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW peak learning rate (cosine decay)")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--crop-size", type=int, default=defaults.crop_size, help="square training crop (px)")
+    parser.add_argument("--scale-range", type=float, nargs=2, default=defaults.scale_range, metavar=("MIN", "MAX"),
+                        help="random rescale of the longer side relative to the crop size")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="data loading processes")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh even if <out>.partial exists")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = TrainConfig(arch=args.arch, arch_kwargs=args.arch_kwargs, num_classes=args.num_classes,
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         crop_size=args.crop_size, scale_range=tuple(args.scale_range), seed=args.seed,
+                         workers=args.workers)
+    metrics = train_classifier(args.voc_root, args.train_list, args.val_list, args.out, config, args.labels,
+                               progress=not args.no_progress, overwrite=args.overwrite)
+    print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                            for k, v in metrics.items()))
+    return 0

@@ -1,0 +1,81 @@
+"""train-cls: a few iterations on a tiny set, checkpoint layout, resume, metrics."""
+import numpy as np
+import pytest
+import torch
+
+from infercam.classifier_training import average_precision, crop_or_pad, f1_score
+from infercam.cli import main
+from infercam.models import build_network
+
+
+def test_average_precision_by_hand():
+    scores = np.array([[0.9], [0.8], [0.7], [0.1]])
+    targets = np.array([[1], [0], [1], [0]])
+    assert average_precision(scores, targets)[0] == pytest.approx((1 / 1 + 2 / 3) / 2)
+    assert np.isnan(average_precision(scores, np.zeros_like(targets))[0])
+
+
+def test_f1_by_hand():
+    scores = np.array([[5.0, -5.0], [5.0, 5.0]])
+    targets = np.array([[1, 0], [0, 1]])
+    assert f1_score(scores, targets) == pytest.approx(2 * 2 / (3 + 2))
+
+
+def test_crop_or_pad_keeps_pixels_and_pads_with_fill():
+    rng = np.random.default_rng(0)
+    image = np.arange(5 * 9 * 3, dtype=np.float32).reshape(5, 9, 3)
+    out = crop_or_pad(image, 7, rng, np.array([-1.0, -1.0, -1.0], np.float32))
+    assert out.shape == (7, 7, 3)
+    assert (out == -1).all(axis=2).sum() == 2 * 7  # 2 padded rows
+    kept = out[(out != -1).all(axis=2)].reshape(5, 7, 3)
+    starts = [s for s in range(3) if np.array_equal(kept, image[:, s:s + 7])]
+    assert len(starts) == 1
+
+
+def train_args(voc, out):
+    lst = str(voc / "ImageSets/Segmentation/train.txt")
+    return ["train-cls", "--voc-root", str(voc), "--train-list", lst, "--val-list", lst, "--out", str(out),
+            "--arch-kwargs", '{"widths": [8, 8, 16, 16], "depths": [1, 1, 1, 1]}', "--epochs", "2",
+            "--batch-size", "2", "--crop-size", "48", "--workers", "0", "--no-progress"]
+
+
+def test_train_cls_writes_a_loadable_checkpoint(tiny_voc, tmp_path):
+    out = tmp_path / "cls.pt"
+    assert main(train_args(tiny_voc, out)) == 0
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["config"]["arch"] == "small-resnet" and ckpt["config"]["num_classes"] == 20
+    history = ckpt["config"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and all("mAP" in h and "F1" in h for h in history)
+    model, report = build_network("small-resnet", out)
+    assert report.ok
+    with torch.no_grad():
+        cam = model.forward_cam(torch.zeros(1, 3, 40, 56))
+    assert cam.shape == (1, 20, 5, 7) and float(cam.min()) >= 0
+    assert not out.with_name("cls.pt.partial").exists()
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tiny_voc, tmp_path, monkeypatch, capsys):
+    import infercam.classifier_training as training
+
+    whole = tmp_path / "whole.pt"
+    assert main(train_args(tiny_voc, whole)) == 0
+    calls = []
+    real = training.evaluate_classifier
+
+    def interrupt_second_epoch(model, loader):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(model, loader)
+
+    monkeypatch.setattr(training, "evaluate_classifier", interrupt_second_epoch)
+    cut = tmp_path / "cut.pt"
+    assert main(train_args(tiny_voc, cut)) == 130
+    assert cut.with_name("cut.pt.partial").exists() and not cut.exists()
+    monkeypatch.setattr(training, "evaluate_classifier", real)
+    capsys.readouterr()
+    assert main(train_args(tiny_voc, cut)) == 0
+    assert "resuming from epoch 1" in capsys.readouterr().err
+    a, b = torch.load(whole, weights_only=True), torch.load(cut, weights_only=True)
+    for key in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=1e-5, atol=1e-6)
