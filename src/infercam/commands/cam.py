@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..engine import InferCam
-from ..pipeline import Outputs, run_dataset
-from .common import add_data_args, add_model_args, add_run_args, load_network, open_dataset, run_config
-from .infer import add_output_args, finish, make_outputs
+from .common import add_data_args, add_model_args, add_output_args, add_run_args, load_network, make_outputs, \
+    run_over_dataset
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,11 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    dataset = open_dataset(args)
-    outputs: Outputs = make_outputs(args)
+def make_compute(args: argparse.Namespace):
     engine = InferCam(load_network(args), scales=args.scales, device=args.device, batch_size=args.batch_size)
-    summary = run_dataset(dataset, lambda name, image, labels: engine.baseline(image, labels), outputs,
-                          overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
-                          progress=not args.no_progress, manifest=run_config(args), desc="cam")
-    return finish(summary)
+    return lambda name, image, labels: engine.baseline(image, labels)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_over_dataset(args, make_outputs(args), make_compute, "cam")

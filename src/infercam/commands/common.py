@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Any, Callable
 
+from .. import distributed
 from ..cam import DEFAULT_SCALES, check_scales
 from ..data.voc import VOCDataset
 from ..errors import InferCamError
+from ..io import CAM_FORMATS
 from ..models import build_network, list_models
+from ..pipeline import ComputeFn, Outputs, RunSummary, file_sha256, run_dataset, shard
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -72,12 +77,58 @@ def load_network(args: argparse.Namespace):
 
 
 def run_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The options of a run, for its manifest (paths made absolute)."""
-    config = {}
+    """The options of a run, for its manifest (paths made absolute, the checkpoint's SHA-256 added)."""
+    config: dict[str, Any] = {}
     for key, value in sorted(vars(args).items()):
         if key == "func":
             continue
         if isinstance(value, str) and os.path.exists(value):
             value = os.path.abspath(value)
         config[key] = list(value) if isinstance(value, tuple) else value
+    if getattr(args, "weights", None) and os.path.isfile(args.weights):
+        config["weights_sha256"] = file_sha256(args.weights)
     return config
+
+
+def add_output_args(parser: argparse.ArgumentParser, splits: bool = True) -> None:
+    group = parser.add_argument_group("outputs")
+    group.add_argument("--out-cam", default=None, help="folder for <name>.npy CAM files")
+    group.add_argument("--format", choices=CAM_FORMATS, default="psa",
+                       help="psa: dict {class: HxW map}; irn: {'keys': classes, 'high_res': KxHxW} (default: psa)")
+    group.add_argument("--heatmap", default=None, help="folder for <name>_<class>.png heatmap overlays")
+    if splits:
+        group.add_argument("--save-splits", default=None, metavar="DIR",
+                           help="also write each image's four patches (<name>_1.jpg .. _4.jpg, <name>.json)")
+
+
+def make_outputs(args: argparse.Namespace) -> Outputs:
+    split_dir = getattr(args, "save_splits", None)
+    return Outputs(cam_dir=Path(args.out_cam) if args.out_cam else None, fmt=args.format,
+                   heatmap_dir=Path(args.heatmap) if args.heatmap else None,
+                   split_dir=Path(split_dir) if split_dir else None)
+
+
+def report(summary: RunSummary) -> int:
+    """Print the one-line summary (and the failures); exit 1 if any image failed or the run was cut short."""
+    print(summary.line(), file=sys.stderr)
+    for status in summary.failed[:20]:
+        print(f"  failed {status.name}: {status.reason}", file=sys.stderr)
+    if len(summary.failed) > 20:
+        print(f"  ... and {len(summary.failed) - 20} more (see the run manifest)", file=sys.stderr)
+    return 1 if summary.failed or summary.interrupted else 0
+
+
+def run_over_dataset(args: argparse.Namespace, outputs: Outputs,
+                     make_compute: Callable[[argparse.Namespace], ComputeFn], desc: str) -> int:
+    """The shared body of cam / infer / split: this rank's share of the images, resumable, with a manifest."""
+    rank = distributed.Rank.from_env()
+    args.device = rank.device(args.device)
+    distributed.start(rank, args.device)
+    dataset = open_dataset(args)
+    compute = make_compute(args)
+    summary = run_dataset(dataset, compute, outputs, names=shard(dataset.names, rank.rank, rank.world_size),
+                          overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
+                          progress=not args.no_progress, manifest=run_config(args),
+                          manifest_name=rank.manifest_name(), desc=rank.label(desc))
+    distributed.finish(rank, outputs.folder)
+    return report(summary)

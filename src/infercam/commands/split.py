@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..pipeline import Outputs, run_dataset
-from .common import add_data_args, add_model_args, add_run_args, load_network, open_dataset, run_config
-from .infer import finish
 from ..engine import InferCam
+from ..pipeline import Outputs
 from ..split import MODES
+from .common import add_data_args, add_model_args, add_run_args, load_network, run_over_dataset
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +26,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    dataset = open_dataset(args)
-    outputs = Outputs(split_dir=Path(args.out))
+def make_compute(args: argparse.Namespace):
     engine = InferCam(load_network(args), mode=args.mode, scales=args.scales, device=args.device,
                       batch_size=args.batch_size)
-    summary = run_dataset(dataset, lambda name, image, labels: engine.split(image, labels), outputs,
-                          overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
-                          progress=not args.no_progress, manifest=run_config(args), desc="split")
-    return finish(summary)
+    return lambda name, image, labels: engine.split(image, labels)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_over_dataset(args, Outputs(split_dir=Path(args.out)), make_compute, "split")

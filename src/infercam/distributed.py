@@ -1,0 +1,83 @@
+"""Multi-process runs under ``torchrun``: each rank takes every world_size-th image and its own device.
+
+Ranks share nothing but the output folders (each writes its own files) and one barrier at the end,
+after which rank 0 merges the per-rank manifests. A failed image on one rank costs no other work.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+
+from .io import write_json
+
+
+@dataclass(frozen=True)
+class Rank:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 when run directly)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "Rank":
+        """Read RANK / WORLD_SIZE / LOCAL_RANK as set by torchrun."""
+        env = os.environ
+        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def device(self, requested: str) -> str:
+        """``cuda`` means this rank's own GPU (cuda:LOCAL_RANK); anything else is kept as given."""
+        if self.distributed and requested == "cuda":
+            return f"cuda:{self.local_rank}"
+        return requested
+
+    def manifest_name(self, base: str = "infercam-run.json") -> str:
+        if not self.distributed:
+            return base
+        stem = base[:-len(".json")] if base.endswith(".json") else base
+        return f"{stem}.rank{self.rank}-of-{self.world_size}.json"
+
+    def label(self, text: str) -> str:
+        return f"[rank {self.rank}/{self.world_size}] {text}" if self.distributed else text
+
+
+def start(rank: Rank, device: str) -> None:
+    """Join the process group (NCCL on CUDA, else gloo) so ranks can meet at the end."""
+    if rank.distributed and not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend, timeout=_dt.timedelta(hours=12))
+
+
+def finish(rank: Rank, folder: Path, base: str = "infercam-run.json") -> None:
+    """Wait for every rank, then rank 0 merges the per-rank manifests into ``base``."""
+    if not rank.distributed or not dist.is_initialized():
+        return
+    dist.barrier()
+    if rank.rank == 0:
+        merge_manifests(folder, base, rank.world_size)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def merge_manifests(folder: Path, base: str, world_size: int) -> dict[str, Any]:
+    """One manifest from the ranks' files: images in rank order, totals summed, per-rank records kept."""
+    stem = base[:-len(".json")]
+    parts = [json.loads((folder / f"{stem}.rank{r}-of-{world_size}.json").read_text()) for r in range(world_size)]
+    merged = {key: parts[0][key] for key in ("command", "config", "versions")}
+    merged["ranks"] = [{k: p[k] for k in ("host", "started", "finished", "interrupted", "totals")} for p in parts]
+    merged["interrupted"] = any(p["interrupted"] for p in parts)
+    merged["totals"] = {k: sum(p["totals"][k] for p in parts) for k in parts[0]["totals"]}
+    merged["images"] = [image for p in parts for image in p["images"]]
+    write_json(folder / base, merged)
+    return merged
+
