@@ -1,9 +1,10 @@
 """Run a per-image computation over a data set: prefetching, resuming, error policy, progress, manifest.
 
-The computation is any callable ``(name, image, labels) -> dict[int, map] | InferCamResult``; the
-:class:`Outputs` decide which files are written. Images whose outputs already exist are skipped
-(resume), a failed image is recorded and the run goes on (or stops, with ``on_error="stop"``), and a
-JSON manifest next to the outputs says what happened to every image.
+The computation is any callable ``(name, image, labels) -> dict[int, map] | InferCamResult``, or an
+H x W label map for :class:`LabelOutputs`; the outputs decide which files are written. Images whose
+outputs already exist are skipped (resume), a failed image is recorded and the run goes on (or
+stops, with ``on_error="stop"``), and a JSON manifest next to the outputs says what happened to
+every image.
 """
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ from .data.images import load_image
 from .data.voc import VOCDataset
 from .engine import InferCamResult
 from .errors import InferCamError, OutputError
-from .io import cam_file_ok, ensure_dir, save_cams, save_heatmaps, save_image, write_json
+from .io import cam_file_ok, ensure_dir, save_cams, save_heatmaps, save_image, save_label_png, write_json
 
-ComputeFn = Callable[[str, np.ndarray, list[int]], "InferCamResult | dict[int, np.ndarray]"]
+ComputeFn = Callable[[str, np.ndarray, list[int]], "InferCamResult | dict[int, np.ndarray] | np.ndarray"]
 
 
 @dataclass
@@ -73,6 +74,23 @@ class Outputs:
             save_heatmaps(self.heatmap_dir, name, image, cams)
         if self.cam_dir is not None:
             save_cams(self.cam_dir / f"{name}.npy", cams, self.fmt)
+
+
+@dataclass
+class LabelOutputs:
+    """Where a run of label maps writes: one palette PNG ``<name>.png`` per image (pseudo labels, predictions)."""
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        ensure_dir(self.folder, "label folder")
+
+    def complete(self, name: str) -> bool:
+        """Whether the image's PNG exists (written atomically, so it is whole)."""
+        return (self.folder / f"{name}.png").exists()
+
+    def write(self, name: str, image: np.ndarray, result: np.ndarray) -> None:
+        save_label_png(self.folder / f"{name}.png", result)
 
 
 def save_split(folder: Path, name: str, image: np.ndarray, result: InferCamResult) -> None:
@@ -169,9 +187,10 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs, *, names: Sequence[str] | None = None,
-                overwrite: bool = False, on_error: str = "skip", workers: int = 2, progress: bool = True,
-                manifest: dict[str, Any] | None = None, manifest_name: str = "infercam-run.json",
+def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | LabelOutputs, *,
+                names: Sequence[str] | None = None, overwrite: bool = False, on_error: str = "skip",
+                workers: int = 2, progress: bool = True, manifest: dict[str, Any] | None = None,
+                manifest_name: str = "infercam-run.json",
                 desc: str = "images") -> RunSummary:
     """Compute and write every image of ``names`` (default: the whole data set); see module docstring."""
     if on_error not in ("skip", "stop"):
@@ -210,7 +229,7 @@ def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs, *, na
     return summary
 
 
-def _process(name: str, future: Future, compute: ComputeFn, outputs: Outputs) -> ImageStatus:
+def _process(name: str, future: Future, compute: ComputeFn, outputs: Outputs | LabelOutputs) -> ImageStatus:
     """Compute and write one image; input problems become a failed (or skipped) status."""
     t0 = time.perf_counter()
     try:

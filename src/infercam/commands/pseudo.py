@@ -1,0 +1,88 @@
+"""``infercam pseudo``: pixel pseudo labels from CAM files (threshold, dense CRF, AffinityNet random walk)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InferCamError
+from ..models import build_network
+from ..models.affinity import check_affinity_net
+from ..pipeline import LabelOutputs
+from ..pseudo import (
+    PSA_CRF, PSA_HIGH_ALPHA, PSA_LOW_ALPHA, PSA_RW, PSA_THRESHOLD, Background, RandomWalkParams, cam_labeler,
+    confident_labels, crf_labels, rw_labels, threshold_labels,
+)
+from ..pseudo.run import Labeler
+from .common import add_data_args, add_run_args, run_over_dataset
+
+METHODS = ("threshold", "crf", "rw")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "pseudo", help="pixel pseudo labels from CAMs (threshold, CRF, random walk)",
+        description="Turn <cam>/<name>.npy CAM files (psa or IRN format) into palette label PNGs "
+                    "<out>/<name>.png (0 background, c+1 class c). threshold: argmax over [background, CAMs]; "
+                    "crf: the same scores as unaries of psa's dense CRF (10 iterations, Gaussian sxy 3 compat 3, "
+                    "bilateral sxy 80 srgb 13 compat 10); rw: psa's AffinityNet random walk. Resumable: images "
+                    "whose PNG exists are skipped unless --overwrite.")
+    parser.add_argument("--cam", required=True, help="folder of <name>.npy CAM files")
+    add_data_args(parser)
+    parser.add_argument("--method", choices=METHODS, required=True, help="how CAMs become labels")
+    parser.add_argument("--out", required=True, help="folder for <name>.png label maps")
+    bg = parser.add_argument_group("background score (threshold, crf, rw)").add_mutually_exclusive_group()
+    bg.add_argument("--bg-threshold", type=float, default=None,
+                    help=f"fixed background score (threshold/crf default: {PSA_THRESHOLD}, psa's infer_cls.py)")
+    bg.add_argument("--alpha", type=float, default=None,
+                    help="background (1 - max CAM) ** ALPHA instead of a fixed score "
+                         f"(rw default: {PSA_RW.alpha:g}, psa's infer_aff.py)")
+    crf = parser.add_argument_group("confident labels for train-aff (crf only)")
+    crf.add_argument("--affinity-labels", action="store_true",
+                     help="write psa's confident labels instead: the class of a CRF with background alpha "
+                          "--low-alpha, 255 where that CRF says background, 0 where a CRF with --high-alpha does")
+    crf.add_argument("--low-alpha", type=float, default=PSA_LOW_ALPHA, help=f"default: {PSA_LOW_ALPHA} (psa)")
+    crf.add_argument("--high-alpha", type=float, default=PSA_HIGH_ALPHA, help=f"default: {PSA_HIGH_ALPHA} (psa)")
+    rw = parser.add_argument_group("random walk (rw only)")
+    rw.add_argument("--aff-network", default="resnet38-aff", help="AffinityNet name (default: resnet38-aff)")
+    rw.add_argument("--aff-weights", default=None,
+                    help="AffinityNet checkpoint (train-aff's, or psa's resnet38_aff .pth); default: bundled weights")
+    rw.add_argument("--beta", type=float, default=PSA_RW.beta, help=f"affinity power (default: {PSA_RW.beta:g}, psa)")
+    rw.add_argument("--logt", type=int, default=PSA_RW.logt,
+                    help=f"walk length 2**LOGT (default: {PSA_RW.logt}, psa)")
+    rw.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    add_run_args(parser)
+    parser.set_defaults(func=run)
+
+
+def _background(args: argparse.Namespace) -> Background:
+    if args.alpha is not None:
+        return Background(alpha=args.alpha)
+    return Background(threshold=PSA_THRESHOLD if args.bg_threshold is None else args.bg_threshold)
+
+
+def build_labeler(args: argparse.Namespace) -> Labeler:
+    """The per-image labelling function that the options describe."""
+    if args.affinity_labels and args.method != "crf":
+        raise InferCamError("--affinity-labels needs --method crf")
+    if args.method == "threshold":
+        background = _background(args)
+        return lambda image, cams: threshold_labels(cams, image.shape[:2], background)
+    if args.method == "crf" and args.affinity_labels:
+        if args.bg_threshold is not None or args.alpha is not None:
+            raise InferCamError("--affinity-labels uses --low-alpha and --high-alpha, not --bg-threshold/--alpha")
+        return lambda image, cams: confident_labels(image, cams, args.low_alpha, args.high_alpha, PSA_CRF)
+    if args.method == "crf":
+        background = _background(args)
+        return lambda image, cams: crf_labels(image, cams, background, PSA_CRF)
+    if args.bg_threshold is not None:
+        raise InferCamError("--method rw takes a background --alpha, not --bg-threshold")
+    params = RandomWalkParams(beta=args.beta, logt=args.logt, alpha=PSA_RW.alpha if args.alpha is None else args.alpha)
+    model, _ = build_network(args.aff_network, args.aff_weights)
+    check_affinity_net(model, args.aff_network)
+    model.to(args.device)
+    return lambda image, cams: rw_labels(image, cams, model, params, args.device)
+
+
+def run(args: argparse.Namespace) -> int:
+    desc = "pseudo (crf, affinity labels)" if args.affinity_labels else f"pseudo ({args.method})"
+    return run_over_dataset(args, LabelOutputs(Path(args.out)), lambda a: cam_labeler(a.cam, build_labeler(a)), desc)

@@ -1,0 +1,33 @@
+"""``infercam train-aff``: train AffinityNet on psa's confident labels."""
+from __future__ import annotations
+
+import argparse
+
+from ..affinity_train import PSA_AFF_TRAIN, train_affinity
+from .common import add_data_args, open_dataset
+from .train_common import add_train_args, initial_network, train_config
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train-aff", help="train AffinityNet on confident CRF labels (psa)",
+        description="Train AffinityNet (psa, CVPR 2018) on the confident labels written by `infercam pseudo "
+                    "--method crf --affinity-labels` (0 background, c+1 class c, 255 unsure). Pairs of stride-8 "
+                    "cells within the network's radius (5) are labelled same-background, same-foreground or "
+                    "different, and psa's balanced loss bg/4 + fg/4 + neg/2 is minimised with SGD at psa's lr "
+                    "multipliers (x1, x2, x10, x20 for pretrained weights, biases, new weights, biases). The "
+                    "checkpoint carries its config, so `infercam pseudo --method rw --aff-weights` loads it.")
+    add_data_args(parser, labels=False)
+    parser.add_argument("--aff-labels", required=True, help="folder of <name>.png confident labels")
+    parser.add_argument("--out", required=True, help="checkpoint file to write")
+    add_train_args(parser, PSA_AFF_TRAIN, "resnet38-aff", "psa's train_aff.py")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = open_dataset(args)
+    model = initial_network(args, num_classes=0)
+    last = train_affinity(model, args.network, dataset, args.aff_labels, args.out, train_config(args),
+                          progress=not args.no_progress)
+    print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
+    return 0

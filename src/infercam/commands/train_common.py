@@ -1,0 +1,52 @@
+"""Options and helpers shared by ``train-aff`` and ``train-seg``."""
+from __future__ import annotations
+
+import argparse
+
+from torch import nn
+
+from ..models import create, list_models, load_state_dict, read_checkpoint
+from ..training import TrainConfig
+
+
+def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig, network: str, source: str) -> None:
+    """Network, initial weights and optimisation options; ``defaults`` and ``source`` feed the help."""
+    group = parser.add_argument_group("network")
+    group.add_argument("--network", default=network, help=f"network to train (known: {', '.join(list_models())}; "
+                                                          f"default: {network})")
+    group.add_argument("--init-weights", default=None, metavar="FILE",
+                       help="initialise from this checkpoint where keys and shapes fit (e.g. a classifier's "
+                            "backbone); the rest keeps its fresh initialisation")
+    group = parser.add_argument_group(f"training (defaults: {source})")
+    group.add_argument("--epochs", type=int, default=defaults.epochs,
+                       help=f"passes over the data (default: {defaults.epochs})")
+    group.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: all epochs)")
+    group.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default: {defaults.batch_size}")
+    group.add_argument("--lr", type=float, default=defaults.lr,
+                       help=f"base learning rate, poly decay (default: {defaults.lr})")
+    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                       help=f"default: {defaults.weight_decay}")
+    group.add_argument("--crop-size", type=int, default=defaults.crop_size,
+                       help=f"square random crop in pixels (default: {defaults.crop_size})")
+    group.add_argument("--workers", type=int, default=0, help="data loading processes (default: 0, in-process)")
+    group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                       crop_size=args.crop_size, max_steps=args.max_steps, workers=args.workers, seed=args.seed,
+                       device=args.device)
+
+
+def initial_network(args: argparse.Namespace, num_classes: int) -> nn.Module:
+    """The network of --network, with --init-weights loaded where they fit (a summary is printed)."""
+    model = create(args.network, num_classes=num_classes)
+    if args.init_weights is not None:
+        state = read_checkpoint(args.init_weights)[0]
+        report = load_state_dict(model, state, strict=False, source=args.init_weights)
+        loaded = len(state) - len(report.unexpected) - len(report.mismatched)
+        print(f"init: {loaded} tensors from {args.init_weights}; {len(report.missing)} network tensors new, "
+              f"{len(report.unexpected)} checkpoint tensors unused, {len(report.mismatched)} of another shape")
+    return model

@@ -1,0 +1,43 @@
+"""``infercam train-seg``: train a segmentation network on pseudo labels and write its predictions."""
+from __future__ import annotations
+
+import argparse
+
+from ..data.voc import read_image_list
+from ..models.segnets import SEG_CLASSES
+from ..segmentation import SEG_TRAIN, predict_dataset, train_segmentation
+from .common import add_data_args, open_dataset
+from .train_common import add_train_args, initial_network, train_config
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train-seg", help="train a segmentation network on pseudo labels",
+        description="Train a segmentation network (torchvision DeepLabV3 from scratch, or the compact demo-seg) "
+                    "on pseudo label PNGs (0 background, c+1 class c, 255 ignored) with cross-entropy, SGD "
+                    "(momentum 0.9) and poly decay; save the checkpoint with its config and, with --out-pred, "
+                    "write label PNG predictions that `infercam eval` scores.")
+    add_data_args(parser, labels=False)
+    parser.add_argument("--pseudo", required=True, help="folder of <name>.png pseudo labels")
+    parser.add_argument("--out", required=True, help="checkpoint file to write")
+    parser.add_argument("--num-classes", type=int, default=SEG_CLASSES,
+                        help=f"output classes, background included (default: {SEG_CLASSES})")
+    group = parser.add_argument_group("predictions")
+    group.add_argument("--out-pred", default=None, help="after training, write <name>.png predictions here")
+    group.add_argument("--pred-list", default=None,
+                       help="images to predict (default: those of --list, else all of JPEGImages)")
+    add_train_args(parser, SEG_TRAIN, "deeplabv3-resnet50", "common DeepLab settings")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = open_dataset(args)
+    model = initial_network(args, num_classes=args.num_classes)
+    last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
+                              train_config(args), progress=not args.no_progress)
+    print(f"saved {args.out}: loss {last['loss']:.4f}")
+    if args.out_pred is not None:
+        names = read_image_list(args.pred_list) if args.pred_list else None
+        count = predict_dataset(model, dataset, args.out_pred, names, args.device, progress=not args.no_progress)
+        print(f"wrote {count} predictions to {args.out_pred}")
+    return 0

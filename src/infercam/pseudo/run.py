@@ -1,0 +1,29 @@
+"""Pseudo labels for a whole data set: the per-image step of :func:`infercam.pipeline.run_dataset` with
+:class:`infercam.pipeline.LabelOutputs` (read the image's CAM file, label it)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DataError
+from ..io import load_cams
+from .threshold import CamDict
+
+Labeler = Callable[[np.ndarray, CamDict], np.ndarray]
+
+
+def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler) -> Callable[[str, np.ndarray, list[int]], np.ndarray]:
+    """A per-image computation for :func:`infercam.pipeline.run_dataset`: ``labeler(image, <cam_dir>/<name>.npy)``."""
+    cam_dir = Path(cam_dir)
+
+    def compute(name: str, image: np.ndarray, labels: list[int]) -> np.ndarray:
+        path = cam_dir / f"{name}.npy"
+        if not path.is_file():
+            raise DataError(f"CAM file not found: {path}")
+        return labeler(image, load_cams(path))
+
+    return compute
+

@@ -1,0 +1,79 @@
+"""Train a segmentation network on pseudo label PNGs (255 ignored) and write its predictions as
+label PNGs that ``infercam eval`` scores.
+
+The defaults (:data:`SEG_TRAIN`: SGD with momentum 0.9, lr 0.01, weight decay 1e-4, poly decay,
+320 px crops) are common DeepLab settings, not psa's: psa trains its segmentation network elsewhere.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .classes import IGNORE_INDEX
+from .data.images import load_image
+from .data.voc import VOCDataset
+from .io import ensure_dir, save_label_png
+from .models.registry import normalization
+from .training import LabelledImages, TrainConfig, make_loader, save_checkpoint, train_loop
+
+SEG_TRAIN = TrainConfig(epochs=20, batch_size=8, lr=0.01, weight_decay=1e-4, crop_size=320)
+MOMENTUM = 0.9
+
+
+def segmentation_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the labelled pixels (255 ignored); 0 for a batch with none."""
+    target = label.long()
+    total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (target != IGNORE_INDEX).sum().clamp(min=1)
+
+
+def _step(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
+    images, labels = batch
+    loss = segmentation_loss(model(images), labels)
+    return loss, {"loss": loss.item()}
+
+
+def train_segmentation(model: nn.Module, arch: str, num_classes: int, dataset: VOCDataset,
+                       label_dir: str | os.PathLike, out: str | os.PathLike, config: TrainConfig = SEG_TRAIN,
+                       names: Sequence[str] | None = None, progress: bool = True) -> dict[str, float]:
+    """Train on ``<label_dir>/<name>.png`` and save the checkpoint with its config to ``out``; returns the
+    last step's loss."""
+    torch.manual_seed(config.seed)
+    samples = LabelledImages(dataset, label_dir, dataset.names if names is None else names, config.crop_size,
+                             *normalization(model))
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=MOMENTUM,
+                                weight_decay=config.weight_decay)
+    last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-seg")
+    save_checkpoint(out, model.eval(), {"arch": arch, "num_classes": num_classes, "task": "segmentation",
+                                        "train": asdict(config)})
+    return last
+
+
+def predict(model: nn.Module, image: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
+    """The label map (uint8) of an RGB image: argmax of the logits, single scale; ``model`` in eval mode."""
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(3, 1, 1) for v in normalization(model))
+    x = (torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255 - mean) / std
+    with torch.no_grad():
+        logits = model(x[None].to(device))
+    return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+
+
+def predict_dataset(model: nn.Module, dataset: VOCDataset, out_dir: str | os.PathLike,
+                    names: Sequence[str] | None = None, device: str | torch.device = "cpu",
+                    progress: bool = True) -> int:
+    """Write ``<out_dir>/<name>.png`` predictions (images need no labels); returns how many."""
+    out_dir = ensure_dir(Path(out_dir), "prediction folder")
+    model.to(device).eval()
+    names = dataset.names if names is None else names
+    for name in tqdm(names, desc="predict", unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr):
+        save_label_png(out_dir / f"{name}.png", predict(model, load_image(dataset.image_path(name)), device))
+    return len(names)

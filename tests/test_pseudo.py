@@ -1,0 +1,203 @@
+"""Pseudo labels: threshold, dense CRF (psa's parameters and confident labels), random walk; the CLI."""
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from infercam.cli import build_parser, main
+from infercam.data.voc import read_label_png
+from infercam.evaluation import cam_to_label
+from infercam.io import load_cams
+from infercam.pixel_pairs import dense_affinity, pair_indices
+from infercam.pseudo import (
+    PSA_CRF, PSA_HIGH_ALPHA, PSA_LOW_ALPHA, PSA_RW, PSA_THRESHOLD, Background, combine_confident,
+    confident_labels, crf_labels, random_walk, rw_labels, threshold_labels, transition_matrix,
+)
+from seg_voc import make_seg_voc
+
+needs_crf = pytest.mark.skipif(importlib.util.find_spec("pydensecrf") is None, reason="pydensecrf2 not installed")
+
+
+def test_psa_defaults():
+    assert (PSA_CRF.iterations, PSA_CRF.gaussian_sxy, PSA_CRF.gaussian_compat) == (10, 3, 3)
+    assert (PSA_CRF.bilateral_sxy, PSA_CRF.bilateral_srgb, PSA_CRF.bilateral_compat) == (80, 13, 10)
+    assert (PSA_LOW_ALPHA, PSA_HIGH_ALPHA) == (4, 32)
+    assert (PSA_RW.beta, PSA_RW.logt, PSA_RW.alpha) == (8, 8, 16)
+    assert PSA_THRESHOLD == 0.2
+    args = build_parser().parse_args(["pseudo", "--cam", "c", "--voc-root", "v", "--method", "rw", "--out", "o"])
+    assert (args.beta, args.logt, args.low_alpha, args.high_alpha) == (8, 8, 4, 32)
+    assert args.aff_network == "resnet38-aff"
+
+
+def test_threshold_fixed_and_alpha():
+    cams = {2: np.array([[0.1, 0.5, 0.3]], np.float32), 5: np.array([[0.05, 0.2, 0.3]], np.float32)}
+    # Fixed t: the top class above t, else background; a tie goes to background; class c -> c + 1.
+    np.testing.assert_array_equal(threshold_labels(cams, (1, 3), Background(threshold=0.3)), [[0, 3, 0]])
+    for t in (0.05, 0.25, 0.4):
+        np.testing.assert_array_equal(threshold_labels(cams, (1, 3), Background(threshold=t)), cam_to_label(cams, t))
+    # alpha: background (1 - max)^alpha = 0.9^2 = 0.81, 0.5^2 = 0.25, 0.7^2 = 0.49.
+    np.testing.assert_array_equal(threshold_labels(cams, (1, 3), Background(alpha=2)), [[0, 3, 0]])
+    np.testing.assert_array_equal(threshold_labels(cams, (1, 3), Background(alpha=8)), [[0, 3, 3]])
+    with pytest.raises(Exception, match="exactly one"):
+        Background(threshold=0.2, alpha=4)
+
+
+def two_regions(h=32, w=48, edge=24):
+    image = np.zeros((h, w, 3), np.uint8)
+    image[:, :edge] = (40, 40, 40)
+    image[:, edge:] = (200, 180, 60)
+    return image
+
+
+@needs_crf
+def test_crf_snaps_a_bleeding_cam_to_the_colour_edge():
+    image = two_regions()
+    cam = np.zeros((32, 48), np.float32)
+    cam[:, 30:] = 0.9
+    cam[:, 18:30] = 0.6  # bleeds six pixels over the edge at column 24
+    bg = Background(threshold=0.3)
+    plain = threshold_labels({3: cam}, (32, 48), bg)
+    assert (plain[:, 18:24] == 4).all()
+    label = crf_labels(image, {3: cam}, bg)
+    assert (label[:, :24] == 0).all() and (label[:, 24:] == 4).all()
+
+
+def test_combine_confident_is_psas_rule():
+    low = np.array([0, 1, 1, 0, 2, 2])
+    high = np.array([0, 0, 1, 1, 2, 0])
+    np.testing.assert_array_equal(combine_confident(low, high), [0, 0, 1, 255, 2, 0])
+
+
+@needs_crf
+def test_confident_labels_have_an_uncertain_band():
+    yy, xx = np.mgrid[:64, :64]
+    dist2 = (yy - 32) ** 2 + (xx - 32) ** 2
+    disc = dist2 < 144
+    image = np.full((64, 64, 3), 90, np.uint8)
+    image[disc] = (220, 40, 40)
+    cam = np.exp(-dist2 / (2 * 10.0 ** 2)).astype(np.float32)  # spreads well beyond the disc
+    label = confident_labels(image, {6: cam})
+    np.testing.assert_array_equal(label == 7, disc)  # confident foreground: the disc, snapped to its edge
+    assert label[0, 0] == 0
+    # Outwards: confident class, then the 255 band, then confident background.
+    row = label[32, 32:]
+    first_band, first_bg = np.argmax(row == 255), np.argmax(row == 0)
+    assert (row[:first_band] == 7).all() and first_band < first_bg and (row[first_band:first_bg] == 255).all()
+    assert (row[first_bg:] == 0).all()
+
+
+def region_affinity(region: np.ndarray, radius: int = 5) -> torch.Tensor:
+    """Dense affinity of a cell map: 1 between cells of one region, 0 across."""
+    src, dst = pair_indices(*region.shape, radius)
+    flat = region.reshape(-1)
+    pair_aff = torch.from_numpy((flat[src][None] == flat[dst]).astype(np.float32))
+    return dense_affinity(pair_aff, *region.shape, radius)
+
+
+def test_transition_matrix_is_column_stochastic_power():
+    aff = region_affinity(np.zeros((6, 9), int)) * 0.5 + 0.5 * torch.eye(54)
+    t1 = transition_matrix(aff, beta=2, logt=0)
+    np.testing.assert_allclose(t1.sum(0).numpy(), 1, atol=1e-6)
+    np.testing.assert_allclose(transition_matrix(aff, beta=2, logt=3).numpy(),
+                               torch.linalg.matrix_power(t1.double(), 8).numpy(), atol=1e-6)
+
+
+def test_walk_spreads_a_seed_within_its_region_only():
+    region = np.zeros((12, 12), int)
+    region[:, 6:] = 1
+    scores = torch.zeros(1, 12, 12)
+    scores[0, 5, 2] = 1.0
+    walked = random_walk(scores, region_affinity(region))[0].numpy()
+    assert (walked[:, 6:] == 0).all()
+    isolated = np.zeros((12, 12), bool)
+    isolated[0, :4] = isolated[10, 0] = isolated[11, :2] = True  # psa's pair layout leaves these alone
+    assert (walked[:, :6][~isolated[:, :6]] > 0).all()
+    assert (walked[isolated] == 0).all()
+
+
+class ColourAffinity(nn.Module):
+    """An 'AffinityNet' whose features are the image colours at stride 8: regions of one colour are linked."""
+
+    radius = 5
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return 10 * F.avg_pool2d(x, 8)
+
+
+def test_rw_labels_fill_holes_and_cut_bleeding_at_the_region_edge():
+    image = np.zeros((96, 96, 3), np.uint8)
+    image[:, :48] = (200, 60, 60)
+    image[:, 48:] = (60, 60, 200)
+    cam = np.zeros((96, 96), np.float32)
+    cam[:, :48] = 0.9
+    cam[40:64, :48] = 0  # a hole in the object
+    cam[:, 48:64] = 0.3  # bleeding into the other region
+    plain = threshold_labels({0: cam}, (96, 96), Background(alpha=PSA_RW.alpha))
+    assert (plain[40:64, :48] == 0).all() and (plain[:, 48:64] == 1).all()
+    label = rw_labels(image, {0: cam}, ColourAffinity())
+    assert (label[:, :44] == 1).all() and (label[:, 52:] == 0).all()
+
+
+@pytest.fixture()
+def voc(tmp_path):
+    return make_seg_voc(tmp_path / "voc")
+
+
+def pseudo_args(voc, method, out, *extra):
+    return ["pseudo", "--cam", str(voc / "cams"), "--voc-root", str(voc), "--list",
+            str(voc / "ImageSets/Segmentation/train.txt"), "--method", method, "--out", str(out), "--no-progress",
+            *extra]
+
+
+def eval_miou(voc, pred, tmp_path):
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list",
+                 str(voc / "ImageSets/Segmentation/train.txt"), "--json", str(report)]) == 0
+    return json.loads(report.read_text())["miou"]
+
+
+def test_cli_threshold_writes_palette_pngs_equal_to_the_api_and_resumes(voc, tmp_path, capsys):
+    out = tmp_path / "thr"
+    assert main(pseudo_args(voc, "threshold", out, "--bg-threshold", "0.3")) == 0
+    from PIL import Image
+    for i in range(4):
+        with Image.open(out / f"img_{i}.png") as img:
+            assert img.mode == "P"
+        cams = load_cams(voc / "cams" / f"img_{i}.npy")
+        expected = threshold_labels(cams, (96, 96), Background(threshold=0.3))
+        np.testing.assert_array_equal(read_label_png(out / f"img_{i}.png"), expected)
+    assert main(pseudo_args(voc, "threshold", out, "--bg-threshold", "0.3")) == 0
+    assert "0 done, 4 skipped" in capsys.readouterr().err
+    manifest = json.loads((out / "infercam-run.json").read_text())
+    assert manifest["config"]["method"] == "threshold"
+
+
+@needs_crf
+def test_cli_crf_beats_threshold_and_affinity_labels_have_255(voc, tmp_path):
+    assert main(pseudo_args(voc, "threshold", tmp_path / "thr")) == 0
+    assert main(pseudo_args(voc, "crf", tmp_path / "crf")) == 0
+    assert eval_miou(voc, tmp_path / "crf", tmp_path) > max(85.0, eval_miou(voc, tmp_path / "thr", tmp_path))
+    assert main(pseudo_args(voc, "crf", tmp_path / "aff", "--affinity-labels")) == 0
+    for i in range(4):
+        label = read_label_png(tmp_path / "aff" / f"img_{i}.png")
+        gt = read_label_png(voc / "SegmentationClass" / f"img_{i}.png")
+        assert 255 in label and 0 in label
+        sure = label != 255
+        assert (label[sure] == gt[sure]).mean() > 0.95
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "threshold", "--affinity-labels"], "needs --method crf"),
+    (["--method", "rw", "--bg-threshold", "0.2"], "not --bg-threshold"),
+    (["--method", "crf", "--affinity-labels", "--alpha", "4"], "--low-alpha"),
+])
+def test_cli_rejects_option_mixes(voc, tmp_path, capsys, extra, message):
+    args = pseudo_args(voc, "crf", tmp_path / "x")
+    i = args.index("--method")
+    del args[i:i + 2]
+    assert main(args + extra) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,123 @@
+"""Segmentation training on pseudo labels, predictions scored by eval, and the whole chain through the CLI."""
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
+
+from infercam.cli import main
+from infercam.data.images import load_image
+from infercam.data.voc import VOCDataset, read_label_png
+from infercam.models import IMAGENET_MEAN, IMAGENET_STD, build_network, create, read_checkpoint
+from infercam.segmentation import predict, segmentation_loss, train_segmentation
+from infercam.training import TrainConfig, random_crop
+from seg_voc import make_seg_voc
+
+
+def test_loss_ignores_255_and_is_zero_without_labelled_pixels():
+    logits = torch.tensor([[[[2.0, -1.0]], [[0.0, 3.0]]]])  # (1, 2 classes, 1, 2)
+    label = torch.tensor([[[0, 255]]], dtype=torch.uint8)
+    expected = F.cross_entropy(logits[:, :, :, :1], torch.tensor([[[0]]]))
+    assert torch.isclose(segmentation_loss(logits, label), expected)
+    assert segmentation_loss(logits, torch.full((1, 1, 2), 255, dtype=torch.uint8)).item() == 0
+
+
+def test_random_crop_pads_small_images_and_windows_large_ones():
+    image = torch.arange(2 * 3 * 4, dtype=torch.float32).view(2, 3, 4) + 1
+    label = torch.arange(12, dtype=torch.uint8).view(3, 4)
+    big_image, big_label = random_crop(image, label, 6)
+    assert big_image.shape == (2, 6, 6) and (big_label != 255).sum() == 12 and (big_image[0] != 0).sum() == 12
+    assert torch.equal(big_label[big_label != 255], label.flatten())
+    small_image, small_label = random_crop(image, label, 2)
+    rows, cols = np.argwhere(label.numpy() == int(small_label[0, 0]))[0]
+    assert torch.equal(small_label, label[rows:rows + 2, cols:cols + 2])
+    assert torch.equal(small_image, image[:, rows:rows + 2, cols:cols + 2])
+
+
+def test_torchvision_deeplab_keeps_torchvision_keys_and_returns_logits_at_input_size():
+    net = create("deeplabv3-mobilenet", num_classes=21).eval()
+    reference = deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21, aux_loss=False)
+    assert list(net.state_dict()) == list(reference.state_dict())
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 50, 70)).shape == (1, 21, 50, 70)
+
+
+@pytest.fixture()
+def voc(tmp_path):
+    return make_seg_voc(tmp_path / "voc")
+
+
+def data_args(voc):
+    return ["--voc-root", str(voc), "--list", str(voc / "ImageSets/Segmentation/train.txt"), "--no-progress"]
+
+
+def miou(voc, pred, tmp_path):
+    out = tmp_path / "scores.json"
+    assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list",
+                 str(voc / "ImageSets/Segmentation/train.txt"), "--json", str(out)]) == 0
+    return json.loads(out.read_text())["miou"]
+
+
+def train_seg_args(voc, pseudo, tmp_path, steps=3):
+    return ["train-seg", *data_args(voc), "--pseudo", str(pseudo), "--out", str(tmp_path / "seg.pth"),
+            "--network", "demo-seg", "--crop-size", "64", "--batch-size", "2", "--max-steps", str(steps),
+            "--out-pred", str(tmp_path / "pred")]
+
+
+def test_train_seg_saves_a_checkpoint_and_predictions_that_eval_scores(voc, tmp_path):
+    assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path)) == 0
+    state, config = read_checkpoint(tmp_path / "seg.pth")
+    assert config["arch"] == "demo-seg" and config["num_classes"] == 21 and config["task"] == "segmentation"
+    assert config["train"]["max_steps"] == 3 and config["train"]["crop_size"] == 64
+    model, report = build_network("demo-seg", tmp_path / "seg.pth")
+    assert report.ok
+    image = load_image(voc / "JPEGImages" / "img_0.jpg")
+    np.testing.assert_array_equal(predict(model, image), read_label_png(tmp_path / "pred" / "img_0.png"))
+    assert 0 <= miou(voc, tmp_path / "pred", tmp_path) <= 100
+
+
+def full_image_loss(model, voc):
+    model.eval()
+    losses = []
+    for i in range(4):
+        x = torch.from_numpy(load_image(voc / "JPEGImages" / f"img_{i}.jpg")).permute(2, 0, 1).float() / 255
+        x = (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        label = torch.from_numpy(read_label_png(voc / "SegmentationClass" / f"img_{i}.png"))[None]
+        with torch.no_grad():
+            losses.append(segmentation_loss(model(x[None]), label).item())
+    return float(np.mean(losses))
+
+
+def test_training_on_labels_lowers_the_loss(voc, tmp_path):
+    torch.manual_seed(0)
+    model = create("demo-seg", num_classes=21)
+    before = full_image_loss(model, voc)
+    config = TrainConfig(epochs=10, batch_size=2, lr=0.05, weight_decay=1e-4, crop_size=64, max_steps=6)
+    train_segmentation(model, "demo-seg", 21, VOCDataset.open(voc), voc / "SegmentationClass", tmp_path / "s.pth",
+                       config, progress=False)
+    assert full_image_loss(model, voc) < 0.5 * before
+
+
+def test_train_seg_reports_missing_pseudo_labels(voc, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(train_seg_args(voc, tmp_path / "empty", tmp_path)) == 2
+    assert "4 label PNGs missing" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pydensecrf") is None, reason="pydensecrf2 not installed")
+def test_full_chain_crf_affinity_walk_segmentation_eval(voc, tmp_path):
+    cams = ["--cam", str(voc / "cams")]
+    assert main(["pseudo", *data_args(voc), *cams, "--method", "crf", "--affinity-labels",
+                 "--out", str(tmp_path / "conf")]) == 0
+    assert main(["train-aff", *data_args(voc), "--aff-labels", str(tmp_path / "conf"),
+                 "--out", str(tmp_path / "aff.pth"), "--network", "demo-aff", "--crop-size", "96",
+                 "--batch-size", "2", "--max-steps", "3"]) == 0
+    assert main(["pseudo", *data_args(voc), *cams, "--method", "rw", "--aff-network", "demo-aff",
+                 "--aff-weights", str(tmp_path / "aff.pth"), "--out", str(tmp_path / "rw")]) == 0
+    assert main(train_seg_args(voc, tmp_path / "rw", tmp_path)) == 0
+    assert 0 <= miou(voc, tmp_path / "pred", tmp_path) <= 100
+    manifest = json.loads((tmp_path / "rw" / "infercam-run.json").read_text())
+    assert manifest["totals"]["done"] == 4 and manifest["config"]["aff_network"] == "demo-aff"
