@@ -11,6 +11,7 @@ from .. import distributed
 from ..cam import DEFAULT_SCALES, check_scales
 from ..data.voc import VOCDataset
 from ..errors import InferCamError
+from ..gradcam import CAM_METHODS, with_cam_method
 from ..io import CAM_FORMATS
 from ..models import build_network, list_models
 from ..pipeline import ComputeFn, Outputs, RunSummary, file_sha256, run_dataset, shard
@@ -49,6 +50,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                        help="classes of the network's classifier (default: from the checkpoint, else 20)")
     group.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
                        help="refuse a checkpoint with missing, unexpected or mis-shaped keys (default: on)")
+    group.add_argument("--cam-method", choices=CAM_METHODS, default="cam",
+                       help="cam: the network's own forward_cam (default); gradcam / gradcam++: gradient-weighted maps "
+                            "at --target-layer, for any classifier (one backward per class)")
+    group.add_argument("--target-layer", default=None, metavar="NAME",
+                       help="module for gradcam/gradcam++, e.g. layer4 or features (default: the family's last "
+                            "feature layer)")
     group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     group.add_argument("--scales", type=parse_scales, default=DEFAULT_SCALES,
                        help="comma-separated input scales (default: 1.0,0.5,1.5,2.0)")
@@ -69,11 +76,12 @@ def open_dataset(args: argparse.Namespace) -> VOCDataset:
 
 
 def load_network(args: argparse.Namespace):
-    """The network named by --network with --weights loaded; prints what a non-strict load left out."""
+    """The network named by --network with --weights loaded, giving maps by --cam-method; prints what a
+    non-strict load left out."""
     model, report = build_network(args.network, args.weights, args.num_classes, strict=args.strict)
     if not report.ok:
         print(f"warning: checkpoint loaded non-strictly:\n{report.describe()}")
-    return model
+    return with_cam_method(model, args.cam_method, args.target_layer)
 
 
 def run_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -18,14 +18,16 @@ from .registry import (
     read_checkpoint,
     read_state_dict,
     register,
+    register_prefix,
 )
 from ..errors import CheckpointError
 
-# Importing a definition module registers its networks.
-from . import resnet38, resnet38_variants, resnet50_irn, small  # noqa: F401,E402
+# Importing a definition module registers its networks (timm_cam, torchvision_cam: their prefixes).
+from . import affinity, resnet38, resnet38_variants, resnet50_irn, segnets, small  # noqa: F401,E402
+from . import timm_cam, torchvision_cam  # noqa: F401,E402
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "CheckpointError", "LoadReport", "build_network", "create", "list_models",
     "load_checkpoint", "load_state_dict", "match_state_dict", "normalization", "read_checkpoint", "read_state_dict",
-    "register",
+    "register", "register_prefix",
 ]

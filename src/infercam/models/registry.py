@@ -1,4 +1,4 @@
-"""Model registry (create networks by name) and checkpoint loading with a clear key report.
+"""Model registry (create networks by name or ``prefix:<name>``) and checkpoint loading with a clear key report.
 
 Every registered network follows the CAM protocol the algorithm needs:
 an ``nn.Module`` with ``forward_cam(x) -> (N, C, h, w)`` non-negative class maps, where ``x`` is a
@@ -8,6 +8,7 @@ pixel/255); otherwise ImageNet statistics are used.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import os
 from typing import Any, Callable
@@ -22,6 +23,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DEFAULT_WEIGHTS: dict[str, Callable[[], str]] = {}
+_PREFIXES: dict[str, _Family] = {}
+
+ClassCount = Callable[[str, dict[str, torch.Tensor]], int | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Family:
+    """A factory and its optional class-count hook: for a prefix ``factory(rest, num_classes=..., **kw)`` and
+    ``classes_in(rest, state)``; for a resolved name the same with ``rest`` bound."""
+
+    factory: Callable[..., nn.Module]
+    classes_in: ClassCount | None
 
 
 def register(name: str, default_weights: Callable[[], str] | None = None
@@ -42,19 +55,27 @@ def register(name: str, default_weights: Callable[[], str] | None = None
     return wrap
 
 
+def register_prefix(prefix: str, factory: Callable[..., nn.Module], classes_in: ClassCount | None = None) -> None:
+    """Route every name ``prefix:<rest>`` to ``factory(rest, num_classes=..., **kw)`` (e.g. ``torchvision:resnet50``).
+
+    ``classes_in(rest, state_dict)`` reads the class count from a checkpoint when nothing else gives it.
+    """
+    if prefix in _PREFIXES or not prefix.isidentifier():
+        raise ValueError(f"prefix {prefix!r} is registered twice or is not an identifier")
+    _PREFIXES[prefix] = _Family(factory, classes_in)
+
+
 def list_models() -> list[str]:
-    """Names accepted by :func:`create`, sorted."""
-    return sorted(_REGISTRY)
+    """Registered names, sorted, then each prefixed family as ``prefix:<name>``."""
+    return sorted(_REGISTRY) + [f"{prefix}:<name>" for prefix in sorted(_PREFIXES)]
 
 
 def create(name: str, num_classes: int = 20, **kwargs: Any) -> nn.Module:
-    """Build a network by registered name, or a user's ``package.module:Factory`` (plug-in).
+    """Build a network by registered name, ``prefix:<name>``, or a user's ``package.module:Factory`` (plug-in).
 
     Weights are not loaded: see :func:`load_checkpoint` and :func:`build_network`.
     """
-    check_name(name)
-    factory = _REGISTRY[name] if name in _REGISTRY else _plugin(name)
-    return factory(num_classes=num_classes, **kwargs)
+    return _resolve(name).factory(num_classes=num_classes, **kwargs)
 
 
 def check_name(name: str) -> None:
@@ -62,6 +83,20 @@ def check_name(name: str) -> None:
     if name not in _REGISTRY and ":" not in name:
         known = ", ".join(list_models())
         raise InferCamError(f"unknown network {name!r}; known networks: {known} (or a plug-in 'package.module:Factory')")
+
+
+def _resolve(name: str) -> _Family:
+    """The factory of a name (bound to its ``<rest>`` for a prefixed family), and its class-count hook."""
+    check_name(name)
+    if name in _REGISTRY:
+        return _Family(_REGISTRY[name], None)
+    prefix, _, rest = name.partition(":")
+    if prefix in _PREFIXES:
+        family = _PREFIXES[prefix]
+        hook = family.classes_in
+        return _Family(functools.partial(family.factory, rest),
+                       None if hook is None else functools.partial(hook, rest))
+    return _Family(_plugin(name), None)
 
 
 def _plugin(spec: str) -> Callable[..., nn.Module]:
@@ -191,9 +226,10 @@ def build_network(name: str, weights: str | os.PathLike | None = None, num_class
                   strict: bool = True, **kwargs: Any) -> tuple[nn.Module, LoadReport]:
     """Create ``name`` and load ``weights`` (or the network's bundled weights) in one step.
 
-    The number of classes is ``num_classes`` if given, else the checkpoint's recorded one, else 20.
+    The number of classes is ``num_classes`` if given, else the checkpoint's recorded one, else the one
+    its head shape shows (families with a ``classes_in`` hook), else 20.
     """
-    check_name(name)
+    family = _resolve(name)
     if weights is None:
         if name not in _DEFAULT_WEIGHTS:
             raise CheckpointError(f"network {name!r} has no bundled weights: give a checkpoint with --weights")
@@ -201,7 +237,10 @@ def build_network(name: str, weights: str | os.PathLike | None = None, num_class
     state, config = read_checkpoint(weights)
     if config.get("arch") not in (None, name):
         raise CheckpointError(f"checkpoint {weights} was saved for network {config['arch']!r}, not {name!r}")
-    classes = num_classes if num_classes is not None else int(config.get("num_classes", 20))
-    model = create(name, num_classes=classes, **{**config.get("arch_kwargs", {}), **kwargs})
+    classes = num_classes if num_classes is not None else config.get("num_classes")
+    if classes is None and family.classes_in is not None:
+        classes = family.classes_in(state)
+    classes = 20 if classes is None else int(classes)
+    model = family.factory(num_classes=classes, **{**config.get("arch_kwargs", {}), **kwargs})
     report = load_state_dict(model, state, strict=strict, source=os.fspath(weights))
     return model.eval(), report
