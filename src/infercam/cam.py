@@ -38,10 +38,17 @@ def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     return scales
 
 
-def normalize_image(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """H x W x 3 uint8 -> 3 x H x W float32, (pixel/255 - mean)/std computed in float64 as psa does."""
-    arr = (image.astype(np.float64) / 255.0 - np.asarray(mean)) / np.asarray(std)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))
+def normalization_table(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """3 x 256 float32: (v/255 - mean)/std for every byte value, computed in float64 as psa does."""
+    values = np.arange(256, dtype=np.float64)[None, :] / 255.0
+    return ((values - np.asarray(mean, np.float64)[:, None]) / np.asarray(std, np.float64)[:, None]).astype(np.float32)
+
+
+def normalize_image(image: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                    table: np.ndarray | None = None) -> torch.Tensor:
+    """H x W x 3 uint8 -> 3 x H x W float32 (pixel/255 - mean)/std, by table look-up (psa's exact values)."""
+    table = normalization_table(mean, std) if table is None else table
+    return torch.from_numpy(np.stack([table[c][image[..., c]] for c in range(3)]))
 
 
 def image_pyramid(image: np.ndarray, scales: Sequence[float], mean: Sequence[float],
@@ -49,11 +56,12 @@ def image_pyramid(image: np.ndarray, scales: Sequence[float], mean: Sequence[flo
     """The normalised inputs of every scale (3 x h_s x w_s each), resized with PIL bicubic."""
     height, width = image.shape[:2]
     pil = Image.fromarray(image)
+    table = normalization_table(mean, std)
     levels = []
     for s in scales:
         h, w = scaled_size(height, width, s)
-        resized = pil if (h, w) == (height, width) else pil.resize((w, h), resample=Image.BICUBIC)
-        levels.append(normalize_image(np.asarray(resized), mean, std))
+        resized = image if (h, w) == (height, width) else np.asarray(pil.resize((w, h), resample=Image.BICUBIC))
+        levels.append(normalize_image(resized, mean, std, table))
     return levels
 
 
@@ -153,10 +161,11 @@ class MultiScaleCam:
         for j, job in enumerate(jobs):
             total = None
             for level in range(len(self.scales)):
-                pair = torch.stack(outputs[j * per_job + 2 * level: j * per_job + 2 * level + 2])
-                up = F.interpolate(pair, size=job.out_size, mode="bilinear", align_corners=False)
-                level_sum = up[0] + up[1].flip(-1)
-                total = level_sum if total is None else total + level_sum
+                plain, flipped = outputs[j * per_job + 2 * level: j * per_job + 2 * level + 2]
+                # upsampling is linear and mirror-symmetric: un-flip and add first, upsample once
+                up = F.interpolate((plain + flipped.flip(-1))[None], size=job.out_size, mode="bilinear",
+                                   align_corners=False)[0]
+                total = up if total is None else total + up
             results.append(normalize_cam(total))
         return results
 

@@ -17,7 +17,15 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
-from .cam import normalize_image, scaled_size
+from .cam import scaled_size
+
+
+def _normalize(img: np.ndarray, mean, std) -> torch.Tensor:
+    """psa's Normalize: (pixel / 255. - mean) / std per channel in float64, stored as float32."""
+    out = np.empty(img.shape, np.float32)
+    for c in range(3):
+        out[..., c] = (img[..., c] / 255.0 - mean[c]) / std[c]
+    return torch.from_numpy(out.transpose(2, 0, 1).copy())
 
 
 def _msf_inputs(img: np.ndarray, scales, mean, std) -> list[torch.Tensor]:
@@ -26,7 +34,7 @@ def _msf_inputs(img: np.ndarray, scales, mean, std) -> list[torch.Tensor]:
     out = []
     for s in scales:
         h, w = scaled_size(img.shape[0], img.shape[1], s)
-        x = normalize_image(np.asarray(pil.resize((w, h), resample=Image.BICUBIC)), mean, std)[None]
+        x = _normalize(np.asarray(pil.resize((w, h), resample=Image.BICUBIC)), mean, std)[None]
         out += [x, x.flip(-1)]
     return out
 
