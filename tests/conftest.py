@@ -68,3 +68,14 @@ def fill(shared_checkpoints: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """One intra-op thread: on a small shared machine, tiny convolutions are many times faster so."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

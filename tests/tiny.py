@@ -1,6 +1,8 @@
 """A tiny deterministic CAM network for fast tests (stride 8, 20 classes)."""
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +29,16 @@ class TinyCamNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x)).mean(dim=(2, 3))
+
+
+class SlowCamNet(TinyCamNet):
+    """TinyCamNet (same keys, same maps) that sleeps in every forward_cam, so a signal lands mid-run."""
+
+    delay = 0.003  # seconds per call; infer makes about 75 calls per image
+
+    def forward_cam(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.delay)
+        return super().forward_cam(x)
 
 
 class ColourCamNet(nn.Module):

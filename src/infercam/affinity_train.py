@@ -27,6 +27,7 @@ from .data.voc import VOCDataset
 from .models.affinity import check_affinity_net
 from .models.registry import normalization
 from .pixel_pairs import affinity_labels
+from .resume import partial_path
 from .training import PSA_JITTER, LabelledImages, TrainConfig, make_loader, save_checkpoint, train_loop
 
 STRIDE = 8
@@ -79,16 +80,18 @@ def affinity_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torc
 
 def train_affinity(model: nn.Module, arch: str, dataset: VOCDataset, label_dir: str | os.PathLike,
                    out: str | os.PathLike, config: TrainConfig = PSA_AFF_TRAIN, names: Sequence[str] | None = None,
-                   progress: bool = True) -> dict[str, float]:
+                   progress: bool = True, overwrite: bool = False) -> dict[str, float]:
     """Train an AffinityNet (``arch`` is its registered name) on ``<label_dir>/<name>.png`` and save the
-    checkpoint with its config to ``out``; returns the last step's losses."""
+    checkpoint with its config to ``out``; returns the last step's losses. An interrupted run resumes from
+    ``<out>.partial`` unless ``overwrite``."""
     check_affinity_net(model, arch)
     torch.manual_seed(config.seed)
     samples = LabelledImages(dataset, label_dir, dataset.names if names is None else names, config.crop_size,
                              *normalization(model), jitter=PSA_JITTER,
                              label_transform=functools.partial(affinity_targets, radius=model.radius))
     optimizer = affinity_optimizer(model, config.lr, config.weight_decay)
-    last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-aff")
+    last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-aff",
+                      partial=partial_path(out), overwrite=overwrite)
     save_checkpoint(out, model.eval(), {"arch": arch, "num_classes": 0, "arch_kwargs": {"radius": model.radius},
                                         "task": "affinity", "train": asdict(config)})
     return last

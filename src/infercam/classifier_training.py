@@ -26,8 +26,10 @@ from .classes import NUM_CLASSES
 from .data.images import load_image
 from .data.voc import VOCDataset
 from .errors import InferCamError
-from .io import atomic_path, ensure_dir
+from .io import ensure_dir
 from .models import create, normalization
+from .resume import load_partial, partial_path, save_partial
+from .training import save_checkpoint
 
 
 @dataclasses.dataclass
@@ -146,18 +148,13 @@ def evaluate_classifier(model: torch.nn.Module, loader: DataLoader) -> dict[str,
     return {"mAP": float(np.nanmean(average_precision(s, t)) * 100), "F1": f1_score(s, t) * 100}
 
 
-def _save(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
 def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike, val_list: str | os.PathLike | None,
                      out: str | os.PathLike, config: TrainConfig, labels: str | os.PathLike | None = None,
                      progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Train, evaluate on ``val_list`` each epoch, and write the checkpoint ``out``; returns the metrics."""
     out = Path(out)
     ensure_dir(out.parent, "checkpoint folder")
-    partial = out.with_name(out.name + ".partial")
+    partial = partial_path(out)
     torch.manual_seed(config.seed)  # initial weights and dropout
     train_set = VOCDataset.open(voc_root, train_list, labels)
     model = create(config.arch, num_classes=config.num_classes, **config.arch_kwargs)
@@ -179,10 +176,9 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup)
                                                  * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
     start_epoch, history = 0, []
-    if partial.exists() and not overwrite:
-        state = torch.load(partial, map_location="cpu", weights_only=False)
-        if state["config"]["train"] != dataclasses.asdict(config):
-            raise InferCamError(f"{partial} is from a run with other options: delete it or use --overwrite")
+    options = dataclasses.asdict(config)
+    state = load_partial(partial, options, overwrite)
+    if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -213,10 +209,8 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
         history.append(record)
         print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()),
               file=sys.stderr)
-        _save(partial, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1,
-                        "history": history, "config": meta})
-    final = {"state_dict": model.state_dict(), "config": {**meta, "history": history}}
-    _save(out, final)
-    partial.unlink(missing_ok=True)
+        save_partial(partial, options, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                        "schedule": schedule.state_dict(), "rng": torch.get_rng_state(),
+                                        "epoch": epoch + 1, "history": history})
+    save_checkpoint(out, model, {**meta, "history": history})
     return history[-1] if history else {}

@@ -16,6 +16,8 @@ import torch.distributed as dist
 
 from .io import write_json
 
+STATUS_SEVERITY = ("interrupted", "stopped", "finished")  # a merged run ended as its worst rank did
+
 
 @dataclass(frozen=True)
 class Rank:
@@ -73,10 +75,12 @@ def merge_manifests(folder: Path, base: str, world_size: int) -> dict[str, Any]:
     """One manifest from the ranks' files: images in rank order, totals summed, per-rank records kept."""
     stem = base[:-len(".json")]
     parts = [json.loads((folder / f"{stem}.rank{r}-of-{world_size}.json").read_text()) for r in range(world_size)]
-    merged = {key: parts[0][key] for key in ("command", "config", "versions")}
-    merged["ranks"] = [{k: p[k] for k in ("host", "started", "finished", "interrupted", "totals")} for p in parts]
-    merged["interrupted"] = any(p["interrupted"] for p in parts)
+    per_rank = ("device", "host", "started", "ended", "status", "signal", "error", "totals", "remaining")
+    merged = {key: value for key, value in parts[0].items() if key not in per_rank and key != "images"}
+    merged["ranks"] = [{k: p[k] for k in per_rank} for p in parts]
+    merged["status"] = min((p["status"] for p in parts), key=STATUS_SEVERITY.index)
     merged["totals"] = {k: sum(p["totals"][k] for p in parts) for k in parts[0]["totals"]}
+    merged["remaining"] = sum(p["remaining"] for p in parts)
     merged["images"] = [image for p in parts for image in p["images"]]
     write_json(folder / base, merged)
     return merged

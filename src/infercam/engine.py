@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -32,12 +33,15 @@ class InferCamResult:
     rounds: list[int] = field(default_factory=list)  # erasing rounds run, per distinct patch
 
 
+DEVICE_HELP = "use cpu, cuda, cuda:N or mps"
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """A torch device that exists on this machine, or a clear error."""
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InferCamError(f"invalid device {device!r}: {exc}") from None
+    except (RuntimeError, TypeError):
+        raise InferCamError(f"unknown device {device!r}: {DEVICE_HELP}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise InferCamError(f"device {device!r} requested but CUDA is not available on this machine")
@@ -46,8 +50,19 @@ def resolve_device(device: str | torch.device) -> torch.device:
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise InferCamError(f"device {device!r} requested but MPS is not available")
     elif dev.type not in ("cpu", "cuda", "mps"):
-        raise InferCamError(f"unsupported device {device!r}: use cpu, cuda or cuda:N")
+        raise InferCamError(f"unsupported device {device!r}: {DEVICE_HELP}")
     return dev
+
+
+def describe_device(device: str | torch.device) -> dict[str, str]:
+    """The device a run asked for, the one it uses (``cuda`` -> ``cuda:<current>``) and its name (for manifests)."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = platform.processor() or platform.machine()
+    return {"requested": str(device), "used": str(dev), "name": name}
 
 
 def check_labels(labels: Iterable[int]) -> list[int]:

@@ -51,22 +51,34 @@ def _remove(path: str) -> None:
 def _describe(exc: OSError, path: str) -> str:
     if exc.errno == errno.ENOSPC:
         return f"disk full while writing {path}"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno == errno.EROFS:
+        return f"cannot write {path}: read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
         return f"no permission to write {path}"
     return f"cannot write {path}: {exc.strerror or exc}"
 
 
+def check_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Raise :class:`OutputError` unless ``path`` is a writable folder or can be created; creates nothing."""
+    path = Path(path)
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        if existing == path.absolute():
+            raise OutputError(f"{what} {path} exists and is not a folder")
+        raise OutputError(f"cannot create {what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path.absolute() else f" (in {existing})"
+        raise OutputError(f"{what} {path} is not writable{where}")
+    return path
+
+
 def ensure_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Create ``path`` if needed; a clear error if it is a file or cannot be created or written."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{what} {path} exists and is not a folder")
+    path = check_dir(path, what)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(_describe(exc, str(path))) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} {path} is not writable")
     return path
 
 
@@ -138,13 +150,18 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarra
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
+def heatmap_path(folder: str | os.PathLike, name: str, c: int, class_names: tuple[str, ...] = VOC_CLASSES) -> Path:
+    """``<folder>/<name>_<classname>.png``, the overlay of class ``c`` (``class<c>`` beyond the names)."""
+    label = class_names[c] if c < len(class_names) else f"class{c}"
+    return Path(folder) / f"{name}_{label}.png"
+
+
 def save_heatmaps(folder: str | os.PathLike, name: str, image: np.ndarray,
                   cams: dict[int, np.ndarray], class_names: tuple[str, ...] = VOC_CLASSES) -> list[Path]:
     """Write ``<name>_<classname>.png`` overlays, one per class; returns the paths."""
     paths = []
     for c, cam in sorted(cams.items()):
-        label = class_names[c] if c < len(class_names) else f"class{c}"
-        path = Path(folder) / f"{name}_{label}.png"
+        path = heatmap_path(folder, name, c, class_names)
         with atomic_path(path) as tmp:
             Image.fromarray(overlay(image, cam)).save(tmp, format="PNG")
         paths.append(path)

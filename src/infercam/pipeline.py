@@ -3,11 +3,12 @@
 The computation is any callable ``(name, image, labels) -> dict[int, map] | InferCamResult``, or an
 H x W label map for :class:`LabelOutputs`; the outputs decide which files are written. Images whose
 outputs already exist are skipped (resume), a failed image is recorded and the run goes on (or
-stops, with ``on_error="stop"``), and a JSON manifest next to the outputs says what happened to
-every image.
+stops, with ``on_error="stop"``), SIGINT/SIGTERM stop the run after the image in progress, and a
+JSON manifest next to the outputs says what happened to every image.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import os
@@ -25,11 +26,14 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .data.images import load_image
+from .data.images import SizeLimits, load_image
 from .data.voc import VOCDataset
 from .engine import InferCamResult
 from .errors import InferCamError, OutputError
-from .io import cam_file_ok, ensure_dir, save_cams, save_heatmaps, save_image, save_label_png, write_json
+from .io import (
+    cam_file_ok, check_dir, ensure_dir, heatmap_path, save_cams, save_heatmaps, save_image, save_label_png,
+    write_json,
+)
 
 ComputeFn = Callable[[str, np.ndarray, list[int]], "InferCamResult | dict[int, np.ndarray] | np.ndarray"]
 
@@ -46,24 +50,30 @@ class Outputs:
     def __post_init__(self) -> None:
         if not (self.cam_dir or self.heatmap_dir or self.split_dir):
             raise InferCamError("nothing to write: give --out-cam and/or --heatmap")
-        for folder, what in ((self.cam_dir, "CAM folder"), (self.heatmap_dir, "heatmap folder"),
-                             (self.split_dir, "split folder")):
-            if folder is not None:
-                ensure_dir(folder, what)
+        for folder, what in self._folders():
+            check_dir(folder, what)
+
+    def _folders(self) -> list[tuple[Path, str]]:
+        named = ((self.cam_dir, "CAM folder"), (self.heatmap_dir, "heatmap folder"), (self.split_dir, "split folder"))
+        return [(folder, what) for folder, what in named if folder is not None]
 
     @property
     def folder(self) -> Path:
         """The folder that holds the run manifest."""
         return self.cam_dir or self.heatmap_dir or self.split_dir  # type: ignore[return-value]
 
-    def complete(self, name: str) -> bool:
-        """Whether a previous run already wrote this image's outputs (the file written last exists)."""
-        if self.cam_dir is not None:
-            path = self.cam_dir / f"{name}.npy"
-            return path.exists() and cam_file_ok(path)
-        if self.split_dir is not None:
-            return (self.split_dir / f"{name}.json").exists()
-        return any(self.heatmap_dir.glob(f"{name}_*.png"))  # type: ignore[union-attr]
+    def prepare(self) -> None:
+        """Create the output folders (done when the run starts, after its inputs were checked)."""
+        for folder, what in self._folders():
+            ensure_dir(folder, what)
+
+    def complete(self, name: str, labels: list[int]) -> bool:
+        """Whether a previous run wrote every requested output of this image (each file is written atomically)."""
+        if self.cam_dir is not None and not cam_file_ok(self.cam_dir / f"{name}.npy"):
+            return False
+        if self.split_dir is not None and not (self.split_dir / f"{name}.json").exists():
+            return False
+        return self.heatmap_dir is None or all(heatmap_path(self.heatmap_dir, name, c).exists() for c in labels)
 
     def write(self, name: str, image: np.ndarray, result: InferCamResult | dict[int, np.ndarray]) -> None:
         """Write every requested output; the CAM file last, since its presence marks the image done."""
@@ -83,9 +93,13 @@ class LabelOutputs:
     folder: Path
 
     def __post_init__(self) -> None:
+        check_dir(self.folder, "label folder")
+
+    def prepare(self) -> None:
+        """Create the folder (done when the run starts)."""
         ensure_dir(self.folder, "label folder")
 
-    def complete(self, name: str) -> bool:
+    def complete(self, name: str, labels: list[int]) -> bool:
         """Whether the image's PNG exists (written atomically, so it is whole)."""
         return (self.folder / f"{name}.png").exists()
 
@@ -116,10 +130,17 @@ class ImageStatus:
 
 @dataclass
 class RunSummary:
-    """Totals and per-image outcomes of a run."""
+    """Totals and per-image outcomes of a run, and how it ended.
 
+    ``status``: finished (every image was processed), stopped (``on_error="stop"`` after a failure, or an
+    output error such as a full disk; see ``error``) or interrupted (SIGINT/SIGTERM: ``signal``).
+    """
+
+    total: int = 0
     images: list[ImageStatus] = field(default_factory=list)
-    interrupted: bool = False
+    status: str = "finished"
+    error: str = ""
+    signal: int | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.images if s.status == status)
@@ -128,9 +149,23 @@ class RunSummary:
     def failed(self) -> list[ImageStatus]:
         return [s for s in self.images if s.status == "failed"]
 
+    @property
+    def remaining(self) -> int:
+        """Images not processed because the run ended early."""
+        return self.total - len(self.images)
+
+    @property
+    def signal_name(self) -> str | None:
+        return None if self.signal is None else signal.Signals(self.signal).name
+
     def line(self) -> str:
         text = f"{self.count('done')} done, {self.count('skipped')} skipped, {self.count('failed')} failed"
-        return text + (" (interrupted)" if self.interrupted else "")
+        if self.status == "interrupted":
+            return text + f"; interrupted by {self.signal_name or 'the user'}, {self.remaining} not processed " \
+                          "(rerun the same command to finish)"
+        if self.status == "stopped":
+            return text + f"; stopped: {self.error}, {self.remaining} not processed"
+        return text
 
 
 def shard(names: Sequence[str], rank: int, world_size: int) -> list[str]:
@@ -147,21 +182,30 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _load(dataset: VOCDataset, name: str) -> tuple[np.ndarray, list[int]]:
+def _load(dataset: VOCDataset, name: str, limits: SizeLimits) -> tuple[np.ndarray, list[int]]:
     labels = dataset.labels(name)
-    return load_image(dataset.image_path(name)), labels
+    return load_image(dataset.image_path(name), limits), labels
 
 
-def _prefetch(dataset: VOCDataset, names: Sequence[str], workers: int) -> Iterator[tuple[str, Future]]:
+def _prefetch(dataset: VOCDataset, names: Sequence[str], workers: int,
+              limits: SizeLimits) -> Iterator[tuple[str, Future]]:
     """Decode images ahead of the computation in a thread pool (bounded look-ahead)."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending: list[tuple[str, Future]] = []
-        it = iter(names)
-        for name in it:
-            pending.append((name, pool.submit(_load, dataset, name)))
+        for name in names:
+            pending.append((name, pool.submit(_load, dataset, name, limits)))
             if len(pending) > 2 * max(1, workers):
                 yield pending.pop(0)
         yield from pending
+
+
+def _resumable(dataset: VOCDataset, outputs: Outputs | LabelOutputs, name: str) -> bool:
+    """Whether a previous run wrote every output of ``name`` (never for an image without usable labels)."""
+    try:
+        labels = dataset.labels(name)
+    except InferCamError:
+        return False
+    return bool(labels) and outputs.complete(name, labels)
 
 
 class _StopRequest:
@@ -178,7 +222,7 @@ class _StopRequest:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None:  # a second Ctrl-C stops at once
+        if self.signal is not None:  # a second Ctrl-C stops at once (an unfinished write is discarded)
             raise KeyboardInterrupt
         self.signal = signum
 
@@ -190,40 +234,54 @@ class _StopRequest:
 def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | LabelOutputs, *,
                 names: Sequence[str] | None = None, overwrite: bool = False, on_error: str = "skip",
                 workers: int = 2, progress: bool = True, manifest: dict[str, Any] | None = None,
-                manifest_name: str = "infercam-run.json",
-                desc: str = "images") -> RunSummary:
-    """Compute and write every image of ``names`` (default: the whole data set); see module docstring."""
+                manifest_name: str = "infercam-run.json", desc: str = "images",
+                limits: SizeLimits = SizeLimits()) -> RunSummary:
+    """Compute and write every image of ``names`` (default: the whole data set); see module docstring.
+
+    ``manifest`` (the run's command, configuration, ...) is written with the outcome to ``manifest_name``
+    in the output folder, also when the run is interrupted or stopped by an output error (re-raised).
+    """
     if on_error not in ("skip", "stop"):
         raise InferCamError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
     names = list(dataset.names if names is None else names)
-    summary = RunSummary()
+    outputs.prepare()
+    summary = RunSummary(total=len(names))
     started = _dt.datetime.now(_dt.timezone.utc)
     todo = []
     for name in names:
-        if not overwrite and outputs.complete(name):
+        if not overwrite and _resumable(dataset, outputs, name):
             summary.images.append(ImageStatus(name, "skipped", "output exists (resumed)"))
         else:
             todo.append(name)
     bar = tqdm(total=len(names), initial=len(names) - len(todo), desc=desc, unit="img",
                disable=not progress, dynamic_ncols=True, file=sys.stderr)
     bar.set_postfix_str(f"resumed {len(names) - len(todo)}")
+    stop = _StopRequest()
     try:
-        with _StopRequest() as stop:
-            for name, future in _prefetch(dataset, todo, workers):
+        with stop, contextlib.closing(_prefetch(dataset, todo, workers, limits)) as images:
+            for name, future in images:
                 if stop.signal is not None:
-                    summary.interrupted = True
                     break
-                status = _process(name, future, compute, outputs)
+                try:
+                    status = _process(name, future, compute, outputs)
+                except OutputError as exc:  # the output location is unusable: so it is for every later image
+                    summary.images.append(ImageStatus(name, "failed", str(exc)))
+                    raise
                 summary.images.append(status)
                 bar.update(1)
                 bar.set_postfix_str(summary.line())
                 if status.status == "failed" and on_error == "stop":
+                    summary.status, summary.error = "stopped", f"{name} failed and --on-error is stop"
                     break
-    except BaseException:
-        summary.interrupted = True
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        summary.status = "interrupted" if interrupted else "stopped"
+        summary.error = "" if interrupted else str(exc) if isinstance(exc, InferCamError) else repr(exc)
         raise
     finally:
         bar.close()
+        if stop.signal is not None:
+            summary.status, summary.signal = "interrupted", stop.signal
         if manifest is not None:
             write_manifest(outputs.folder / manifest_name, manifest, summary, started)
     return summary
@@ -244,20 +302,30 @@ def _process(name: str, future: Future, compute: ComputeFn, outputs: Outputs | L
     return ImageStatus(name, "done", seconds=round(time.perf_counter() - t0, 4))
 
 
-def write_manifest(path: Path, config: dict[str, Any], summary: RunSummary, started: _dt.datetime) -> None:
-    """The run's record: configuration, versions, device, times, per-image status, totals."""
+def versions() -> dict[str, str]:
+    """Versions of infercam and of what its results depend on."""
+    import PIL
     import torch
+    import torchvision
 
+    return {"infercam": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "pillow": PIL.__version__, "python": platform.python_version()}
+
+
+def write_manifest(path: Path, header: dict[str, Any], summary: RunSummary, started: _dt.datetime) -> None:
+    """The run's record: ``header`` (command, configuration, checkpoints, device), versions, times, how
+    the run ended, totals and every image's status."""
     record = {
-        "command": " ".join(sys.argv),
-        "config": config,
-        "versions": {"infercam": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
+        **header,
+        "versions": versions(),
         "host": platform.node(),
         "started": started.isoformat(),
-        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-        "interrupted": summary.interrupted,
+        "ended": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "status": summary.status,
+        "signal": summary.signal_name,
+        "error": summary.error,
         "totals": {s: summary.count(s) for s in ("done", "skipped", "failed")},
+        "remaining": summary.remaining,
         "images": [asdict(s) for s in summary.images],
     }
     write_json(path, record)

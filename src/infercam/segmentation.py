@@ -23,6 +23,7 @@ from .data.images import load_image
 from .data.voc import VOCDataset
 from .io import ensure_dir, save_label_png
 from .models.registry import normalization
+from .resume import partial_path
 from .training import LabelledImages, TrainConfig, make_loader, save_checkpoint, train_loop
 
 SEG_TRAIN = TrainConfig(epochs=20, batch_size=8, lr=0.01, weight_decay=1e-4, crop_size=320)
@@ -44,15 +45,17 @@ def _step(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
 
 def train_segmentation(model: nn.Module, arch: str, num_classes: int, dataset: VOCDataset,
                        label_dir: str | os.PathLike, out: str | os.PathLike, config: TrainConfig = SEG_TRAIN,
-                       names: Sequence[str] | None = None, progress: bool = True) -> dict[str, float]:
+                       names: Sequence[str] | None = None, progress: bool = True,
+                       overwrite: bool = False) -> dict[str, float]:
     """Train on ``<label_dir>/<name>.png`` and save the checkpoint with its config to ``out``; returns the
-    last step's loss."""
+    last step's loss. An interrupted run resumes from ``<out>.partial`` unless ``overwrite``."""
     torch.manual_seed(config.seed)
     samples = LabelledImages(dataset, label_dir, dataset.names if names is None else names, config.crop_size,
                              *normalization(model))
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=MOMENTUM,
                                 weight_decay=config.weight_decay)
-    last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-seg")
+    last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-seg",
+                      partial=partial_path(out), overwrite=overwrite)
     save_checkpoint(out, model.eval(), {"arch": arch, "num_classes": num_classes, "task": "segmentation",
                                         "train": asdict(config)})
     return last

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -25,6 +25,7 @@ from .data.images import load_image
 from .data.voc import VOCDataset, read_label_png
 from .errors import DataError, InferCamError
 from .io import atomic_path, ensure_dir
+from .resume import load_partial, partial_path, save_partial
 
 POLY_POWER = 0.9
 PSA_JITTER = dict(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)  # psa train_aff.py
@@ -113,8 +114,13 @@ def _to(batch: Any, device: torch.device) -> Any:
 
 
 def train_loop(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, step_fn: StepFn,
-               config: TrainConfig, progress: bool = True, desc: str = "train") -> dict[str, float]:
-    """Run ``epochs`` passes (at most ``max_steps`` steps) with poly lr decay; the last step's losses."""
+               config: TrainConfig, progress: bool = True, desc: str = "train", partial: Path | None = None,
+               overwrite: bool = False) -> dict[str, float]:
+    """Run ``epochs`` passes (at most ``max_steps`` steps) with poly lr decay; the last step's losses.
+
+    With ``partial`` (``<out>.partial``) the state is saved there after every epoch, and a run of the same
+    network and config resumes from it (unless ``overwrite``) to the weights an uninterrupted run reaches.
+    """
     total = config.epochs * len(loader)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
@@ -123,8 +129,17 @@ def train_loop(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
     device = torch.device(config.device)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     model.to(device).train()
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    options = {"network": type(model).__name__, **asdict(config)}
     step, last = 0, {}
+    state = None if partial is None else load_partial(partial, options, overwrite)
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        step, last = state["step"], state["last"]
+        print(f"resuming from step {step} of {total} ({partial})", file=sys.stderr)
+    bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not progress, dynamic_ncols=True,
+               file=sys.stderr)
     try:
         while step < total:
             for batch in loader:
@@ -141,14 +156,19 @@ def train_loop(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
                 step += 1
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.4f}" for k, v in last.items()})
+            if partial is not None and step < total:  # an epoch ended
+                save_partial(partial, options, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                                "rng": torch.get_rng_state(), "step": step, "last": last})
     finally:
         bar.close()
     return last
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: dict[str, Any]) -> None:
-    """Write ``{"state_dict": ..., "config": config}`` atomically (see ``models.read_checkpoint``)."""
+    """Write ``{"state_dict": ..., "config": config}`` atomically (see ``models.read_checkpoint``), then
+    remove the run's ``<path>.partial``."""
     ensure_dir(Path(path).parent, "checkpoint folder")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save({"state_dict": state, "config": config}, tmp)
+    partial_path(path).unlink(missing_ok=True)

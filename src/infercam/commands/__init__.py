@@ -4,6 +4,11 @@ The modules are thin: they parse options and call the Python API.
 """
 COMMANDS: tuple[str, ...] = (
     "cam",
+    "eval",
     "infer",
+    "pseudo",
     "split",
+    "train_aff",
+    "train_cls",
+    "train_seg",
 )

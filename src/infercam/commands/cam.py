@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..engine import InferCam
-from .common import add_data_args, add_model_args, add_output_args, add_run_args, load_network, make_outputs, \
-    run_over_dataset
+from .common import add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, load_network, \
+    make_outputs, run_over_dataset, size_limits
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -13,6 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             description="Compute baseline multi-scale, flipped CAMs for every image of a "
                                         "VOC-layout data set and write them in psa or IRN format.")
     add_data_args(parser)
+    add_size_args(parser)
     add_model_args(parser)
     add_output_args(parser, splits=False)
     add_run_args(parser)
@@ -25,4 +26,4 @@ def make_compute(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_over_dataset(args, make_outputs(args), make_compute, "cam")
+    return run_over_dataset(args, make_outputs(args), make_compute, "cam", size_limits(args))

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import distributed
 from ..cam import DEFAULT_SCALES, check_scales
+from ..data.images import DEFAULT_MAX_SIDE, MIN_SIDE, SizeLimits
 from ..data.voc import VOCDataset
+from ..engine import describe_device
 from ..errors import InferCamError
 from ..gradcam import CAM_METHODS, with_cam_method
 from ..io import CAM_FORMATS
 from ..models import build_network, list_models
-from ..pipeline import ComputeFn, Outputs, RunSummary, file_sha256, run_dataset, shard
+from ..pipeline import ComputeFn, LabelOutputs, Outputs, RunSummary, file_sha256, run_dataset, shard
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -71,31 +74,63 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_size_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-side", type=positive_int, default=DEFAULT_MAX_SIDE, metavar="N",
+                        help=f"refuse (as a failed image) any image whose longer side is over N px, default "
+                             f"{DEFAULT_MAX_SIDE}: CAMs are written on the image's own pixel grid, so nothing is "
+                             f"downscaled silently. Images whose shorter side is under {MIN_SIDE} px (the networks' "
+                             f"output stride) are refused too")
+
+
+def size_limits(args: argparse.Namespace) -> SizeLimits:
+    """The image sizes cam / infer / split accept."""
+    return SizeLimits(MIN_SIDE, args.max_side)
+
+
 def open_dataset(args: argparse.Namespace) -> VOCDataset:
     return VOCDataset.open(args.voc_root, args.list_file, getattr(args, "labels", None))
 
 
 def load_network(args: argparse.Namespace):
     """The network named by --network with --weights loaded, giving maps by --cam-method; prints what a
-    non-strict load left out."""
+    non-strict load left out. ``args.weights`` becomes the file loaded (the bundled one if none was given)."""
     model, report = build_network(args.network, args.weights, args.num_classes, strict=args.strict)
     if not report.ok:
         print(f"warning: checkpoint loaded non-strictly:\n{report.describe()}")
+    args.weights = report.source
     return with_cam_method(model, args.cam_method, args.target_layer)
 
 
-def run_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The options of a run, for its manifest (paths made absolute, the checkpoint's SHA-256 added)."""
+# Options that name a checkpoint file: the manifest records its path and SHA-256.
+CHECKPOINT_OPTIONS = ("weights", "aff_weights")
+INTERNAL_OPTIONS = ("func", "command_line")
+
+
+def run_record(args: argparse.Namespace) -> dict[str, Any]:
+    """A run's manifest header: the command line, its options (paths made absolute), the checkpoints
+    loaded (path and SHA-256) and the device."""
     config: dict[str, Any] = {}
     for key, value in sorted(vars(args).items()):
-        if key == "func":
+        if key in INTERNAL_OPTIONS:
             continue
         if isinstance(value, str) and os.path.exists(value):
             value = os.path.abspath(value)
         config[key] = list(value) if isinstance(value, tuple) else value
-    if getattr(args, "weights", None) and os.path.isfile(args.weights):
-        config["weights_sha256"] = file_sha256(args.weights)
-    return config
+    checkpoints = {key: {"path": os.path.abspath(path), "sha256": file_sha256(path)}
+                   for key in CHECKPOINT_OPTIONS if (path := getattr(args, key, None)) and os.path.isfile(path)}
+    return {"command": getattr(args, "command_line", ""), "config": config, "checkpoints": checkpoints,
+            "device": describe_device(args.device)}
 
 
 def add_output_args(parser: argparse.ArgumentParser, splits: bool = True) -> None:
@@ -117,18 +152,23 @@ def make_outputs(args: argparse.Namespace) -> Outputs:
 
 
 def report(summary: RunSummary) -> int:
-    """Print the one-line summary (and the failures); exit 1 if any image failed or the run was cut short."""
+    """Print the one-line summary (and the failures); the exit status: 0 when every image is done or
+    skipped, 128 + the signal's number when interrupted, else 1 (an image failed, or the run stopped)."""
     print(summary.line(), file=sys.stderr)
     for status in summary.failed[:20]:
         print(f"  failed {status.name}: {status.reason}", file=sys.stderr)
     if len(summary.failed) > 20:
         print(f"  ... and {len(summary.failed) - 20} more (see the run manifest)", file=sys.stderr)
-    return 1 if summary.failed or summary.interrupted else 0
+    if summary.status == "interrupted":
+        return 128 + (summary.signal or signal.SIGINT)
+    return 1 if summary.failed or summary.status != "finished" else 0
 
 
-def run_over_dataset(args: argparse.Namespace, outputs: Outputs,
-                     make_compute: Callable[[argparse.Namespace], ComputeFn], desc: str) -> int:
-    """The shared body of cam / infer / split: this rank's share of the images, resumable, with a manifest."""
+def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
+                     make_compute: Callable[[argparse.Namespace], ComputeFn], desc: str,
+                     limits: SizeLimits = SizeLimits()) -> int:
+    """The shared body of cam / infer / split / pseudo: this rank's share of the images, resumable, with a
+    manifest; the output folders are created once the data set, network and device were found usable."""
     rank = distributed.Rank.from_env()
     args.device = rank.device(args.device)
     distributed.start(rank, args.device)
@@ -136,7 +176,7 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs,
     compute = make_compute(args)
     summary = run_dataset(dataset, compute, outputs, names=shard(dataset.names, rank.rank, rank.world_size),
                           overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
-                          progress=not args.no_progress, manifest=run_config(args),
-                          manifest_name=rank.manifest_name(), desc=rank.label(desc))
+                          progress=not args.no_progress, manifest=run_record(args),
+                          manifest_name=rank.manifest_name(), desc=rank.label(desc), limits=limits)
     distributed.finish(rank, outputs.folder)
     return report(summary)

@@ -9,8 +9,8 @@ import numpy as np
 from ..data.images import load_image
 from ..engine import InferCam
 from ..split import MODES
-from .common import add_data_args, add_model_args, add_output_args, add_run_args, load_network, make_outputs, \
-    run_over_dataset
+from .common import add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, load_network, \
+    make_outputs, run_over_dataset, size_limits
 
 
 def add_method_args(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             description="Run InferCam on every image of a VOC-layout data set: baseline CAM, split "
                                         "into four corner patches, class-conditional erasing rounds, merge.")
     add_data_args(parser)
+    add_size_args(parser)
     add_model_args(parser)
     add_method_args(parser)
     add_output_args(parser)
@@ -56,4 +57,4 @@ def make_compute(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_over_dataset(args, make_outputs(args), make_compute, f"infer ({args.mode})")
+    return run_over_dataset(args, make_outputs(args), make_compute, f"infer ({args.mode})", size_limits(args))

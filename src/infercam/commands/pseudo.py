@@ -77,7 +77,8 @@ def build_labeler(args: argparse.Namespace) -> Labeler:
     if args.bg_threshold is not None:
         raise InferCamError("--method rw takes a background --alpha, not --bg-threshold")
     params = RandomWalkParams(beta=args.beta, logt=args.logt, alpha=PSA_RW.alpha if args.alpha is None else args.alpha)
-    model, _ = build_network(args.aff_network, args.aff_weights)
+    model, report = build_network(args.aff_network, args.aff_weights)
+    args.aff_weights = report.source  # the manifest records the file loaded
     check_affinity_net(model, args.aff_network)
     model.to(args.device)
     return lambda image, cams: rw_labels(image, cams, model, params, args.device)

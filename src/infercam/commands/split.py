@@ -7,7 +7,8 @@ from pathlib import Path
 from ..engine import InferCam
 from ..pipeline import Outputs
 from ..split import MODES
-from .common import add_data_args, add_model_args, add_run_args, load_network, run_over_dataset
+from .common import add_data_args, add_model_args, add_run_args, add_size_args, load_network, run_over_dataset, \
+    size_limits
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "_4 (bottom-right) plus <name>.json with the boxes. Feed the folder to "
                     "'infercam infer --split-path'.")
     add_data_args(parser)
+    add_size_args(parser)
     add_model_args(parser)
     parser.add_argument("--mode", choices=MODES, default="default",
                         help="default: clamp patch starts at 0; reference: the authors' wrap-around slicing")
@@ -33,4 +35,4 @@ def make_compute(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_over_dataset(args, Outputs(split_dir=Path(args.out)), make_compute, "split")
+    return run_over_dataset(args, Outputs(split_dir=Path(args.out)), make_compute, "split", size_limits(args))

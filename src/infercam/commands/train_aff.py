@@ -28,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     model = initial_network(args, num_classes=0)
     last = train_affinity(model, args.network, dataset, args.aff_labels, args.out, train_config(args),
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, overwrite=args.overwrite)
     print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+import torch
 from torch import nn
 
 from ..models import create, list_models, load_state_dict, read_checkpoint
@@ -31,6 +32,8 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig, netwo
     group.add_argument("--workers", type=int, default=0, help="data loading processes (default: 0, in-process)")
     group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="start afresh even if <out>.partial (left by an interrupted run) exists")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -41,7 +44,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def initial_network(args: argparse.Namespace, num_classes: int) -> nn.Module:
-    """The network of --network, with --init-weights loaded where they fit (a summary is printed)."""
+    """The network of --network, initialised from --seed, with --init-weights loaded where they fit (a summary
+    is printed)."""
+    torch.manual_seed(args.seed)
     model = create(args.network, num_classes=num_classes)
     if args.init_weights is not None:
         state = read_checkpoint(args.init_weights)[0]

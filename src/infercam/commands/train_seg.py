@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     model = initial_network(args, num_classes=args.num_classes)
     last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
-                              train_config(args), progress=not args.no_progress)
+                              train_config(args), progress=not args.no_progress, overwrite=args.overwrite)
     print(f"saved {args.out}: loss {last['loss']:.4f}")
     if args.out_pred is not None:
         names = read_image_list(args.pred_list) if args.pred_list else None

@@ -2,12 +2,14 @@
 
 One decode serves both the CAM and the patches (the authors' code decoded twice, with two libraries).
 EXIF orientation is NOT applied: PASCAL VOC's ground truth masks are aligned with the stored pixel
-grid, as psa's PIL decode reads it.
+grid, as psa's PIL decode reads it. Size limits (:class:`SizeLimits`) are checked from the file's
+header, before decoding.
 """
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -16,6 +18,25 @@ from ..errors import ImageError
 
 # Decompression-bomb guard: PIL warns from ~89 Mpx; refuse clearly instead.
 MAX_PIXELS = 16384 * 16384
+MIN_SIDE = 8  # the networks' output stride: a shorter side gives a CAM of a single cell
+DEFAULT_MAX_SIDE = 4096
+
+
+@dataclass(frozen=True)
+class SizeLimits:
+    """The image sizes a computation accepts: shorter side >= ``min_side``, longer side <= ``max_side``."""
+
+    min_side: int = 1
+    max_side: int | None = None
+
+    def check(self, width: int, height: int, path: str) -> None:
+        """Raise :class:`ImageError` naming the size if ``width`` x ``height`` is outside the limits."""
+        if min(width, height) < self.min_side:
+            raise ImageError(f"image too small ({width}x{height} px): the shorter side is under the minimum of "
+                             f"{self.min_side} px: {path}")
+        if self.max_side is not None and max(width, height) > self.max_side:
+            raise ImageError(f"image too large ({width}x{height} px): the longer side is over the limit of "
+                             f"{self.max_side} px (--max-side; downscale the image or raise the limit): {path}")
 
 
 def to_rgb_array(img: Image.Image) -> np.ndarray:
@@ -34,7 +55,7 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).copy()
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
+def load_image(path: str | os.PathLike, limits: SizeLimits = SizeLimits()) -> np.ndarray:
     """Read an image file as H x W x 3 uint8 RGB; raise :class:`ImageError` saying what is wrong."""
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -49,6 +70,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             with Image.open(path) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise ImageError(f"image too large ({img.width}x{img.height} px): {path}")
+                limits.check(img.width, img.height, path)
                 img.load()
                 return to_rgb_array(img)
     except ImageError:

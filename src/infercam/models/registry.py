@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import importlib
 import os
+import pickle
 from typing import Any, Callable
 
 import torch
@@ -124,10 +125,19 @@ class LoadReport:
     missing: list[str]
     unexpected: list[str]
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # key, checkpoint shape, model shape
+    source: str = ""  # the checkpoint file (build_network: the bundled one when none was given)
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
+
+    def head_classes(self, classes: int) -> tuple[str, int] | None:
+        """(key, checkpoint's class count) when a tensor differs from the network's only in its first
+        dimension, which is ``classes`` in the network: a classifier head for another number of classes."""
+        for key, theirs, ours in self.mismatched:
+            if ours[:1] == (classes,) and theirs[1:] == ours[1:] and theirs[:1] != ours[:1]:
+                return key, theirs[0]
+        return None
 
     def describe(self, limit: int = 20) -> str:
         """A readable multi-line listing of every problem (at most ``limit`` lines per kind)."""
@@ -167,8 +177,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise CheckpointError(f"checkpoint path is a folder, not a file: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a bad file
-        raise CheckpointError(f"not a readable PyTorch checkpoint: {path} ({type(exc).__name__}: {exc})") from None
+    except pickle.UnpicklingError:  # torch's text for it suggests weights_only=False: no advice for a user
+        raise CheckpointError(f"not a PyTorch checkpoint, or one that holds more than tensors: {path}") from None
+    except RuntimeError as exc:  # torch's archive reader: a damaged (e.g. truncated) checkpoint
+        raise CheckpointError(f"damaged PyTorch checkpoint: {path} ({str(exc).split('. ')[0]})") from None
+    except Exception:  # a file of another kind makes the unpickler fail in many ways
+        raise CheckpointError(f"not a PyTorch checkpoint: {path}") from None
     config: dict[str, Any] = {}
     if isinstance(obj, dict):
         if isinstance(obj.get("config"), dict):
@@ -203,14 +217,20 @@ def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadRe
 
 
 def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True,
-                    source: str = "state_dict") -> LoadReport:
-    """Load ``state`` into ``model``; with ``strict`` any key problem raises :class:`CheckpointError`.
+                    source: str = "state_dict", classes: int | None = None) -> LoadReport:
+    """Load ``state`` into ``model``; with ``strict`` any key problem raises :class:`CheckpointError`
+    (saying so plainly when the checkpoint's head has another number of classes than ``classes``).
 
     Without ``strict`` the keys that fit are loaded and the report says what was left out.
     """
     report = match_state_dict(model, state)
+    report.source = source
     if strict and not report.ok:
-        raise CheckpointError(f"checkpoint {source} does not fit the network:\n{report.describe()}")
+        head = None if classes is None else report.head_classes(classes)
+        plain = "" if head is None else (
+            f"checkpoint {source} has a {head[1]}-class classifier ({head[0]}) but the network was built for "
+            f"{classes} classes: give --num-classes {head[1]} if that is intended, or a {classes}-class checkpoint\n")
+        raise CheckpointError(f"{plain}checkpoint {source} does not fit the network:\n{report.describe()}")
     bad = {k for k, _, _ in report.mismatched}
     fitting = {k: v for k, v in state.items() if k not in bad and k not in report.unexpected}
     model.load_state_dict(fitting, strict=False)
@@ -242,5 +262,5 @@ def build_network(name: str, weights: str | os.PathLike | None = None, num_class
         classes = family.classes_in(state)
     classes = 20 if classes is None else int(classes)
     model = family.factory(num_classes=classes, **{**config.get("arch_kwargs", {}), **kwargs})
-    report = load_state_dict(model, state, strict=strict, source=os.fspath(weights))
+    report = load_state_dict(model, state, strict=strict, source=os.fspath(weights), classes=classes)
     return model.eval(), report
