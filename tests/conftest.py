@@ -70,12 +70,18 @@ def fill(shared_checkpoints: Path):
     return module
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """One intra-op thread: on a small shared machine, tiny convolutions are many times faster so."""
+    """One intra-op thread for the whole suite (and its subprocesses): the tests' tiny convolutions run many
+    times faster so on a small machine, and far more so when another process holds the other core."""
     import torch
 
-    before = torch.get_num_threads()
+    before, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
     yield
     torch.set_num_threads(before)
+    if env is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = env

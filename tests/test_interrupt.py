@@ -20,7 +20,6 @@ from infercam.cli import main
 from infercam.io import load_cams
 from seg_voc import make_seg_voc
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TESTS = Path(__file__).resolve().parent
 
 

@@ -24,7 +24,6 @@ from infercam.io import load_cams
 from infercam.models import registry
 from tiny import TinyCamNet
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TESTS = Path(__file__).resolve().parent
 
 
