@@ -4,8 +4,10 @@ The modules are thin: they parse options and call the Python API.
 """
 COMMANDS: tuple[str, ...] = (
     "cam",
+    "demo",
     "eval",
     "infer",
+    "make_synthetic",
     "pseudo",
     "split",
     "train_aff",
