@@ -1,0 +1,178 @@
+"""Benchmark: InferCam engine vs the straightforward (authors'-loop) implementation, side by side.
+
+Prints, per implementation: images/s (median of --repeat runs), seconds per image, the share of wall time
+inside the model's forward_cam, peak RSS, forward passes and input pixels per image; then the throughput
+ratio and the largest difference between the two implementations' maps (fp32).
+
+    .venv/bin/python bench/bench_infer.py                       # demo network on 24 synthetic images, CPU
+    .venv/bin/python bench/bench_infer.py --preset resnet38     # psa ResNet-38 (shared strong fill), small images
+    .venv/bin/python bench/bench_infer.py --device cuda --images 100
+Each implementation runs in its own process, so peak RSS is its own.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class TimedModel(torch.nn.Module):
+    """Wraps a CAM network: counts forward_cam inputs and pixels, and times them (CUDA-synchronised)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+        self.mean, self.std = getattr(model, "mean", (0.485, 0.456, 0.406)), getattr(model, "std", (0.229, 0.224, 0.225))
+        self.reset()
+
+    def reset(self) -> None:
+        self.seconds, self.passes, self.pixels = 0.0, 0, 0
+
+    def forward_cam(self, x: torch.Tensor) -> torch.Tensor:
+        sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        out = self.inner.forward_cam(x)
+        sync()
+        self.seconds += time.perf_counter() - t0
+        self.passes += x.shape[0]
+        self.pixels += x.shape[0] * x.shape[2] * x.shape[3]
+        return out
+
+
+def shared_fill():
+    for base in (os.environ.get("INFERCAM_SHARED"), ROOT.parent / "shared", ROOT / "shared"):
+        path = Path(base or "") / "checkpoints" / "fill.py"
+        if base and path.exists():
+            spec = importlib.util.spec_from_file_location("shared_fill", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    sys.exit("preset resnet38 needs ../shared/checkpoints/fill.py (or INFERCAM_SHARED)")
+
+
+def build(args) -> torch.nn.Module:
+    from infercam import models
+
+    if args.preset == "resnet38":
+        net = models.create("resnet38")
+        models.load_state_dict(net, shared_fill().reference_state_dict("strong"))
+        return net.eval()
+    return models.build_network(args.network, args.weights)[0].eval()
+
+
+def images(args) -> list[tuple[np.ndarray, list[int]]]:
+    """(image, labels) pairs from a VOC-layout folder, or a synthetic split generated once into a cache folder."""
+    from infercam.data.images import load_image
+    from infercam.data.voc import VOCDataset
+
+    root = Path(args.data) if args.data else synthetic(args)
+    dataset = VOCDataset.open(root, args.list)
+    out = []
+    for name in dataset.names[:args.images]:
+        image = load_image(dataset.image_path(name))
+        if args.preset == "resnet38":  # keep the 105M-parameter network's cost sane on a CPU
+            from PIL import Image
+            image = np.asarray(Image.fromarray(image).resize((args.side, args.side * 3 // 4), Image.BICUBIC))
+        out.append((image, dataset.labels(name)))
+    return out
+
+
+def synthetic(args) -> Path:
+    from infercam.data.synthetic import make_synthetic
+
+    root = Path(tempfile.gettempdir()) / f"infercam-bench-seed{args.seed}-n{args.images}"
+    if not (root / "cls_labels.npy").exists():
+        make_synthetic(root, 0, args.images, seed=args.seed)
+    return root
+
+
+def run_impl(impl: str, args, queue) -> None:
+    """One implementation over the images, --repeat times; puts its figures (and maps of run 1) on the queue."""
+    torch.set_num_threads(args.threads) if args.threads else None
+    from infercam import InferCam
+    from infercam.naive import naive_infercam
+
+    model = TimedModel(build(args)).to(args.device)
+    data = images(args)
+    engine = InferCam(model, mode=args.mode, device=args.device, batch_size=args.batch_size)
+
+    def one(image, labels):
+        if impl == "engine":
+            return engine(image, labels).cams
+        return naive_infercam(model, image, labels, mode=args.mode, patch_format="png")[0]
+
+    one(*data[0])  # warm-up (allocator, lazy init)
+    walls, forwards, maps = [], [], None
+    for run in range(args.repeat):
+        model.reset()
+        t0 = time.perf_counter()
+        results = [one(image, labels) for image, labels in data]
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        walls.append(time.perf_counter() - t0)
+        forwards.append(model.seconds)
+        maps = maps or results
+    n = len(data)
+    queue.put({"impl": impl, "images_per_s": n / statistics.median(walls), "s_per_image": statistics.median(walls) / n,
+               "forward_share": statistics.median(f / w for f, w in zip(forwards, walls)),
+               "passes": model.passes / n, "mpixels": model.pixels / n / 1e6,
+               "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "maps": maps, "walls": walls})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=("demo", "resnet38"), default="demo")
+    parser.add_argument("--network", default="demo")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--data", default=None, help="VOC-layout folder (default: a generated synthetic split)")
+    parser.add_argument("--list", default=None)
+    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=777)
+    parser.add_argument("--side", type=int, default=128, help="resnet38 preset: image width")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--mode", default="default")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--impl", choices=("both", "engine", "naive"), default="both")
+    args = parser.parse_args()
+    if args.preset == "resnet38":
+        args.images = min(args.images, 4)
+        args.repeat = min(args.repeat, 2)
+    ctx = mp.get_context("spawn")
+    impls = ("naive", "engine") if args.impl == "both" else (args.impl,)
+    results = {}
+    for impl in impls:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=run_impl, args=(impl, args, queue))
+        proc.start()
+        results[impl] = queue.get()
+        proc.join()
+    print(f"preset {args.preset}, device {args.device}, mode {args.mode}, {args.images} images, "
+          f"torch {torch.__version__}, {args.repeat} runs (median)")
+    print(f"{'implementation':<16} {'img/s':>8} {'s/img':>8} {'forward':>8} {'RSS MB':>8} {'passes':>7} {'Mpx/img':>8}")
+    for impl, r in results.items():
+        print(f"{impl:<16} {r['images_per_s']:8.3f} {r['s_per_image']:8.3f} {r['forward_share'] * 100:7.1f}% "
+              f"{r['rss_mb']:8.0f} {r['passes']:7.1f} {r['mpixels']:8.2f}")
+    if len(results) == 2:
+        a, b = results["naive"], results["engine"]
+        diff = max(float(np.abs(x[c] - y[c]).max()) for x, y in zip(a["maps"], b["maps"]) for c in x)
+        print(f"speed-up engine / straightforward: {b['images_per_s'] / a['images_per_s']:.2f}x; "
+              f"max |diff| of the maps: {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
