@@ -82,11 +82,11 @@ class SceneDesign:
 
     class_mix: tuple[float, ...] = (0.6, 0.3, 0.1)  # P(1 class), P(2 classes), P(3 classes)
     second_instance_prob: float = 0.25  # a class appears twice
-    decoy_prob: float = 0.3  # one headless body of an absent class, labelled background
-    hidden_head_prob: float = 0.15  # a labelled object shows only its body
-    body_length: tuple[float, float] = (0.4, 0.8)  # long axis / image side, for a lone object
-    head_fraction: tuple[float, float] = (0.09, 0.15)  # head area / object area
-    body_contrast: float = 14.0  # amplitude of the body texture, in 0..255 grey levels
+    decoy_prob: float = 0.15  # one headless body of an absent class, labelled background
+    hidden_head_prob: float = 0.25  # a labelled object shows only its body
+    body_length: tuple[float, float] = (0.55, 0.9)  # long axis / image side, for a lone object
+    head_fraction: tuple[float, float] = (0.13, 0.19)  # head area / object area
+    body_contrast: float = 20.0  # amplitude of the body texture, in 0..255 grey levels
     border_width: int = 1  # 255 band on each side of object outlines; 0 for none
     jpeg_quality: int = 90
 
