@@ -39,22 +39,24 @@ class TrainConfig:
     arch: str = "small-resnet"
     arch_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     num_classes: int = NUM_CLASSES
-    epochs: int = 8
+    epochs: int = 5
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
-    crop_size: int = 160
+    crop_size: int = 128
     scale_range: tuple[float, float] = (0.7, 1.1)
     seed: int = 0
-    workers: int = 1
+    workers: int = 0
+    cache_images: bool = True
 
 
 class ClassificationSet(Dataset):
     """(augmented normalised image, label vector) pairs of a VOC-layout data set."""
 
     def __init__(self, dataset: VOCDataset, num_classes: int, mean, std, crop_size: int,
-                 scale_range: tuple[float, float], augment: bool, seed: int = 0) -> None:
+                 scale_range: tuple[float, float], augment: bool, seed: int = 0, cache: bool = False) -> None:
         self.dataset, self.names, self.num_classes = dataset, dataset.names, num_classes
+        self.cache: dict[int, np.ndarray] | None = {} if cache else None  # decoded images, kept across epochs
         self.mean = np.asarray(mean, np.float32) * 255
         self.std = np.asarray(std, np.float32) * 255
         self.crop_size, self.scale_range, self.augment, self.seed = crop_size, scale_range, augment, seed
@@ -73,7 +75,11 @@ class ClassificationSet(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         name = self.names[index]
-        image = load_image(self.dataset.image_path(name))
+        image = self.cache.get(index) if self.cache is not None else None
+        if image is None:
+            image = load_image(self.dataset.image_path(name))
+            if self.cache is not None:
+                self.cache[index] = image
         rng = np.random.default_rng((self.seed, self.epoch, index))
         image = self._augment(image, rng) if self.augment else self._fit(image)
         x = (image.astype(np.float32) - self.mean) / self.std
@@ -159,8 +165,9 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
     train_set = VOCDataset.open(voc_root, train_list, labels)
     model = create(config.arch, num_classes=config.num_classes, **config.arch_kwargs)
     mean, std = normalization(model)
+    cache = config.cache_images and config.workers == 0  # worker processes would each keep a copy
     train_data = ClassificationSet(train_set, config.num_classes, mean, std, config.crop_size,
-                                   config.scale_range, augment=True, seed=config.seed)
+                                   config.scale_range, augment=True, seed=config.seed, cache=cache)
     steps_per_epoch = len(train_data) // config.batch_size
     if steps_per_epoch == 0:
         raise InferCamError(f"too few training images ({len(train_set)}) for batch size {config.batch_size}")
@@ -168,7 +175,7 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
     if val_list is not None:
         val_set = VOCDataset.open(voc_root, val_list, labels)
         val_data = ClassificationSet(val_set, config.num_classes, mean, std, config.crop_size,
-                                     config.scale_range, augment=False)
+                                     config.scale_range, augment=False, cache=cache)
         val_loader = DataLoader(val_data, batch_size=config.batch_size, num_workers=config.workers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total_steps = config.epochs * steps_per_epoch
@@ -192,11 +199,12 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
         loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=True,
                             num_workers=config.workers, generator=torch.Generator().manual_seed(config.seed + epoch))
         model.train()
+        model.to(memory_format=torch.channels_last)  # faster convolutions on CPU; weights are unchanged
         t0, losses = time.perf_counter(), []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, file=sys.stderr,
                    dynamic_ncols=True)
         for x, y in bar:
-            loss = F.multilabel_soft_margin_loss(model(x), y)
+            loss = F.multilabel_soft_margin_loss(model(x.contiguous(memory_format=torch.channels_last)), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

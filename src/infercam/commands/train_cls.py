@@ -31,7 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale-range", type=float, nargs=2, default=defaults.scale_range, metavar=("MIN", "MAX"),
                         help="random rescale of the longer side relative to the crop size")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--workers", type=int, default=defaults.workers, help="data loading processes")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="data loading processes (default 0: load in the main process, decoded images cached)")
+    parser.add_argument("--cache-images", action=argparse.BooleanOptionalAction, default=defaults.cache_images,
+                        help="keep decoded images in memory across epochs (with --workers 0; default: on)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh even if <out>.partial exists")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(arch=args.arch, arch_kwargs=args.arch_kwargs, num_classes=args.num_classes,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          crop_size=args.crop_size, scale_range=tuple(args.scale_range), seed=args.seed,
-                         workers=args.workers)
+                         workers=args.workers, cache_images=args.cache_images)
     metrics = train_classifier(args.voc_root, args.train_list, args.val_list, args.out, config, args.labels,
                                progress=not args.no_progress, overwrite=args.overwrite)
     print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"

@@ -39,8 +39,8 @@ class SmallResNet(nn.Module):
     Stages 1 and 2 stride by 2 (with the stem: output stride 8); later stages keep stride 8.
     """
 
-    def __init__(self, num_classes: int = 20, widths: Sequence[int] = (32, 64, 128, 192),
-                 depths: Sequence[int] = (1, 1, 2, 2), dilations: Sequence[int] = (1, 1, 1, 2)) -> None:
+    def __init__(self, num_classes: int = 20, widths: Sequence[int] = (16, 32, 64, 128),
+                 depths: Sequence[int] = (1, 1, 1, 1), dilations: Sequence[int] = (1, 1, 1, 2)) -> None:
         super().__init__()
         if not (len(widths) == len(depths) == len(dilations) >= 2):
             raise ValueError("widths, depths and dilations need one entry per stage (at least 2)")
