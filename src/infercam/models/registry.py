@@ -255,8 +255,9 @@ def build_network(name: str, weights: str | os.PathLike | None = None, num_class
             raise CheckpointError(f"network {name!r} has no bundled weights: give a checkpoint with --weights")
         weights = _DEFAULT_WEIGHTS[name]()
     state, config = read_checkpoint(weights)
-    if config.get("arch") not in (None, name):
-        raise CheckpointError(f"checkpoint {weights} was saved for network {config['arch']!r}, not {name!r}")
+    saved = config.get("arch")
+    if saved not in (None, name) and _REGISTRY.get(saved) is not _REGISTRY.get(name, family.factory):
+        raise CheckpointError(f"checkpoint {weights} was saved for network {saved!r}, not {name!r}")
     classes = num_classes if num_classes is not None else config.get("num_classes")
     if classes is None and family.classes_in is not None:
         classes = family.classes_in(state)

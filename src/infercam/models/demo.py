@@ -1,0 +1,15 @@
+"""``demo``: the compact classifier trained on the embedded synthetic data set, weights bundled.
+
+It is :class:`~infercam.models.small.SmallResNet` under another name whose default weights ship in the
+package (``infercam/weights/demo_cls.pt``); docs/demo_model.md gives the command that trained them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .registry import register
+from .small import small_resnet
+
+DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "demo_cls.pt"
+
+register("demo", default_weights=lambda: str(DEMO_WEIGHTS))(small_resnet)
