@@ -1,12 +1,15 @@
 """Benchmark: InferCam engine vs the straightforward (authors'-loop) implementation, side by side.
 
-Prints, per implementation: images/s (median of --repeat runs), seconds per image, the share of wall time
-inside the model's forward_cam, peak RSS, forward passes and input pixels per image; then the throughput
-ratio and the largest difference between the two implementations' maps (fp32).
+Prints, per implementation: setup seconds (building the engine: torch.compile happens there), images/s
+(median of --repeat runs), seconds per image, the share of wall time inside forward_cam, peak RSS, forward
+passes and input pixels per image; then the throughput ratio and the largest difference between the two
+implementations' maps. The naive implementation is always fp32 eager; --precision, --compile and
+--channels-last apply to the engine, so that difference is the option's effect on the maps.
 
     .venv/bin/python bench/bench_infer.py                       # demo network on 24 synthetic images, CPU
     .venv/bin/python bench/bench_infer.py --preset resnet38     # psa ResNet-38 (shared strong fill), small images
     .venv/bin/python bench/bench_infer.py --device cuda --images 100
+    .venv/bin/python bench/bench_infer.py --device cuda --precision bf16 --compile --channels-last
 Each implementation runs in its own process, so peak RSS is its own.
 """
 from __future__ import annotations
@@ -25,26 +28,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from infercam.forward import PRECISIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class TimedModel(torch.nn.Module):
-    """Wraps a CAM network: counts forward_cam inputs and pixels, and times them (CUDA-synchronised)."""
+class Timer:
+    """Wraps a forward_cam callable: counts inputs and pixels, and times the calls (CUDA-synchronised)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = model
-        self.mean, self.std = getattr(model, "mean", (0.485, 0.456, 0.406)), getattr(model, "std", (0.229, 0.224, 0.225))
+    def __init__(self, forward) -> None:
+        self.forward = forward
         self.reset()
 
     def reset(self) -> None:
         self.seconds, self.passes, self.pixels = 0.0, 0, 0
 
-    def forward_cam(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
         sync()
         t0 = time.perf_counter()
-        out = self.inner.forward_cam(x)
+        out = self.forward(x)
         sync()
         self.seconds += time.perf_counter() - t0
         self.passes += x.shape[0]
@@ -105,9 +108,16 @@ def run_impl(impl: str, args, queue) -> None:
     from infercam import InferCam
     from infercam.naive import naive_infercam
 
-    model = TimedModel(build(args)).to(args.device)
+    model = build(args).to(args.device)
     data = images(args)
-    engine = InferCam(model, mode=args.mode, device=args.device, batch_size=args.batch_size)
+    t0 = time.perf_counter()
+    if impl == "engine":
+        engine = InferCam(model, mode=args.mode, device=args.device, batch_size=args.batch_size,
+                          precision=args.precision, compile=args.compile, channels_last=args.channels_last)
+        engine.cams.forward = timer = Timer(engine.cams.forward)  # outside autocast/compile: times the whole forward
+    else:
+        model.forward_cam = timer = Timer(model.forward_cam)
+    setup = time.perf_counter() - t0
 
     def one(image, labels):
         if impl == "engine":
@@ -117,18 +127,19 @@ def run_impl(impl: str, args, queue) -> None:
     one(*data[0])  # warm-up (allocator, lazy init)
     walls, forwards, maps = [], [], None
     for run in range(args.repeat):
-        model.reset()
+        timer.reset()
         t0 = time.perf_counter()
         results = [one(image, labels) for image, labels in data]
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         walls.append(time.perf_counter() - t0)
-        forwards.append(model.seconds)
+        forwards.append(timer.seconds)
         maps = maps or results
     n = len(data)
-    queue.put({"impl": impl, "images_per_s": n / statistics.median(walls), "s_per_image": statistics.median(walls) / n,
+    queue.put({"impl": impl, "setup_s": setup, "images_per_s": n / statistics.median(walls),
+               "s_per_image": statistics.median(walls) / n,
                "forward_share": statistics.median(f / w for f, w in zip(forwards, walls)),
-               "passes": model.passes / n, "mpixels": model.pixels / n / 1e6,
+               "passes": timer.passes / n, "mpixels": timer.pixels / n / 1e6,
                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "maps": maps, "walls": walls})
 
 
@@ -147,6 +158,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="engine's forward_cam precision")
+    parser.add_argument("--compile", action="store_true", help="engine: torch.compile forward_cam")
+    parser.add_argument("--channels-last", action="store_true", help="engine: channels_last network and inputs")
     parser.add_argument("--impl", choices=("both", "engine", "naive"), default="both")
     args = parser.parse_args()
     if args.preset == "resnet38":
@@ -162,11 +176,13 @@ def main() -> None:
         results[impl] = queue.get()
         proc.join()
     print(f"preset {args.preset}, device {args.device}, mode {args.mode}, {args.images} images, "
-          f"torch {torch.__version__}, {args.repeat} runs (median)")
-    print(f"{'implementation':<16} {'img/s':>8} {'s/img':>8} {'forward':>8} {'RSS MB':>8} {'passes':>7} {'Mpx/img':>8}")
+          f"torch {torch.__version__}, {args.repeat} runs (median); engine: {args.precision}"
+          f"{', compile' if args.compile else ''}{', channels_last' if args.channels_last else ''}")
+    print(f"{'implementation':<16} {'setup s':>8} {'img/s':>8} {'s/img':>8} {'forward':>8} {'RSS MB':>8} {'passes':>7} "
+          f"{'Mpx/img':>8}")
     for impl, r in results.items():
-        print(f"{impl:<16} {r['images_per_s']:8.3f} {r['s_per_image']:8.3f} {r['forward_share'] * 100:7.1f}% "
-              f"{r['rss_mb']:8.0f} {r['passes']:7.1f} {r['mpixels']:8.2f}")
+        print(f"{impl:<16} {r['setup_s']:8.2f} {r['images_per_s']:8.3f} {r['s_per_image']:8.3f} "
+              f"{r['forward_share'] * 100:7.1f}% {r['rss_mb']:8.0f} {r['passes']:7.1f} {r['mpixels']:8.2f}")
     if len(results) == 2:
         a, b = results["naive"], results["engine"]
         diff = max(float(np.abs(x[c] - y[c]).max()) for x, y in zip(a["maps"], b["maps"]) for c in x)

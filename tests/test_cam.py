@@ -92,7 +92,7 @@ def test_multiscale_cam_equals_the_literal_computation(batch_size):
     model = TinyCamNet().eval()
     img = np.random.default_rng(2).integers(0, 256, (37, 52, 3), dtype=np.uint8)
     scales = (1.0, 0.5, 1.5, 2.0)
-    runner = MultiScaleCam(model, scales, MEAN, STD, torch.device("cpu"), batch_size=batch_size)
+    runner = MultiScaleCam(model.forward_cam, scales, MEAN, STD, torch.device("cpu"), batch_size=batch_size)
     with torch.no_grad():
         got = runner.compute([CamJob(runner.pyramid(img), (37, 52))], [4, 11])[0]
         want = literal_cam(model, img, [4, 11], scales)
@@ -103,7 +103,7 @@ def test_multiscale_cam_equals_the_literal_computation(batch_size):
 
 
 def test_class_index_beyond_the_network_is_a_label_error():
-    runner = MultiScaleCam(TinyCamNet(num_classes=5), (1.0,), MEAN, STD, torch.device("cpu"))
+    runner = MultiScaleCam(TinyCamNet(num_classes=5).forward_cam, (1.0,), MEAN, STD, torch.device("cpu"))
     img = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(LabelError, match="out of range"):
         runner.compute([CamJob(runner.pyramid(img), (16, 16))], [7])

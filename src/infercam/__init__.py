@@ -5,12 +5,12 @@
     result = engine(image, labels)
 """
 __version__ = "0.1.0"
-__all__ = ["InferCam", "InferCamResult", "__version__"]
+__all__ = ["InferCam", "InferCamResult", "Prepared", "__version__"]
 
 
 def __getattr__(name: str):
     """Import the engine (and torch) only when it is used, so light modules stay quick to import."""
-    if name in ("InferCam", "InferCamResult"):
+    if name in ("InferCam", "InferCamResult", "Prepared"):
         from . import engine
 
         return getattr(engine, name)

@@ -8,13 +8,12 @@ summed, restricted to the labelled classes and divided by each class's maximum +
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
 from .errors import InferCamError, LabelError
 
@@ -115,11 +114,11 @@ class CamJob:
 
 
 class MultiScaleCam:
-    """Computes normalised multi-scale CAMs with a model, batching passes that share a size."""
+    """Computes normalised multi-scale CAMs with a network's ``forward_cam``, batching passes that share a size."""
 
-    def __init__(self, model: nn.Module, scales: Sequence[float], mean: Sequence[float],
-                 std: Sequence[float], device: torch.device, batch_size: int = 8) -> None:
-        self.model = model
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], scales: Sequence[float],
+                 mean: Sequence[float], std: Sequence[float], device: torch.device, batch_size: int = 8) -> None:
+        self.forward = forward
         self.scales = check_scales(scales)
         self.mean = tuple(mean)
         self.std = tuple(std)
@@ -127,9 +126,17 @@ class MultiScaleCam:
         self.batch_size = max(1, int(batch_size))
         self.forward_passes = 0
 
+    def cpu_pyramid(self, image: np.ndarray) -> list[torch.Tensor]:
+        """The image's normalised pyramid on the CPU (no model involved: safe to build in another thread)."""
+        return image_pyramid(image, self.scales, self.mean, self.std)
+
+    def to_device(self, levels: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Pyramid levels on the compute device."""
+        return [t.to(self.device) for t in levels]
+
     def pyramid(self, image: np.ndarray) -> list[torch.Tensor]:
         """The image's normalised pyramid on the compute device."""
-        return [t.to(self.device) for t in image_pyramid(image, self.scales, self.mean, self.std)]
+        return self.to_device(self.cpu_pyramid(image))
 
     def _forward(self, inputs: list[torch.Tensor], classes: list[int]) -> list[torch.Tensor]:
         """forward_cam of every input (grouped by size into batches), the labelled channels only."""
@@ -140,10 +147,10 @@ class MultiScaleCam:
         for members in groups.values():
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start:start + self.batch_size]
-                cams = self.model.forward_cam(torch.stack([inputs[i] for i in chunk]))
+                cams = self.forward(torch.stack([inputs[i] for i in chunk]))
                 if max(classes) >= cams.shape[1]:
                     raise LabelError(f"class index {max(classes)} out of range: the network has {cams.shape[1]} classes")
-                cams = cams[:, classes].float()
+                cams = cams[:, classes].float()  # reduced-precision maps: fp32 from here on
                 self.forward_passes += len(chunk)
                 for i, cam in zip(chunk, cams):
                     outputs[i] = cam

@@ -4,6 +4,10 @@
     engine = InferCam(model, mode="default")
     result = engine(image, labels)   # image: H x W x 3 uint8 RGB; labels: class indices
     result.cams[14]                  # refined H x W float32 map of class 14
+
+``engine.prepare(image)`` builds the image's input pyramid (CPU work, no model) ahead of time, e.g. in a
+loader thread; ``engine(...)``, ``baseline`` and ``split`` take the :class:`Prepared` in place of the image,
+with identical results.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from torch import nn
 
 from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam
 from .errors import ImageError, InferCamError, LabelError
+from .forward import CamForward
 from .models.registry import normalization
 from .refine import PatchState, RefineConfig, refine
 from .split import DEFAULT_MARGINS, MODES, Box, corner_boxes, mass_center, merge, patch_boxes
@@ -31,6 +36,15 @@ class InferCamResult:
     boxes: list[Box]
     centers: list[tuple[int, int]] = field(default_factory=list)
     rounds: list[int] = field(default_factory=list)  # erasing rounds run, per distinct patch
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked image and its baseline input pyramid on the CPU (:meth:`InferCam.prepare`)."""
+
+    image: np.ndarray
+    pyramid: list[torch.Tensor]
+    recipe: tuple  # the (scales, mean, std) it was built with
 
 
 DEVICE_HELP = "use cpu, cuda, cuda:N or mps"
@@ -95,13 +109,17 @@ class InferCam:
 
     ``mode="default"`` is the method with the published code's three quirks fixed;
     ``mode="reference"`` reproduces the authors' numbers (see README, "Modes").
+    Speed options (:mod:`infercam.forward`, docs/speed.md): ``precision`` "fp32" (default, exact), "bf16" or
+    "fp16" (autocast around forward_cam only), ``compile`` (torch.compile, done here), ``channels_last`` (the
+    model is converted in place, as it is moved to ``device``).
     """
 
     def __init__(self, model: nn.Module, mode: str = "default", scales: Sequence[float] = DEFAULT_SCALES,
                  device: str | torch.device = "cpu", mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, *, erase_threshold: float = 0.7,
                  stop_fraction: float = 0.02, max_rounds: int = 5,
-                 margins: tuple[int, int] = DEFAULT_MARGINS, batch_size: int = 8) -> None:
+                 margins: tuple[int, int] = DEFAULT_MARGINS, batch_size: int = 8, precision: str = "fp32",
+                 compile: bool = False, channels_last: bool = False) -> None:
         if mode not in MODES:
             raise InferCamError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         if max_rounds < 1:
@@ -114,33 +132,39 @@ class InferCam:
         self.mode = mode
         self.margins = margins
         self.config = RefineConfig(erase_threshold, stop_fraction, max_rounds, reference=mode == "reference")
-        self.cams = MultiScaleCam(self.model, scales, mean or default_mean, std or default_std,
-                                  self.device, batch_size)
+        forward = CamForward(self.model, self.device, precision, compile, channels_last)
+        self.cams = MultiScaleCam(forward, scales, mean or default_mean, std or default_std, self.device, batch_size)
 
     @property
     def scales(self) -> tuple[float, ...]:
         return self.cams.scales
 
-    def baseline(self, image: np.ndarray, labels: Iterable[int]) -> dict[int, np.ndarray]:
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """The checked image and its baseline input pyramid, built on the CPU without the model (thread-safe)."""
+        image = check_image(image)
+        return Prepared(image, self.cams.cpu_pyramid(image), self._recipe())
+
+    def baseline(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> dict[int, np.ndarray]:
         """The baseline multi-scale CAM only (step 1 of the method)."""
-        image, classes = check_image(image), check_labels(labels)
+        prepared, classes = self._prepared(image), check_labels(labels)
         with torch.inference_mode():
-            cam = self._baseline(image, classes)[1]
+            cam = self._baseline(prepared, classes)[1]
         return _to_dict(classes, cam.cpu().numpy())
 
-    def split(self, image: np.ndarray, labels: Iterable[int]) -> InferCamResult:
+    def split(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> InferCamResult:
         """Baseline CAM, centres of mass and the four patch boxes, without refinement (``cams`` empty)."""
-        image, classes = check_image(image), check_labels(labels)
+        prepared, classes = self._prepared(image), check_labels(labels)
         with torch.inference_mode():
-            _, base, centers, boxes = self._split(image, classes)
+            _, base, centers, boxes = self._split(prepared, classes)
         return InferCamResult(cams={}, baseline=_to_dict(classes, base.cpu().numpy()), boxes=boxes, centers=centers)
 
-    def __call__(self, image: np.ndarray, labels: Iterable[int]) -> InferCamResult:
+    def __call__(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> InferCamResult:
         """Refined CAMs of one image for its labelled classes."""
-        image, classes = check_image(image), check_labels(labels)
+        prepared, classes = self._prepared(image), check_labels(labels)
+        image = prepared.image
         height, width = image.shape[:2]
         with torch.inference_mode():
-            pyramid, base, centers, boxes = self._split(image, classes)
+            pyramid, base, centers, boxes = self._split(prepared, classes)
             whole = Box(0, 0, height, width)
             states: dict[Box, PatchState] = {}
             for box in boxes:  # identical boxes (e.g. 3+ classes: the whole image) are run once
@@ -182,16 +206,28 @@ class InferCam:
         return InferCamResult(cams=_to_dict(classes, refined), baseline={}, boxes=boxes,
                               rounds=[s.rounds for s in states])
 
-    def _baseline(self, image: np.ndarray, classes: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        pyramid = self.cams.pyramid(image)
-        return pyramid, self.cams.compute([CamJob(pyramid, image.shape[:2])], classes)[0]
+    def _recipe(self) -> tuple:
+        return self.cams.scales, self.cams.mean, self.cams.std
 
-    def _split(self, image: np.ndarray, classes: list[int]):
-        """(pyramid, baseline L x H x W, centres, boxes) of an image."""
-        pyramid, base = self._baseline(image, classes)
+    def _prepared(self, image: np.ndarray | Prepared) -> Prepared:
+        """``image`` prepared now, or as prepared earlier by an engine with the same scales and normalisation."""
+        if not isinstance(image, Prepared):
+            return self.prepare(image)
+        if image.recipe != self._recipe():
+            raise InferCamError("the image was prepared by an engine with other scales or mean/std: "
+                                "prepare it with this engine")
+        return image
+
+    def _baseline(self, prepared: Prepared, classes: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        pyramid = self.cams.to_device(prepared.pyramid)
+        return pyramid, self.cams.compute([CamJob(pyramid, prepared.image.shape[:2])], classes)[0]
+
+    def _split(self, prepared: Prepared, classes: list[int]):
+        """(pyramid, baseline L x H x W, centres, boxes) of a prepared image."""
+        pyramid, base = self._baseline(prepared, classes)
         base_np = base.cpu().numpy()
         centers = [mass_center(base_np[i]) for i in range(len(classes))]
-        boxes = patch_boxes(centers, image.shape[0], image.shape[1], self.mode, self.margins)
+        boxes = patch_boxes(centers, *prepared.image.shape[:2], self.mode, self.margins)
         return pyramid, base, centers, boxes
 
 

@@ -1,7 +1,9 @@
 """Run a per-image computation over a data set: prefetching, resuming, error policy, progress, manifest.
 
 The computation is any callable ``(name, image, labels) -> dict[int, map] | InferCamResult``, or an
-H x W label map for :class:`LabelOutputs`; the outputs decide which files are written. Images whose
+H x W label map for :class:`LabelOutputs`; the outputs decide which files are written. An optional
+``prepare(image)`` (e.g. :meth:`InferCam.prepare`) runs with the decoding, in the prefetch threads, and
+its result takes the image's place as the computation's second argument. Images whose
 outputs already exist are skipped (resume), a failed image is recorded and the run goes on (or
 stops, with ``on_error="stop"``), SIGINT/SIGTERM stop the run after the image in progress, and a
 JSON manifest next to the outputs says what happened to every image.
@@ -35,7 +37,8 @@ from .io import (
     write_json,
 )
 
-ComputeFn = Callable[[str, np.ndarray, list[int]], "InferCamResult | dict[int, np.ndarray] | np.ndarray"]
+ComputeFn = Callable[[str, Any, list[int]], "InferCamResult | dict[int, np.ndarray] | np.ndarray"]
+PrepareFn = Callable[[np.ndarray], Any]
 
 
 @dataclass
@@ -182,18 +185,21 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _load(dataset: VOCDataset, name: str, limits: SizeLimits) -> tuple[np.ndarray, list[int]]:
+def _load(dataset: VOCDataset, name: str, limits: SizeLimits,
+          prepare: PrepareFn | None) -> tuple[np.ndarray, Any, list[int]]:
+    """(image, what the computation takes: the image or ``prepare(image)``, labels)."""
     labels = dataset.labels(name)
-    return load_image(dataset.image_path(name), limits), labels
+    image = load_image(dataset.image_path(name), limits)
+    return image, image if prepare is None else prepare(image), labels
 
 
-def _prefetch(dataset: VOCDataset, names: Sequence[str], workers: int,
-              limits: SizeLimits) -> Iterator[tuple[str, Future]]:
-    """Decode images ahead of the computation in a thread pool (bounded look-ahead)."""
+def _prefetch(dataset: VOCDataset, names: Sequence[str], workers: int, limits: SizeLimits,
+              prepare: PrepareFn | None) -> Iterator[tuple[str, Future]]:
+    """Decode (and prepare) images ahead of the computation in a thread pool (bounded look-ahead)."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending: list[tuple[str, Future]] = []
         for name in names:
-            pending.append((name, pool.submit(_load, dataset, name, limits)))
+            pending.append((name, pool.submit(_load, dataset, name, limits, prepare)))
             if len(pending) > 2 * max(1, workers):
                 yield pending.pop(0)
         yield from pending
@@ -235,7 +241,7 @@ def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | Labe
                 names: Sequence[str] | None = None, overwrite: bool = False, on_error: str = "skip",
                 workers: int = 2, progress: bool = True, manifest: dict[str, Any] | None = None,
                 manifest_name: str = "infercam-run.json", desc: str = "images",
-                limits: SizeLimits = SizeLimits()) -> RunSummary:
+                limits: SizeLimits = SizeLimits(), prepare: PrepareFn | None = None) -> RunSummary:
     """Compute and write every image of ``names`` (default: the whole data set); see module docstring.
 
     ``manifest`` (the run's command, configuration, ...) is written with the outcome to ``manifest_name``
@@ -258,7 +264,7 @@ def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | Labe
     bar.set_postfix_str(f"resumed {len(names) - len(todo)}")
     stop = _StopRequest()
     try:
-        with stop, contextlib.closing(_prefetch(dataset, todo, workers, limits)) as images:
+        with stop, contextlib.closing(_prefetch(dataset, todo, workers, limits, prepare)) as images:
             for name, future in images:
                 if stop.signal is not None:
                     break
@@ -291,10 +297,10 @@ def _process(name: str, future: Future, compute: ComputeFn, outputs: Outputs | L
     """Compute and write one image; input problems become a failed (or skipped) status."""
     t0 = time.perf_counter()
     try:
-        image, labels = future.result()
+        image, prepared, labels = future.result()
         if not labels:
             return ImageStatus(name, "skipped", "no labelled class: nothing to localise")
-        outputs.write(name, image, compute(name, image, labels))
+        outputs.write(name, image, compute(name, prepared, labels))
     except OutputError:
         raise
     except InferCamError as exc:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..engine import InferCam
-from .common import add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, load_network, \
-    make_outputs, run_over_dataset, size_limits
+from .common import Stages, add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, \
+    engine_options, load_network, make_outputs, run_over_dataset, size_limits
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def make_compute(args: argparse.Namespace):
-    engine = InferCam(load_network(args), scales=args.scales, device=args.device, batch_size=args.batch_size)
-    return lambda name, image, labels: engine.baseline(image, labels)
+def make_compute(args: argparse.Namespace) -> Stages:
+    """The baseline CAM of a prepared image; images are prepared in the prefetch threads."""
+    engine = InferCam(load_network(args), **engine_options(args))
+    return (lambda name, prepared, labels: engine.baseline(prepared, labels)), engine.prepare
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,8 @@ from ..errors import InferCamError
 from ..gradcam import CAM_METHODS, with_cam_method
 from ..io import CAM_FORMATS
 from ..models import build_network, list_models
-from ..pipeline import ComputeFn, LabelOutputs, Outputs, RunSummary, file_sha256, run_dataset, shard
+from ..forward import PRECISIONS
+from ..pipeline import ComputeFn, LabelOutputs, Outputs, PrepareFn, RunSummary, file_sha256, run_dataset, shard
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -63,6 +64,20 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--scales", type=parse_scales, default=DEFAULT_SCALES,
                        help="comma-separated input scales (default: 1.0,0.5,1.5,2.0)")
     group.add_argument("--batch-size", type=int, default=8, help="passes per forward batch (default: 8)")
+    group.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                       help="forward_cam precision: fp32 (default, exact), or bf16/fp16 under autocast (the maps "
+                            "are upsampled and normalised in fp32); CPU: bf16, fp16; CUDA: fp16, bf16 where supported")
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile forward_cam (dynamic shapes; compiling takes a while at start, see "
+                            "docs/speed.md)")
+    group.add_argument("--channels-last", action="store_true",
+                       help="network and inputs in channels_last memory format (see docs/speed.md)")
+
+
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The InferCam keyword arguments given by the network options (scales, device, batch, speed)."""
+    return {"scales": args.scales, "device": args.device, "batch_size": args.batch_size,
+            "precision": args.precision, "compile": args.compile, "channels_last": args.channels_last}
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -164,8 +179,12 @@ def report(summary: RunSummary) -> int:
     return 1 if summary.failed or summary.status != "finished" else 0
 
 
+# A command's per-image computation and the preparation run ahead of it in the prefetch threads (or None).
+Stages = tuple[ComputeFn, PrepareFn | None]
+
+
 def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
-                     make_compute: Callable[[argparse.Namespace], ComputeFn], desc: str,
+                     make_compute: Callable[[argparse.Namespace], Stages], desc: str,
                      limits: SizeLimits = SizeLimits()) -> int:
     """The shared body of cam / infer / split / pseudo: this rank's share of the images, resumable, with a
     manifest; the output folders are created once the data set, network and device were found usable."""
@@ -173,10 +192,10 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
     args.device = rank.device(args.device)
     distributed.start(rank, args.device)
     dataset = open_dataset(args)
-    compute = make_compute(args)
+    compute, prepare = make_compute(args)
     summary = run_dataset(dataset, compute, outputs, names=shard(dataset.names, rank.rank, rank.world_size),
                           overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
                           progress=not args.no_progress, manifest=run_record(args),
-                          manifest_name=rank.manifest_name(), desc=rank.label(desc), limits=limits)
+                          manifest_name=rank.manifest_name(), desc=rank.label(desc), limits=limits, prepare=prepare)
     distributed.finish(rank, outputs.folder)
     return report(summary)

@@ -9,8 +9,8 @@ import numpy as np
 from ..data.images import load_image
 from ..engine import InferCam
 from ..split import MODES
-from .common import add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, load_network, \
-    make_outputs, run_over_dataset, size_limits
+from .common import Stages, add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, \
+    engine_options, load_network, make_outputs, run_over_dataset, size_limits
 
 
 def add_method_args(parser: argparse.ArgumentParser) -> None:
@@ -40,20 +40,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def make_compute(args: argparse.Namespace):
-    """The per-image computation: the one-command method, or refinement of pre-cut patches."""
-    engine = InferCam(load_network(args), mode=args.mode, scales=args.scales, device=args.device,
-                      erase_threshold=args.erase_threshold, stop_fraction=args.stop_fraction,
-                      max_rounds=args.max_rounds, batch_size=args.batch_size)
+def make_compute(args: argparse.Namespace) -> Stages:
+    """The per-image computation: the one-command method (images prepared in the prefetch threads), or
+    refinement of pre-cut patches."""
+    engine = InferCam(load_network(args), mode=args.mode, erase_threshold=args.erase_threshold,
+                      stop_fraction=args.stop_fraction, max_rounds=args.max_rounds, **engine_options(args))
     if not args.split_path:
-        return lambda name, image, labels: engine(image, labels)
+        return (lambda name, prepared, labels: engine(prepared, labels)), engine.prepare
     split_dir = Path(args.split_path)
 
     def from_patches(name: str, image: np.ndarray, labels: list[int]):
         patches = [load_image(split_dir / f"{name}_{k}.jpg") for k in range(1, 5)]
         return engine.refine_patches(image.shape[:2], patches, labels)
 
-    return from_patches
+    return from_patches, None
 
 
 def run(args: argparse.Namespace) -> int:

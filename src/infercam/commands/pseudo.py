@@ -86,4 +86,5 @@ def build_labeler(args: argparse.Namespace) -> Labeler:
 
 def run(args: argparse.Namespace) -> int:
     desc = "pseudo (crf, affinity labels)" if args.affinity_labels else f"pseudo ({args.method})"
-    return run_over_dataset(args, LabelOutputs(Path(args.out)), lambda a: cam_labeler(a.cam, build_labeler(a)), desc)
+    return run_over_dataset(args, LabelOutputs(Path(args.out)), lambda a: (cam_labeler(a.cam, build_labeler(a)), None),
+                            desc)

@@ -7,8 +7,8 @@ from pathlib import Path
 from ..engine import InferCam
 from ..pipeline import Outputs
 from ..split import MODES
-from .common import add_data_args, add_model_args, add_run_args, add_size_args, load_network, run_over_dataset, \
-    size_limits
+from .common import Stages, add_data_args, add_model_args, add_run_args, add_size_args, engine_options, \
+    load_network, run_over_dataset, size_limits
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,10 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def make_compute(args: argparse.Namespace):
-    engine = InferCam(load_network(args), mode=args.mode, scales=args.scales, device=args.device,
-                      batch_size=args.batch_size)
-    return lambda name, image, labels: engine.split(image, labels)
+def make_compute(args: argparse.Namespace) -> Stages:
+    """The split of a prepared image; images are prepared in the prefetch threads."""
+    engine = InferCam(load_network(args), mode=args.mode, **engine_options(args))
+    return (lambda name, prepared, labels: engine.split(prepared, labels)), engine.prepare
 
 
 def run(args: argparse.Namespace) -> int:
