@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty
 
 import numpy as np
 import torch
@@ -102,14 +103,19 @@ def synthetic(args) -> Path:
     return root
 
 
-def run_impl(impl: str, args, queue) -> None:
-    """One implementation over the images, --repeat times; puts its figures (and maps of run 1) on the queue."""
-    torch.set_num_threads(args.threads) if args.threads else None
+def run_impl(impl: str, args, queue, rank: int = 0, procs: int = 1, barrier=None) -> None:
+    """One implementation over its share of the images (every procs-th from rank), --repeat times; puts its
+    figures (and the maps of the first run) on the queue. Ranks start each run together at ``barrier``."""
+    threads = args.threads or (1 if procs > 1 else 0)
+    if threads:
+        torch.set_num_threads(threads)
     from infercam import InferCam
+    from infercam.models import normalization
     from infercam.naive import naive_infercam
 
     model = build(args).to(args.device)
-    data = images(args)
+    mean, std = normalization(model)
+    data = images(args)[rank::procs]
     t0 = time.perf_counter()
     if impl == "engine":
         engine = InferCam(model, mode=args.mode, device=args.device, batch_size=args.batch_size,
@@ -122,11 +128,13 @@ def run_impl(impl: str, args, queue) -> None:
     def one(image, labels):
         if impl == "engine":
             return engine(image, labels).cams
-        return naive_infercam(model, image, labels, mode=args.mode, patch_format="png")[0]
+        return naive_infercam(model, image, labels, mode=args.mode, mean=mean, std=std, patch_format="png")[0]
 
     one(*data[0])  # warm-up (allocator, lazy init)
     walls, forwards, maps = [], [], None
     for run in range(args.repeat):
+        if barrier is not None:
+            barrier.wait()
         timer.reset()
         t0 = time.perf_counter()
         results = [one(image, labels) for image, labels in data]
@@ -135,12 +143,39 @@ def run_impl(impl: str, args, queue) -> None:
         walls.append(time.perf_counter() - t0)
         forwards.append(timer.seconds)
         maps = maps or results
-    n = len(data)
-    queue.put({"impl": impl, "setup_s": setup, "images_per_s": n / statistics.median(walls),
-               "s_per_image": statistics.median(walls) / n,
-               "forward_share": statistics.median(f / w for f, w in zip(forwards, walls)),
-               "passes": timer.passes / n, "mpixels": timer.pixels / n / 1e6,
-               "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "maps": maps, "walls": walls})
+    queue.put({"rank": rank, "setup_s": setup, "walls": walls, "forwards": forwards, "n": len(data),
+               "passes": timer.passes, "pixels": timer.pixels,
+               "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "maps": maps})
+
+
+def run_ranks(ctx, impl: str, args, procs: int) -> dict:
+    """Run ``procs`` processes of one implementation side by side; combine their figures (a run lasts as long as
+    its slowest rank; RSS is the largest rank's)."""
+    queue, barrier = ctx.Queue(), ctx.Barrier(procs)
+    workers = [ctx.Process(target=run_impl, args=(impl, args, queue, r, procs, barrier)) for r in range(procs)]
+    for w in workers:
+        w.start()
+    parts = []
+    while len(parts) < procs:  # read before joining: the maps are too big for the pipe's buffer
+        try:
+            parts.append(queue.get(timeout=5))
+        except Empty:
+            if any(w.exitcode not in (None, 0) for w in workers):  # a rank that finished well exits 0
+                sys.exit(f"a {impl} process failed; see its traceback above")
+    for w in workers:
+        w.join()
+    parts.sort(key=lambda p: p["rank"])
+    n = sum(p["n"] for p in parts)
+    walls = [max(p["walls"][i] for p in parts) for i in range(args.repeat)]
+    share = statistics.median(sum(p["forwards"][i] for p in parts) / sum(p["walls"][i] for p in parts)
+                              for i in range(args.repeat))
+    maps = [None] * n
+    for p in parts:
+        maps[p["rank"]::procs] = p["maps"]
+    return {"procs": procs, "setup_s": max(p["setup_s"] for p in parts), "images_per_s": n / statistics.median(walls),
+            "s_per_image": statistics.median(walls) / n, "forward_share": share,
+            "passes": sum(p["passes"] for p in parts) / n, "mpixels": sum(p["pixels"] for p in parts) / n / 1e6,
+            "rss_mb": max(p["rss_mb"] for p in parts), "maps": maps, "walls": walls}
 
 
 def main() -> None:
@@ -162,26 +197,24 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="engine: torch.compile forward_cam")
     parser.add_argument("--channels-last", action="store_true", help="engine: channels_last network and inputs")
     parser.add_argument("--impl", choices=("both", "engine", "naive"), default="both")
+    parser.add_argument("--procs", type=int, default=1,
+                        help="engine processes side by side, 1 torch thread each unless --threads (as torchrun "
+                             "--nproc_per_node runs it); the straightforward one runs in one process, as the "
+                             "authors' code does")
     args = parser.parse_args()
     if args.preset == "resnet38":
         args.images = min(args.images, 4)
         args.repeat = min(args.repeat, 2)
     ctx = mp.get_context("spawn")
     impls = ("naive", "engine") if args.impl == "both" else (args.impl,)
-    results = {}
-    for impl in impls:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=run_impl, args=(impl, args, queue))
-        proc.start()
-        results[impl] = queue.get()
-        proc.join()
+    results = {impl: run_ranks(ctx, impl, args, args.procs if impl == "engine" else 1) for impl in impls}
     print(f"preset {args.preset}, device {args.device}, mode {args.mode}, {args.images} images, "
           f"torch {torch.__version__}, {args.repeat} runs (median); engine: {args.precision}"
           f"{', compile' if args.compile else ''}{', channels_last' if args.channels_last else ''}")
-    print(f"{'implementation':<16} {'setup s':>8} {'img/s':>8} {'s/img':>8} {'forward':>8} {'RSS MB':>8} {'passes':>7} "
+    print(f"{'implementation':<16} {'procs':>5} {'setup s':>8} {'img/s':>8} {'s/img':>8} {'forward':>8} {'RSS MB':>8} {'passes':>7} "
           f"{'Mpx/img':>8}")
     for impl, r in results.items():
-        print(f"{impl:<16} {r['setup_s']:8.2f} {r['images_per_s']:8.3f} {r['s_per_image']:8.3f} "
+        print(f"{impl:<16} {r['procs']:5d} {r['setup_s']:8.2f} {r['images_per_s']:8.3f} {r['s_per_image']:8.3f} "
               f"{r['forward_share'] * 100:7.1f}% {r['rss_mb']:8.0f} {r['passes']:7.1f} {r['mpixels']:8.2f}")
     if len(results) == 2:
         a, b = results["naive"], results["engine"]
