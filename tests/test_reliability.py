@@ -8,6 +8,7 @@ import errno
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -378,3 +379,14 @@ def test_every_writing_command_resumes_refuses_bad_images_and_keeps_a_manifest(c
     code, err = run(capsys, args)
     assert code == 1 and "1 done, 3 skipped, 1 failed" in err and (out / marker).exists()
     assert not temp_files(tmp_path)
+
+
+def test_outputs_get_the_usual_file_permissions(tiny_voc, tiny_weights, tmp_path, capsys):
+    """Atomic writes must not leave the private 0600 mode of a temporary file on the outputs."""
+    out = tmp_path / "cams"
+    code, _ = run(capsys, argv(tiny_voc, tiny_weights, out))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert code == 0
+    for path in [*out.glob("*.npy"), out / "infercam-run.json"]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path

@@ -22,6 +22,16 @@ from .errors import DataError, OutputError
 CAM_FORMATS = ("psa", "irn")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Outputs get the permissions a plain open() would give (mkstemp's files are private, 0600).
+FILE_MODE = 0o666 & ~_current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it."""
@@ -31,7 +41,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
     except OSError as exc:
         raise OutputError(_describe(exc, path)) from None
-    os.close(fd)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
     try:
         yield tmp
         os.replace(tmp, path)
