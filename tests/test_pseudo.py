@@ -30,7 +30,7 @@ def test_psa_defaults():
     assert PSA_THRESHOLD == 0.2
     args = build_parser().parse_args(["pseudo", "--cam", "c", "--voc-root", "v", "--method", "rw", "--out", "o"])
     assert (args.beta, args.logt, args.low_alpha, args.high_alpha) == (8, 8, 4, 32)
-    assert args.aff_network == "resnet38-aff"
+    assert args.aff_network == "demo"
 
 
 def test_threshold_fixed_and_alpha():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import InferCamError
 from ..models import build_network
-from ..models.affinity import check_affinity_net
+from ..models.affinity import affinity_network_name, check_affinity_net
 from ..pipeline import LabelOutputs
 from ..pseudo import (
     PSA_CRF, PSA_HIGH_ALPHA, PSA_LOW_ALPHA, PSA_RW, PSA_THRESHOLD, Background, RandomWalkParams, cam_labeler,
@@ -43,7 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     crf.add_argument("--low-alpha", type=float, default=PSA_LOW_ALPHA, help=f"default: {PSA_LOW_ALPHA} (psa)")
     crf.add_argument("--high-alpha", type=float, default=PSA_HIGH_ALPHA, help=f"default: {PSA_HIGH_ALPHA} (psa)")
     rw = parser.add_argument_group("random walk (rw only)")
-    rw.add_argument("--aff-network", default="resnet38-aff", help="AffinityNet name (default: resnet38-aff)")
+    rw.add_argument("--aff-network", default="demo",
+                    help="AffinityNet: demo (the compact one, bundled weights trained on the synthetic data; = "
+                         "demo-aff), resnet38 (psa's, = resnet38-aff; give --aff-weights) or any registry name "
+                         "(default: demo)")
     rw.add_argument("--aff-weights", default=None,
                     help="AffinityNet checkpoint (train-aff's, or psa's resnet38_aff .pth); default: bundled weights")
     rw.add_argument("--beta", type=float, default=PSA_RW.beta, help=f"affinity power (default: {PSA_RW.beta:g}, psa)")
@@ -77,6 +80,7 @@ def build_labeler(args: argparse.Namespace) -> Labeler:
     if args.bg_threshold is not None:
         raise InferCamError("--method rw takes a background --alpha, not --bg-threshold")
     params = RandomWalkParams(beta=args.beta, logt=args.logt, alpha=PSA_RW.alpha if args.alpha is None else args.alpha)
+    args.aff_network = affinity_network_name(args.aff_network)
     model, report = build_network(args.aff_network, args.aff_weights)
     args.aff_weights = report.source  # the manifest records the file loaded
     check_affinity_net(model, args.aff_network)

@@ -42,6 +42,15 @@ class AffinityMixin:
         return groups
 
 
+# Short names where an AffinityNet is expected (``pseudo --aff-network``, ``train-aff --network``).
+AFFINITY_ALIASES = {"demo": "demo-aff", "resnet38": "resnet38-aff"}
+
+
+def affinity_network_name(name: str) -> str:
+    """The registry name of an AffinityNet given by its short name (``demo``, ``resnet38``) or in full."""
+    return AFFINITY_ALIASES.get(name, name)
+
+
 def check_affinity_net(model: nn.Module, name: str) -> None:
     """Refuse, with a clear error, a network that lacks what AffinityNet training and the walk use."""
     missing = [a for a in ("radius", "forward_features", "parameter_groups") if not hasattr(model, a)]
