@@ -121,3 +121,12 @@ def test_full_chain_crf_affinity_walk_segmentation_eval(voc, tmp_path):
     assert 0 <= miou(voc, tmp_path / "pred", tmp_path) <= 100
     manifest = json.loads((tmp_path / "rw" / "infercam-run.json").read_text())
     assert manifest["totals"]["done"] == 4 and manifest["config"]["aff_network"] == "demo-aff"
+
+
+def test_random_walk_defaults_to_the_bundled_affinitynet(voc, tmp_path):
+    out = tmp_path / "rw"
+    assert main(["pseudo", *data_args(voc), "--cam", str(voc / "cams"), "--method", "rw", "--out", str(out)]) == 0
+    manifest = json.loads((out / "infercam-run.json").read_text())
+    assert manifest["config"]["aff_network"] == "demo-aff"
+    assert manifest["config"]["aff_weights"].endswith("weights/demo_aff.pt")
+    assert len(list(out.glob("*.png"))) == manifest["totals"]["done"] == 4

@@ -9,6 +9,8 @@ features (``forward_features``) for the random walk.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -123,7 +125,11 @@ def resnet38_aff(num_classes: int = 0, radius: int = PSA_RADIUS) -> ResNet38Affi
     return ResNet38Affinity(radius)
 
 
-@register("demo-aff")
+DEMO_AFF_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "demo_aff.pt"
+
+
+@register("demo-aff", default_weights=lambda: str(DEMO_AFF_WEIGHTS))
 def demo_aff(num_classes: int = 0, radius: int = PSA_RADIUS) -> DemoAffinity:
-    """The compact CPU AffinityNet; ``num_classes`` is accepted for the registry and unused."""
+    """The compact CPU AffinityNet, with bundled weights trained on the synthetic data (docs/demo_model.md);
+    ``num_classes`` is accepted for the registry and unused."""
     return DemoAffinity(radius)
