@@ -130,3 +130,16 @@ def test_random_walk_defaults_to_the_bundled_affinitynet(voc, tmp_path):
     assert manifest["config"]["aff_network"] == "demo-aff"
     assert manifest["config"]["aff_weights"].endswith("weights/demo_aff.pt")
     assert len(list(out.glob("*.png"))) == manifest["totals"]["done"] == 4
+
+
+def test_small_resnet_seg_starts_from_a_small_resnet_classifier(voc, tmp_path, capsys):
+    """Its backbone keys are the classifier's, so --init-weights takes every backbone tensor and only the head is new."""
+    classifier = create("small-resnet", num_classes=20)
+    torch.save({"state_dict": classifier.state_dict()}, tmp_path / "cls.pt")
+    seg = create("small-resnet-seg", num_classes=21)
+    assert seg(torch.zeros(1, 3, 40, 52)).shape == (1, 21, 40, 52)
+    assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path)[:-2] + [
+        "--network", "small-resnet-seg", "--init-weights", str(tmp_path / "cls.pt"), "--max-steps", "1"]) == 0
+    out = capsys.readouterr().out
+    backbone = sum(1 for k in seg.state_dict() if k.startswith(("stem.", "stages.")))
+    assert f"init: {backbone} tensors from" in out and "1 checkpoint tensors unused, 0 of another shape" in out

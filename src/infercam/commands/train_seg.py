@@ -13,7 +13,8 @@ from .train_common import add_train_args, initial_network, train_config
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train-seg", help="train a segmentation network on pseudo labels",
-        description="Train a segmentation network (torchvision DeepLabV3 from scratch, or the compact demo-seg) "
+        description="Train a segmentation network (torchvision DeepLabV3 from scratch, the compact demo-seg, or "
+                    "small-resnet-seg, started from a small-resnet classifier with --init-weights) "
                     "on pseudo label PNGs (0 background, c+1 class c, 255 ignored) with cross-entropy, SGD "
                     "(momentum 0.9) and poly decay; save the checkpoint with its config and, with --out-pred, "
                     "write label PNG predictions that `infercam eval` scores.")

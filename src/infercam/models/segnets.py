@@ -15,6 +15,7 @@ from torchvision.models import segmentation as tv_seg
 
 from .compact import CHANNELS, CompactBackbone, conv_block
 from .registry import register
+from .small import SmallResNet
 
 SEG_CLASSES = 21  # background + the 20 VOC classes
 
@@ -67,3 +68,23 @@ for _name, _builder in (("deeplabv3-resnet50", tv_seg.deeplabv3_resnet50),
 def demo_seg(num_classes: int = SEG_CLASSES) -> DemoSegmentation:
     """The compact CPU segmentation network."""
     return DemoSegmentation(num_classes)
+
+
+class SmallResNetSegmentation(SmallResNet):
+    """``small-resnet``'s stride-8 features (same keys, so the demo classifier's backbone loads with
+    ``--init-weights``) with a 3x3 + 1x1 segmentation head in place of the CAM classifier."""
+
+    def __init__(self, num_classes: int = SEG_CLASSES, **kwargs) -> None:
+        super().__init__(**kwargs)
+        del self.classifier, self.dropout
+        self.head = conv_block(self.stages[-1][-1].conv2.out_channels, 128)
+        self.seg_classifier = nn.Conv2d(128, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _upsample(self.seg_classifier(self.head(self.features(x))), x)
+
+
+@register("small-resnet-seg")
+def small_resnet_seg(num_classes: int = SEG_CLASSES, **kwargs) -> SmallResNetSegmentation:
+    """Segmentation on the small ResNet; start it from a classifier with ``--init-weights`` (e.g. the demo's)."""
+    return SmallResNetSegmentation(num_classes, **kwargs)
