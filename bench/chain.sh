@@ -5,9 +5,9 @@
 #
 # DATA: a folder written by `infercam make-synthetic` (BENCHMARKS.md used --n-train 10000 --n-val 500 --seed 0);
 # OUT: a work folder; N: training images used (default 400, the first N of train.txt).
-# Every step resumes, so a rerun after an interruption picks up where it stopped. Prints each mIoU.
+# The per-image steps resume where an interrupted run stopped. Prints each mIoU.
 set -euo pipefail
-DATA=$1; OUT=$2; N=${3:-400}
+DATA=$(cd "$1" && pwd); OUT=$2; N=${3:-400}
 IC=${INFERCAM:-"$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/infercam"}
 CLS=$("$(dirname "$IC")/python" -c "from infercam.models.demo import DEMO_WEIGHTS; print(DEMO_WEIGHTS)")
 mkdir -p "$OUT"; cd "$OUT"
