@@ -41,11 +41,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
     except OSError as exc:
         raise OutputError(_describe(exc, path)) from None
+    os.close(fd)
     try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
-    try:
+        os.chmod(tmp, FILE_MODE)
         yield tmp
         os.replace(tmp, path)
     except OSError as exc:
