@@ -70,18 +70,19 @@ def demo_seg(num_classes: int = SEG_CLASSES) -> DemoSegmentation:
     return DemoSegmentation(num_classes)
 
 
-class SmallResNetSegmentation(SmallResNet):
-    """``small-resnet``'s stride-8 features (same keys, so the demo classifier's backbone loads with
-    ``--init-weights``) with a 3x3 + 1x1 segmentation head in place of the CAM classifier."""
+class SmallResNetSegmentation(nn.Module):
+    """``small-resnet``'s stride-8 stem and stages (same keys, so the demo classifier's backbone loads with
+    ``--init-weights``) with a 3x3 + 1x1 segmentation head."""
 
     def __init__(self, num_classes: int = SEG_CLASSES, **kwargs) -> None:
-        super().__init__(**kwargs)
-        del self.classifier, self.dropout
-        self.head = conv_block(self.stages[-1][-1].conv2.out_channels, 128)
+        super().__init__()
+        backbone = SmallResNet(**kwargs)
+        self.stem, self.stages = backbone.stem, backbone.stages
+        self.head = conv_block(backbone.classifier.in_channels, 128)
         self.seg_classifier = nn.Conv2d(128, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _upsample(self.seg_classifier(self.head(self.features(x))), x)
+        return _upsample(self.seg_classifier(self.head(self.stages(self.stem(x)))), x)
 
 
 @register("small-resnet-seg")
