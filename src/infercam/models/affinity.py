@@ -9,8 +9,6 @@ features (``forward_features``) for the random walk.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,7 +16,7 @@ from torch import nn
 from ..errors import InferCamError
 from ..pixel_pairs import pair_affinity
 from .compact import CHANNELS, CompactBackbone
-from .registry import register
+from .registry import BUNDLED_WEIGHTS, register
 from .resnet38 import ResNet38
 
 PSA_RADIUS = 5  # psa resnet38_aff.py / train_aff.py: pairs within radius 5 on the stride-8 grid
@@ -125,7 +123,7 @@ def resnet38_aff(num_classes: int = 0, radius: int = PSA_RADIUS) -> ResNet38Affi
     return ResNet38Affinity(radius)
 
 
-DEMO_AFF_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "demo_aff.pt"
+DEMO_AFF_WEIGHTS = BUNDLED_WEIGHTS / "demo_aff.pt"
 
 
 @register("demo-aff", default_weights=lambda: str(DEMO_AFF_WEIGHTS))

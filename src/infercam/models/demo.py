@@ -5,11 +5,9 @@ package (``infercam/weights/demo_cls.pt``); docs/demo_model.md gives the command
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from .registry import register
+from .registry import BUNDLED_WEIGHTS, register
 from .small import small_resnet
 
-DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "demo_cls.pt"
+DEMO_WEIGHTS = BUNDLED_WEIGHTS / "demo_cls.pt"
 
 register("demo", default_weights=lambda: str(DEMO_WEIGHTS))(small_resnet)

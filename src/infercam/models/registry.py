@@ -12,6 +12,7 @@ import functools
 import importlib
 import os
 import pickle
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -24,6 +25,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DEFAULT_WEIGHTS: dict[str, Callable[[], str]] = {}
+BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # weights shipped in the package
 _PREFIXES: dict[str, _Family] = {}
 
 ClassCount = Callable[[str, dict[str, torch.Tensor]], int | None]
