@@ -163,7 +163,8 @@ def test_train_aff_saves_a_checkpoint_that_rw_loads(voc_with_confident_labels, t
     assert config["train"]["max_steps"] == 3 and config["train"]["lr"] == 0.1
     model, report = build_network("demo-aff", ckpt)
     assert report.ok and not model.training
-    assert main(args[:-2] + ["--max-steps", "1", "--init-weights", str(ckpt)]) == 0
+    assert main(args) == 0 and "aff.pth holds a finished run with these options: reused" in capsys.readouterr().err
+    assert main([*args[:-2], "--max-steps", "1", "--init-weights", str(ckpt), "--out", str(tmp_path / "b.pth")]) == 0
     assert f"init: {len(state)} tensors" in capsys.readouterr().out
     out = tmp_path / "rw"
     assert main(["pseudo", *data_args(voc), "--cam", str(voc / "cams"), "--method", "rw", "--aff-network",

@@ -79,6 +79,37 @@ def test_train_seg_saves_a_checkpoint_and_predictions_that_eval_scores(voc, tmp_
     assert 0 <= miou(voc, tmp_path / "pred", tmp_path) <= 100
 
 
+def test_a_rerun_reuses_the_finished_checkpoint_and_writes_only_missing_predictions(voc, tmp_path, capsys):
+    args = train_seg_args(voc, voc / "SegmentationClass", tmp_path)
+    assert main(args) == 0
+    checkpoint = (tmp_path / "seg.pth").read_bytes()
+    kept = (tmp_path / "pred" / "img_1.png").stat().st_mtime_ns
+    (tmp_path / "pred" / "img_0.png").unlink()  # as if stopped while predicting
+    capsys.readouterr()
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "holds a finished run with these options: reused" in captured.err
+    assert "wrote 1 predictions" in captured.out and "3 kept from the earlier run" in captured.out
+    assert (tmp_path / "seg.pth").read_bytes() == checkpoint
+    assert (tmp_path / "pred" / "img_1.png").stat().st_mtime_ns == kept
+    model, _ = build_network("demo-seg", tmp_path / "seg.pth")
+    image = load_image(voc / "JPEGImages" / "img_0.jpg")
+    np.testing.assert_array_equal(predict(model, image), read_label_png(tmp_path / "pred" / "img_0.png"))
+
+
+def test_a_rerun_with_other_options_refuses_to_replace_the_checkpoint_unless_overwrite(voc, tmp_path, capsys):
+    args = train_seg_args(voc, voc / "SegmentationClass", tmp_path)
+    assert main(args) == 0
+    checkpoint = (tmp_path / "seg.pth").read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--lr", "0.5"]) == 2
+    assert "seg.pth exists, trained with other options (lr): use --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "seg.pth").read_bytes() == checkpoint
+    assert main([*args, "--lr", "0.5", "--overwrite"]) == 0
+    assert "wrote 4 predictions" in capsys.readouterr().out
+    assert read_checkpoint(tmp_path / "seg.pth")[1]["train"]["lr"] == 0.5
+
+
 def full_image_loss(model, voc):
     model.eval()
     losses = []

@@ -93,5 +93,5 @@ def train_affinity(model: nn.Module, arch: str, dataset: VOCDataset, label_dir: 
     last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-aff",
                       partial=partial_path(out), overwrite=overwrite)
     save_checkpoint(out, model.eval(), {"arch": arch, "num_classes": 0, "arch_kwargs": {"radius": model.radius},
-                                        "task": "affinity", "train": asdict(config)})
+                                        "task": "affinity", "train": asdict(config), "loss": last})
     return last

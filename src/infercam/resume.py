@@ -1,5 +1,6 @@
 """Resumable training: the state of an unfinished run in ``<out>.partial``, written atomically after every
-epoch and removed once ``<out>`` is saved; a rerun with the same options continues from it."""
+epoch and removed once ``<out>`` is saved; a rerun with the same options continues from it, and a rerun of a
+finished one reuses ``<out>`` (so only the step after training, e.g. predictions, is done again)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ import torch
 
 from .errors import InferCamError
 from .io import atomic_path
+from .models.registry import read_checkpoint
 
 # Options that do not change what is computed: a run may resume with other values.
 RUNTIME_OPTIONS = ("device", "workers")
@@ -27,6 +29,11 @@ def save_partial(path: Path, options: dict[str, Any], state: dict[str, Any]) -> 
         torch.save({"options": options, **state}, tmp)
 
 
+def _differing(saved: dict[str, Any], options: dict[str, Any]) -> list[str]:
+    """The options, runtime ones aside, whose values differ between two runs."""
+    return sorted(k for k in {*saved, *options} - set(RUNTIME_OPTIONS) if saved.get(k) != options.get(k))
+
+
 def load_partial(path: Path, options: dict[str, Any], overwrite: bool = False) -> dict[str, Any] | None:
     """The state an unfinished run with the same ``options`` saved, or None (no file, or ``overwrite``)."""
     if overwrite or not path.exists():
@@ -36,8 +43,22 @@ def load_partial(path: Path, options: dict[str, Any], overwrite: bool = False) -
     except Exception as exc:  # torch raises many kinds for a bad file
         raise InferCamError(f"cannot read {path} ({type(exc).__name__}): delete it or use --overwrite") from None
     saved = state.get("options", {}) if isinstance(state, dict) else {}
-    differ = sorted(k for k in {*saved, *options} - set(RUNTIME_OPTIONS) if saved.get(k) != options.get(k))
+    differ = _differing(saved, options)
     if differ:
         raise InferCamError(f"{path} is from a run with other options ({', '.join(differ)}): "
                             "delete it or use --overwrite")
     return state
+
+
+def load_finished(out: str | os.PathLike, arch: str, options: dict[str, Any],
+                  overwrite: bool = False) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(state_dict, config) of the checkpoint a finished run of ``arch`` with the same training ``options``
+    saved at ``out``, or None (no file, or ``overwrite``). One from other options is an error, not replaced."""
+    if overwrite or not Path(out).exists():
+        return None
+    state, config = read_checkpoint(out)
+    differ = _differing({"arch": config.get("arch"), **config.get("train", {})}, {"arch": arch, **options})
+    if differ:
+        raise InferCamError(f"{out} exists, trained with other options ({', '.join(differ)}): "
+                            "use --overwrite to train again, or another --out")
+    return state, config

@@ -57,7 +57,7 @@ def train_segmentation(model: nn.Module, arch: str, num_classes: int, dataset: V
     last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-seg",
                       partial=partial_path(out), overwrite=overwrite)
     save_checkpoint(out, model.eval(), {"arch": arch, "num_classes": num_classes, "task": "segmentation",
-                                        "train": asdict(config)})
+                                        "train": asdict(config), "loss": last})
     return last
 
 
@@ -72,11 +72,14 @@ def predict(model: nn.Module, image: np.ndarray, device: str | torch.device = "c
 
 def predict_dataset(model: nn.Module, dataset: VOCDataset, out_dir: str | os.PathLike,
                     names: Sequence[str] | None = None, device: str | torch.device = "cpu",
-                    progress: bool = True) -> int:
-    """Write ``<out_dir>/<name>.png`` predictions (images need no labels); returns how many."""
+                    progress: bool = True, keep_existing: bool = False) -> int:
+    """Write ``<out_dir>/<name>.png`` predictions (images need no labels); returns how many were written.
+    With ``keep_existing`` (the same model's interrupted run) PNGs already there are kept (writes are atomic)."""
     out_dir = ensure_dir(Path(out_dir), "prediction folder")
     model.to(device).eval()
     names = dataset.names if names is None else names
+    if keep_existing:
+        names = [n for n in names if not (out_dir / f"{n}.png").is_file()]
     for name in tqdm(names, desc="predict", unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr):
         save_label_png(out_dir / f"{name}.png", predict(model, load_image(dataset.image_path(name)), device))
     return len(names)

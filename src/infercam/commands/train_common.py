@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import asdict
 
 import torch
 from torch import nn
 
 from ..models import create, list_models, load_state_dict, read_checkpoint
+from ..resume import load_finished
 from ..training import TrainConfig
 
 
@@ -33,7 +36,8 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig, netwo
     group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     group.add_argument("--overwrite", action="store_true",
-                       help="start afresh even if <out>.partial (left by an interrupted run) exists")
+                       help="train afresh even if <out>.partial (left by an interrupted run) or <out> (a "
+                            "finished run with the same options, otherwise reused) exists")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -55,3 +59,15 @@ def initial_network(args: argparse.Namespace, num_classes: int) -> nn.Module:
         print(f"init: {loaded} tensors from {args.init_weights}; {len(report.missing)} network tensors new, "
               f"{len(report.unexpected)} checkpoint tensors unused, {len(report.mismatched)} of another shape")
     return model
+
+
+def reuse_finished(args: argparse.Namespace, model: nn.Module) -> dict[str, float] | None:
+    """The saved losses of a finished run with these options whose checkpoint --out holds, its weights loaded
+    into ``model``; None when there is none (or --overwrite) and the network must be trained."""
+    done = load_finished(args.out, args.network, asdict(train_config(args)), args.overwrite)
+    if done is None:
+        return None
+    model.load_state_dict(done[0])
+    model.eval()
+    print(f"{args.out} holds a finished run with these options: reused (--overwrite trains again)", file=sys.stderr)
+    return done[1].get("loss", {})

@@ -7,7 +7,7 @@ from ..data.voc import read_image_list
 from ..models.segnets import SEG_CLASSES
 from ..segmentation import SEG_TRAIN, predict_dataset, train_segmentation
 from .common import add_data_args, open_dataset
-from .train_common import add_train_args, initial_network, train_config
+from .train_common import add_train_args, initial_network, reuse_finished, train_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,11 +34,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     model = initial_network(args, num_classes=args.num_classes)
-    last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
-                              train_config(args), progress=not args.no_progress, overwrite=args.overwrite)
-    print(f"saved {args.out}: loss {last['loss']:.4f}")
+    reused = reuse_finished(args, model) is not None
+    if not reused:
+        last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
+                                  train_config(args), progress=not args.no_progress, overwrite=args.overwrite)
+        print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
     if args.out_pred is not None:
-        names = read_image_list(args.pred_list) if args.pred_list else None
-        count = predict_dataset(model, dataset, args.out_pred, names, args.device, progress=not args.no_progress)
-        print(f"wrote {count} predictions to {args.out_pred}")
+        names = read_image_list(args.pred_list) if args.pred_list else dataset.names
+        count = predict_dataset(model, dataset, args.out_pred, names, args.device, progress=not args.no_progress,
+                                keep_existing=reused)
+        kept = f" ({len(names) - count} kept from the earlier run)" if count < len(names) else ""
+        print(f"wrote {count} predictions to {args.out_pred}{kept}")
     return 0
