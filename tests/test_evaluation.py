@@ -53,6 +53,8 @@ def test_confusion_matrix_hand_example():
     assert cm.miou() == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
     np.testing.assert_allclose(cm.precision(), [1 / 2, 1, 2 / 3, np.nan])
     np.testing.assert_allclose(cm.recall(), [1 / 2, 1 / 2, 2 / 3, np.nan])
+    # class-agnostic: the 1 predicted as 2 is a foreground hit; 255 counts as not foreground
+    assert cm.foreground() == pytest.approx({"share": 4 / 7, "truth_share": 5 / 7, "recall": 4 / 5, "precision": 1})
     cm.update(gt, pred)  # accumulating the same image leaves ratios unchanged
     assert cm.miou() == pytest.approx(4 / 9)
     assert cm.counts.sum() == 14
@@ -177,6 +179,8 @@ def test_cli_end_to_end_with_json(tmp_path, capsys):
     assert data["per_threshold"][f"{data['best_threshold']:.2f}"] == data["miou"]
     assert data["num_images"] == 3 and len(data["per_class"]) == 21
     assert set(data["per_class"]["background"]) == {"iou", "precision", "recall"}
+    assert set(data["foreground"]) == {"share", "truth_share", "recall", "precision"}
+    assert "foreground (any class vs background):" in text
     assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
 
 

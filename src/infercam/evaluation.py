@@ -125,6 +125,18 @@ class ConfusionMatrix:
         """Per-class TP/(TP+FN); NaN for classes absent from the ground truth."""
         return _ratio(np.diagonal(self.counts), self.counts.sum(1))
 
+    def foreground(self) -> dict[str, float]:
+        """Class-agnostic scores (fractions): any object class vs background. ``share`` and ``truth_share`` are the
+        predicted and true object pixels per labelled pixel; a map that covers too little or too much shows here."""
+        objects = slice(1, self.num_classes)
+        predicted, true = self.counts[:, objects].sum(), self.counts[objects].sum()
+        hits, total = self.counts[objects, objects].sum(), self.counts.sum()
+        def fraction(num: int, den: int) -> float:
+            return float(num / den) if den else math.nan
+
+        return {"share": fraction(predicted, total), "truth_share": fraction(true, total),
+                "recall": fraction(hits, true), "precision": fraction(hits, predicted)}
+
 
 def _top_class(cams: CamDict, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel, the top map value (-inf without maps) and its VOC label (class c -> c+1)."""
@@ -200,6 +212,7 @@ class EvalResult:
             "best_threshold": self.best_threshold,
             "per_threshold": {format_threshold(t): num(v) for t, v in self.per_threshold.items()},
             "per_class": {c: {k: num(v) for k, v in s.items()} for c, s in self.per_class.items()},
+            "foreground": {k: num(100 * v) for k, v in self.confusion.foreground().items()},
             "num_images": self.num_images,
             "num_skipped": self.num_skipped,
         }

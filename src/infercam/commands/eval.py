@@ -63,7 +63,8 @@ def _pct(x: float) -> str:
 
 
 def format_report(result: EvalResult) -> str:
-    """A readable summary: images, best threshold and mIoU, the threshold curve, per-class scores."""
+    """A readable summary: images, best threshold and mIoU, the threshold curve, foreground coverage, per-class
+    scores."""
     lines = [f"images: {result.num_images}" + (f" (skipped {result.num_skipped})" if result.num_skipped else "")]
     if result.best_threshold is not None:
         lines.append(f"best threshold: {format_threshold(result.best_threshold)}")
@@ -72,6 +73,10 @@ def format_report(result: EvalResult) -> str:
         items = list(result.per_threshold.items())
         stride = math.ceil(len(items) / CURVE_POINTS)
         lines.append("mIoU by threshold: " + "  ".join(f"{format_threshold(t)}:{m:.1f}" for t, m in items[::stride]))
+    fg = {k: 100 * v for k, v in result.confusion.foreground().items()}
+    lines.append(f"foreground (any class vs background): {_pct(fg['share']).strip()}% of the pixels "
+                 f"(truth {_pct(fg['truth_share']).strip()}%), recall {_pct(fg['recall']).strip()}, "
+                 f"precision {_pct(fg['precision']).strip()}")
     lines.append(f"{'class':<12} {'IoU':>5} {'prec':>5} {'rec':>5}")
     for name, s in result.per_class.items():
         lines.append(f"{name:<12} {_pct(s['iou'])} {_pct(s['precision'])} {_pct(s['recall'])}")
