@@ -5,7 +5,8 @@
 #
 # DATA: a folder written by `infercam make-synthetic` (BENCHMARKS.md used --n-train 10000 --n-val 500 --seed 0);
 # OUT: a work folder; N: training images used (default 400, the first N of train.txt).
-# The per-image steps resume where an interrupted run stopped. Prints each mIoU.
+# SEED: seed of the segmentation runs (default 0). Every step resumes where an interrupted run stopped
+# (a finished training run is reused). Prints each mIoU.
 set -euo pipefail
 DATA=$(cd "$1" && pwd); OUT=$2; N=${3:-400}
 IC=${INFERCAM:-"$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/infercam"}
@@ -34,9 +35,9 @@ for src in base ic; do
   "$IC" pseudo $T --cam "cam_$src" --method rw --aff-weights aff.pt --alpha 16 --out "pl_rw_own_$src"
   score "rw (alpha 16, this run's AffinityNet) $src" "pl_rw_own_$src"
 done
-for labels in pl_crf_ic pl_crf_base; do
-  "$IC" train-seg $T --pseudo "$labels" --network small-resnet-seg --init-weights "$CLS" --lr 0.05 --epochs 12 \
-      --crop-size 176 --out "seg_$labels.pt" \
+for labels in pl_rw_ic pl_rw_base pl_crf_ic pl_crf_base; do
+  "$IC" train-seg $T --pseudo "$labels" --network small-resnet-seg --init-weights "$CLS" --lr 0.05 --epochs 40 \
+      --crop-size 176 --seed "${SEED:-0}" --out "seg_$labels.pt" \
       --out-pred "seg_$labels" --pred-list "$VAL"
   score "segmentation trained on $labels (val)" "seg_$labels" "$VAL"
 done
