@@ -110,6 +110,17 @@ def test_a_rerun_with_other_options_refuses_to_replace_the_checkpoint_unless_ove
     assert read_checkpoint(tmp_path / "seg.pth")[1]["train"]["lr"] == 0.5
 
 
+def test_train_seg_refuses_to_replace_an_out_file_that_is_no_training_checkpoint(voc, tmp_path, capsys):
+    args = train_seg_args(voc, voc / "SegmentationClass", tmp_path)
+    (tmp_path / "seg.pth").write_text("my notes")
+    assert main(args) == 2
+    assert "seg.pth exists but is not a usable checkpoint (not a PyTorch checkpoint" in capsys.readouterr().err
+    torch.save({"weight": torch.zeros(1)}, tmp_path / "seg.pth")
+    assert main(args) == 2
+    assert "seg.pth exists but was not written by an infercam training run" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+
+
 def full_image_loss(model, voc):
     model.eval()
     losses = []

@@ -131,6 +131,7 @@ class ConfusionMatrix:
         objects = slice(1, self.num_classes)
         predicted, true = self.counts[:, objects].sum(), self.counts[objects].sum()
         hits, total = self.counts[objects, objects].sum(), self.counts.sum()
+
         def fraction(num: int, den: int) -> float:
             return float(num / den) if den else math.nan
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .errors import InferCamError
+from .errors import CheckpointError, InferCamError
 from .io import atomic_path
 from .models.registry import read_checkpoint
 
@@ -56,9 +56,14 @@ def load_finished(out: str | os.PathLike, arch: str, options: dict[str, Any],
     saved at ``out``, or None (no file, or ``overwrite``). One from other options is an error, not replaced."""
     if overwrite or not Path(out).exists():
         return None
-    state, config = read_checkpoint(out)
-    differ = _differing({"arch": config.get("arch"), **config.get("train", {})}, {"arch": arch, **options})
+    advice = "use --overwrite to train again, or another --out"
+    try:
+        state, config = read_checkpoint(out)
+    except CheckpointError as exc:
+        raise InferCamError(f"{out} exists but is not a usable checkpoint ({exc}): {advice}") from None
+    if not isinstance(config.get("train"), dict):
+        raise InferCamError(f"{out} exists but was not written by an infercam training run: {advice}")
+    differ = _differing({"arch": config.get("arch"), **config["train"]}, {"arch": arch, **options})
     if differ:
-        raise InferCamError(f"{out} exists, trained with other options ({', '.join(differ)}): "
-                            "use --overwrite to train again, or another --out")
+        raise InferCamError(f"{out} exists, trained with other options ({', '.join(differ)}): {advice}")
     return state, config

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     args.network = affinity_network_name(args.network)
     model = initial_network(args, num_classes=0)
-    if reuse_finished(args, model) is None:
+    if not reuse_finished(args, model):
         last = train_affinity(model, args.network, dataset, args.aff_labels, args.out, train_config(args),
                               progress=not args.no_progress, overwrite=args.overwrite)
         print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))

@@ -61,13 +61,13 @@ def initial_network(args: argparse.Namespace, num_classes: int) -> nn.Module:
     return model
 
 
-def reuse_finished(args: argparse.Namespace, model: nn.Module) -> dict[str, float] | None:
-    """The saved losses of a finished run with these options whose checkpoint --out holds, its weights loaded
-    into ``model``; None when there is none (or --overwrite) and the network must be trained."""
+def reuse_finished(args: argparse.Namespace, model: nn.Module) -> bool:
+    """Load into ``model`` the weights of a finished run with these options that --out holds; False when there is
+    none (or --overwrite) and the network must be trained."""
     done = load_finished(args.out, args.network, asdict(train_config(args)), args.overwrite)
     if done is None:
-        return None
+        return False
     model.load_state_dict(done[0])
     model.eval()
     print(f"{args.out} holds a finished run with these options: reused (--overwrite trains again)", file=sys.stderr)
-    return done[1].get("loss", {})
+    return True

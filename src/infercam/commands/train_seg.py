@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     model = initial_network(args, num_classes=args.num_classes)
-    reused = reuse_finished(args, model) is not None
+    reused = reuse_finished(args, model)
     if not reused:
         last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
                                   train_config(args), progress=not args.no_progress, overwrite=args.overwrite)
