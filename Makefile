@@ -1,11 +1,14 @@
 # Two entry points (README Quick start): `make demo` and `make test`.
-# Both create .venv at the repo root on first use and reinstall when pyproject.toml changes.
+# Both create .venv at the repo root on first use and reinstall when pyproject.toml changes, and fetch the
+# package files the real photos come from (`make photos`; never fatal, nothing is installed system-wide).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+INFERCAM_CACHE ?= $(HOME)/.cache/infercam
+export INFERCAM_CACHE
 
-.PHONY: demo test install clean
+.PHONY: demo test install photos clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,10 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-demo: $(STAMP)
+photos: $(STAMP)
+	@bash scripts/fetch_photos.sh "$(INFERCAM_CACHE)" $(BIN)/python
+
+demo: $(STAMP) photos
 	$(BIN)/infercam demo --out demo-out
 
-test: $(STAMP)
+test: $(STAMP) photos
 	$(BIN)/python -m pytest -q
 
 clean:

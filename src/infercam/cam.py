@@ -124,7 +124,8 @@ class MultiScaleCam:
         self.std = tuple(std)
         self.device = device
         self.batch_size = max(1, int(batch_size))
-        self.forward_passes = 0
+        self.forward_passes = 0  # inputs run through the network, and their pixels (for cost reports)
+        self.input_pixels = 0
 
     def cpu_pyramid(self, image: np.ndarray) -> list[torch.Tensor]:
         """The image's normalised pyramid on the CPU (no model involved: safe to build in another thread)."""
@@ -152,6 +153,7 @@ class MultiScaleCam:
                     raise LabelError(f"class index {max(classes)} out of range: the network has {cams.shape[1]} classes")
                 cams = cams[:, classes].float()  # reduced-precision maps: fp32 from here on
                 self.forward_passes += len(chunk)
+                self.input_pixels += len(chunk) * inputs[chunk[0]].shape[-2] * inputs[chunk[0]].shape[-1]
                 for i, cam in zip(chunk, cams):
                     outputs[i] = cam
         return outputs  # type: ignore[return-value]

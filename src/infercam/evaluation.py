@@ -343,11 +343,19 @@ def _pred_shape(pred: np.ndarray | CamDict) -> tuple[int, ...] | None:
     return next((np.shape(m) for m in pred.values()), None)
 
 
+def ignore_classes(gt: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """``gt`` with the pixels of VOC classes ``classes`` (0..19) set to ignore (255): a CAM source that cannot
+    see a class (e.g. ImageNet networks and person) is scored on the others only."""
+    if not len(classes):
+        return gt
+    return np.where(np.isin(gt, np.asarray(classes) + 1), IGNORE_INDEX, gt).astype(gt.dtype)
+
+
 def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
                 suffix: str, reader: Callable[[Path], Pred], missing: str,
-                skipped: list[str]) -> Iterator[tuple[str, np.ndarray, Pred]]:
+                skipped: list[str], ignored: Sequence[int] = ()) -> Iterator[tuple[str, np.ndarray, Pred]]:
     """(name, ground truth, prediction) from files; missing files raise or, with ``missing="skip"``,
-    are appended to ``skipped``."""
+    are appended to ``skipped``; ground truth of the classes ``ignored`` is ignored."""
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
     found = False
@@ -361,7 +369,7 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
                 raise DataError(f"{kind} not found: {absent} (use --missing skip to leave it out)")
             skipped.append(name)
             continue
-        gt, pred = read_label_png(gt_path), reader(pred_path)
+        gt, pred = ignore_classes(read_label_png(gt_path), ignored), reader(pred_path)
         shape = _pred_shape(pred)
         if shape is not None:
             _check_shape(shape, gt.shape, str(pred_path))
@@ -372,18 +380,21 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
 
 
 def evaluate_cams(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
-                  thresholds: Sequence[float] = DEFAULT_THRESHOLDS, missing: str = "error") -> EvalResult:
+                  thresholds: Sequence[float] = DEFAULT_THRESHOLDS, missing: str = "error",
+                  ignored: Sequence[int] = ()) -> EvalResult:
     """Score ``<pred_dir>/<name>.npy`` CAM files (psa or IRN layout, see :func:`infercam.io.load_cams`)
-    against ``<voc_root>/SegmentationClass/<name>.png``."""
+    against ``<voc_root>/SegmentationClass/<name>.png`` (without the classes ``ignored``)."""
     skipped: list[str] = []
-    result = evaluate_cam_dicts(_read_pairs(pred_dir, voc_root, names, ".npy", load_cams, missing, skipped),
-                                thresholds)
+    result = evaluate_cam_dicts(_read_pairs(pred_dir, voc_root, names, ".npy", load_cams, missing, skipped,
+                                            ignored), thresholds)
     return dataclasses.replace(result, num_skipped=len(skipped))
 
 
 def evaluate_labels(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
-                    missing: str = "error") -> EvalResult:
-    """Score ``<pred_dir>/<name>.png`` label maps against ``<voc_root>/SegmentationClass/<name>.png``."""
+                    missing: str = "error", ignored: Sequence[int] = ()) -> EvalResult:
+    """Score ``<pred_dir>/<name>.png`` label maps against ``<voc_root>/SegmentationClass/<name>.png`` (without
+    the classes ``ignored``)."""
     skipped: list[str] = []
-    result = evaluate_label_maps(_read_pairs(pred_dir, voc_root, names, ".png", read_label_png, missing, skipped))
+    result = evaluate_label_maps(_read_pairs(pred_dir, voc_root, names, ".png", read_label_png, missing, skipped,
+                                             ignored))
     return dataclasses.replace(result, num_skipped=len(skipped))

@@ -7,6 +7,7 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "eval",
     "infer",
+    "make_photos",
     "make_synthetic",
     "pseudo",
     "split",

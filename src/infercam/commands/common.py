@@ -17,6 +17,7 @@ from ..errors import InferCamError
 from ..gradcam import CAM_METHODS, with_cam_method
 from ..io import CAM_FORMATS
 from ..models import build_network, list_models
+from ..models.class_map import CLASS_MAPS, DEFAULT_REDUCE, REDUCTIONS, with_class_map
 from ..forward import PRECISIONS
 from ..pipeline import ComputeFn, LabelOutputs, Outputs, PrepareFn, RunSummary, file_sha256, run_dataset, shard
 
@@ -60,6 +61,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--target-layer", default=None, metavar="NAME",
                        help="module for gradcam/gradcam++, e.g. layer4 or features (default: the family's last "
                             "feature layer)")
+    group.add_argument("--class-map", choices=CLASS_MAPS, default=None,
+                       help="make the network a CAM source of other classes: imagenet-voc turns a 1000-class "
+                            "ImageNet network into a 20-class VOC one (docs/networks.md)")
+    group.add_argument("--class-map-reduce", choices=REDUCTIONS, default=DEFAULT_REDUCE,
+                       help=f"how a class's map is made from its members' maps: max, sum, or top (the member with "
+                            f"the largest pooled map on each input); default {DEFAULT_REDUCE}")
     group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     group.add_argument("--scales", type=parse_scales, default=DEFAULT_SCALES,
                        help="comma-separated input scales (default: 1.0,0.5,1.5,2.0)")
@@ -124,7 +131,8 @@ def load_network(args: argparse.Namespace):
     if not report.ok:
         print(f"warning: checkpoint loaded non-strictly:\n{report.describe()}")
     args.weights = report.source
-    return with_cam_method(model, args.cam_method, args.target_layer)
+    model = with_cam_method(model, args.cam_method, args.target_layer)
+    return with_class_map(model, args.class_map, args.class_map_reduce)
 
 
 # Options that name a checkpoint file: the manifest records its path and SHA-256.

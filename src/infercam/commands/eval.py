@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..classes import VOC_CLASSES
+from ..data import imagenet_voc
 from ..data.voc import read_image_list
 from ..errors import DataError
 from ..evaluation import (
@@ -37,7 +39,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="also write the scores to this JSON file")
     p.add_argument("--missing", choices=("error", "skip"), default="error",
                    help="what to do when a prediction or ground truth file is missing (default: error)")
+    p.add_argument("--ignore-class", action="append", default=[], metavar="NAME", type=_voc_class,
+                   help="score without this VOC class (its ground truth pixels are ignored); repeatable")
+    p.add_argument("--class-map", choices=imagenet_voc.CLASS_MAPS, default=None,
+                   help="score only the classes the class map covers (imagenet-voc: every class but person)")
     p.set_defaults(func=run)
+
+
+def _voc_class(text: str) -> int:
+    if text not in VOC_CLASSES:
+        raise argparse.ArgumentTypeError(f"unknown VOC class {text!r}; classes: {', '.join(VOC_CLASSES)}")
+    return VOC_CLASSES.index(text)
+
+
+def ignored_classes(args: argparse.Namespace) -> list[int]:
+    """The VOC classes --ignore-class names, and those --class-map does not cover."""
+    ignored = set(args.ignore_class)
+    if args.class_map is not None:
+        ignored |= set(range(len(VOC_CLASSES))) - set(imagenet_voc.covered_classes())
+    return sorted(ignored)
 
 
 def _parse_range(text: str) -> np.ndarray:
@@ -89,11 +109,12 @@ def run(args: argparse.Namespace) -> int:
     if kind == "cam":
         thresholds = [args.threshold] if args.threshold is not None else args.thresholds
         result = evaluate_cams(args.pred, args.voc_root, names,
-                               DEFAULT_THRESHOLDS if thresholds is None else thresholds, args.missing)
+                               DEFAULT_THRESHOLDS if thresholds is None else thresholds, args.missing,
+                               ignored_classes(args))
     else:
         if args.threshold is not None or args.thresholds is not None:
             print("infercam eval: note: thresholds do not apply to label PNGs; ignored", file=sys.stderr)
-        result = evaluate_labels(args.pred, args.voc_root, names, args.missing)
+        result = evaluate_labels(args.pred, args.voc_root, names, args.missing, ignored_classes(args))
     print(format_report(result))
     if args.json is not None:
         ensure_dir(args.json.parent, "JSON output folder")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from scipy import ndimage
 
 from ..classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES, voc_colormap
 from ..errors import OutputError
-from .voc import ANNOT_DIR, IMAGE_DIR, SEG_DIR
+from .voc import ANNOT_DIR, IMAGE_DIR, SEG_DIR, voc_annotation
 
 PART_DIR = "SegmentationPart"
 LIST_DIR = os.path.join("ImageSets", "Segmentation")
@@ -375,29 +374,6 @@ def render_scene(rng: np.random.Generator, size: int = 176, design: SceneDesign 
 
 # ---------------------------------------------------------------- files
 
-def _annotation(name: str, size: int, objects: list[SceneObject]) -> ET.ElementTree:
-    """A minimal VOC annotation: file name, size, and each object's class name and box."""
-    root = ET.Element("annotation")
-    ET.SubElement(root, "folder").text = "synthetic"
-    ET.SubElement(root, "filename").text = f"{name}.jpg"
-    dims = ET.SubElement(root, "size")
-    for tag, value in (("width", size), ("height", size), ("depth", 3)):
-        ET.SubElement(dims, tag).text = str(value)
-    ET.SubElement(root, "segmented").text = "1"
-    for obj in objects:
-        node = ET.SubElement(root, "object")
-        ET.SubElement(node, "name").text = VOC_CLASSES[obj.class_index]
-        ET.SubElement(node, "pose").text = "Unspecified"
-        ET.SubElement(node, "truncated").text = str(int(obj.truncated))
-        ET.SubElement(node, "difficult").text = "0"
-        box = ET.SubElement(node, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), obj.box):
-            ET.SubElement(box, tag).text = str(value)
-    tree = ET.ElementTree(root)
-    ET.indent(tree)
-    return tree
-
-
 def _save_palette_png(mask: np.ndarray, path: Path) -> None:
     """Write an index mask as a palette PNG with the VOC colour map."""
     img = Image.fromarray(mask, mode="P")
@@ -427,7 +403,9 @@ def _write_image(job: _Job) -> tuple[str, bytes, int]:
     Image.fromarray(scene.image).save(root / IMAGE_DIR / f"{job.name}.jpg", quality=job.design.jpeg_quality)
     _save_palette_png(scene.classes, root / SEG_DIR / f"{job.name}.png")
     _save_palette_png(scene.parts, root / PART_DIR / f"{job.name}.png")
-    _annotation(job.name, job.size, scene.objects).write(root / ANNOT_DIR / f"{job.name}.xml", encoding="utf-8")
+    voc_annotation(f"{job.name}.jpg", job.size, job.size,
+                   [(VOC_CLASSES[o.class_index], o.box, o.truncated) for o in scene.objects], folder="synthetic",
+                   segmented=True).write(root / ANNOT_DIR / f"{job.name}.xml", encoding="utf-8")
     return job.name, scene.labels().tobytes(), len(scene.objects)
 
 

