@@ -3,7 +3,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infercam.split import MODES, Box, corner_boxes, merge, patch_boxes
+from infercam.modes import MODES
+from infercam.split import Box, corner_boxes, merge, patch_boxes
 
 SETTINGS = settings(max_examples=200, deadline=None)
 

@@ -64,10 +64,25 @@ def image_pyramid(image: np.ndarray, scales: Sequence[float], mean: Sequence[flo
     return levels
 
 
-def erase(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Replace the pixels of ``x`` (3 x h x w) where ``keep`` is False with x's per-channel mean."""
-    mean = x.mean(dim=(1, 2), keepdim=True)
-    return torch.where(keep, x, mean)
+def mean_fill(x: torch.Tensor) -> torch.Tensor:
+    """What erased pixels become: the input's per-channel mean (the published method)."""
+    return x.mean(dim=(1, 2), keepdim=True)
+
+
+def blur_fill(x: torch.Tensor) -> torch.Tensor:
+    """What erased pixels become: a strong blur of the input (two box filters an eighth of its shorter side wide),
+    which removes an object's detail but keeps the scene's colours around it."""
+    k = max(3, (min(x.shape[-2:]) // 8) | 1)
+    y = x[None]
+    for _ in range(2):
+        y = F.avg_pool2d(F.pad(y, (k // 2,) * 4, mode="replicate"), k, stride=1)
+    return y[0]
+
+
+def erase(x: torch.Tensor, keep: torch.Tensor, fill=mean_fill) -> torch.Tensor:
+    """Replace the pixels of ``x`` (3 x h x w) where ``keep`` is False with ``fill(x)`` (default: x's per-channel
+    mean)."""
+    return torch.where(keep, x, fill(x))
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -103,13 +118,14 @@ class CamJob:
     pyramid: Sequence[torch.Tensor]
     out_size: tuple[int, int]
     keep: Sequence[torch.Tensor] | None = None
+    fill: Callable[[torch.Tensor], torch.Tensor] = mean_fill
 
     def inputs(self) -> list[torch.Tensor]:
         """The 2S pass inputs: each level and its horizontal flip, erased where not kept."""
         out = []
         for i, level in enumerate(self.pyramid):
             for j, x in enumerate((level, level.flip(-1))):
-                out.append(x if self.keep is None else erase(x, self.keep[2 * i + j]))
+                out.append(x if self.keep is None else erase(x, self.keep[2 * i + j], self.fill))
         return out
 
 
@@ -158,8 +174,8 @@ class MultiScaleCam:
                     outputs[i] = cam
         return outputs  # type: ignore[return-value]
 
-    def compute(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
-        """Normalised CAMs (L x H x W, one channel per class in ``classes``) of every job."""
+    def compute_raw(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
+        """Summed, unnormalised multi-scale CAMs (L x H x W, one channel per class in ``classes``) of every job."""
         classes = list(classes)
         flat: list[torch.Tensor] = []
         for job in jobs:
@@ -175,8 +191,12 @@ class MultiScaleCam:
                 up = F.interpolate((plain + flipped.flip(-1))[None], size=job.out_size, mode="bilinear",
                                    align_corners=False)[0]
                 total = up if total is None else total + up
-            results.append(normalize_cam(total))
+            results.append(total)
         return results
+
+    def compute(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
+        """Normalised CAMs (L x H x W, one channel per class in ``classes``) of every job."""
+        return [normalize_cam(total) for total in self.compute_raw(jobs, classes)]
 
 
 def normalize_cam(cam: torch.Tensor) -> torch.Tensor:

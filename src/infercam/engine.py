@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam
+from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam, normalize_cam
 from .errors import ImageError, InferCamError, LabelError
 from .forward import CamForward
 from .models.registry import normalization
+from .modes import MODES, Recipe, recipe
 from .refine import PatchState, RefineConfig, refine
-from .split import DEFAULT_MARGINS, MODES, Box, corner_boxes, mass_center, merge, patch_boxes
+from .split import DEFAULT_MARGINS, Box, corner_boxes, mass_center, patch_boxes
 
 
 @dataclass
@@ -107,20 +108,21 @@ def check_image(image: np.ndarray) -> np.ndarray:
 class InferCam:
     """Class-conditional CAM inference with any network that has ``forward_cam``.
 
-    ``mode="default"`` is the method with the published code's three quirks fixed;
-    ``mode="reference"`` reproduces the authors' numbers (see README, "Modes").
+    ``mode`` picks the recipe of rules (:mod:`infercam.modes`, README "Modes"): ``"default"`` the method made to
+    help on real classifiers, ``"fixed"`` the published method with its code's three quirks fixed,
+    ``"reference"`` the authors' code exactly.
     Speed options (:mod:`infercam.forward`, docs/speed.md): ``precision`` "fp32" (default, exact), "bf16" or
     "fp16" (autocast around forward_cam only), ``compile`` (torch.compile, done here), ``channels_last`` (the
     model is converted in place, as it is moved to ``device``).
     """
 
-    def __init__(self, model: nn.Module, mode: str = "default", scales: Sequence[float] = DEFAULT_SCALES,
+    def __init__(self, model: nn.Module, mode: str | Recipe = "default", scales: Sequence[float] = DEFAULT_SCALES,
                  device: str | torch.device = "cpu", mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, *, erase_threshold: float = 0.7,
                  stop_fraction: float = 0.02, max_rounds: int = 5,
                  margins: tuple[int, int] = DEFAULT_MARGINS, batch_size: int = 8, precision: str = "fp32",
                  compile: bool = False, channels_last: bool = False) -> None:
-        if mode not in MODES:
+        if not isinstance(mode, Recipe) and mode not in MODES:
             raise InferCamError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         if max_rounds < 1:
             raise InferCamError("max_rounds must be at least 1")
@@ -129,9 +131,10 @@ class InferCam:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         default_mean, default_std = normalization(model)
-        self.mode = mode
+        self.mode = mode if isinstance(mode, str) else mode.name
         self.margins = margins
-        self.config = RefineConfig(erase_threshold, stop_fraction, max_rounds, reference=mode == "reference")
+        self.recipe = recipe(mode)
+        self.config = RefineConfig(erase_threshold, stop_fraction, max_rounds)
         forward = CamForward(self.model, self.device, precision, compile, channels_last)
         self.cams = MultiScaleCam(forward, scales, mean or default_mean, std or default_std, self.device, batch_size)
 
@@ -148,14 +151,14 @@ class InferCam:
         """The baseline multi-scale CAM only (step 1 of the method)."""
         prepared, classes = self._prepared(image), check_labels(labels)
         with torch.inference_mode():
-            cam = self._baseline(prepared, classes)[1]
+            cam = normalize_cam(self._baseline(prepared, classes)[1])
         return _to_dict(classes, cam.cpu().numpy())
 
     def split(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> InferCamResult:
         """Baseline CAM, centres of mass and the four patch boxes, without refinement (``cams`` empty)."""
         prepared, classes = self._prepared(image), check_labels(labels)
         with torch.inference_mode():
-            _, base, centers, boxes = self._split(prepared, classes)
+            _, raw, base, centers, boxes = self._split(prepared, classes)
         return InferCamResult(cams={}, baseline=_to_dict(classes, base.cpu().numpy()), boxes=boxes, centers=centers)
 
     def __call__(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> InferCamResult:
@@ -164,21 +167,24 @@ class InferCam:
         image = prepared.image
         height, width = image.shape[:2]
         with torch.inference_mode():
-            pyramid, base, centers, boxes = self._split(prepared, classes)
+            pyramid, raw, base, centers, boxes = self._split(prepared, classes)
+            peak = raw.amax(dim=(-2, -1), keepdim=True)
             whole = Box(0, 0, height, width)
             states: dict[Box, PatchState] = {}
             for box in boxes:  # identical boxes (e.g. 3+ classes: the whole image) are run once
                 if box in states:
                     continue
                 if box == whole:  # round 0 of the whole image is the baseline
-                    states[box] = PatchState(pyramid, (height, width))
-                    states[box].update(base, self.config)
+                    states[box] = PatchState(pyramid, (height, width), peak)
+                    states[box].update(raw, self.recipe, self.config)
                 else:
                     rows, cols = box.slices()
-                    states[box] = PatchState(self.cams.pyramid(image[rows, cols]), (box.height, box.width))
-            refine(self.cams, list(states.values()), classes, self.config)
+                    states[box] = PatchState(self.cams.pyramid(image[rows, cols]), (box.height, box.width), peak)
+                    if self.recipe.crop_baseline:
+                        states[box].update(raw[:, rows, cols], self.recipe, self.config)
+            refine(self.cams, list(states.values()), classes, self.recipe, self.config)
             maps = [(box, s.maxima.cpu().numpy()) for box, s in states.items()]
-        refined = merge(maps, (len(classes), height, width))
+        refined = self.recipe.anchor(self.recipe.merge(maps, (len(classes), height, width)), base.cpu().numpy())
         return InferCamResult(
             cams=_to_dict(classes, refined),
             baseline=_to_dict(classes, base.cpu().numpy()),
@@ -200,9 +206,9 @@ class InferCam:
             raise InferCamError(str(exc)) from None
         with torch.inference_mode():
             states = [PatchState(self.cams.pyramid(p), p.shape[:2]) for p in patches]
-            refine(self.cams, states, classes, self.config)
+            refine(self.cams, states, classes, self.recipe, self.config)
             maps = [(box, s.maxima.cpu().numpy()) for box, s in zip(boxes, states)]
-        refined = merge(maps, (len(classes), *shape))
+        refined = self.recipe.merge(maps, (len(classes), *shape))
         return InferCamResult(cams=_to_dict(classes, refined), baseline={}, boxes=boxes,
                               rounds=[s.rounds for s in states])
 
@@ -219,16 +225,18 @@ class InferCam:
         return image
 
     def _baseline(self, prepared: Prepared, classes: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(pyramid on the device, raw summed baseline CAM L x H x W) of a prepared image."""
         pyramid = self.cams.to_device(prepared.pyramid)
-        return pyramid, self.cams.compute([CamJob(pyramid, prepared.image.shape[:2])], classes)[0]
+        return pyramid, self.cams.compute_raw([CamJob(pyramid, prepared.image.shape[:2])], classes)[0]
 
     def _split(self, prepared: Prepared, classes: list[int]):
-        """(pyramid, baseline L x H x W, centres, boxes) of a prepared image."""
-        pyramid, base = self._baseline(prepared, classes)
+        """(pyramid, raw baseline, normalised baseline L x H x W, centres, boxes) of a prepared image."""
+        pyramid, raw = self._baseline(prepared, classes)
+        base = normalize_cam(raw)
         base_np = base.cpu().numpy()
         centers = [mass_center(base_np[i]) for i in range(len(classes))]
-        boxes = patch_boxes(centers, *prepared.image.shape[:2], self.mode, self.margins)
-        return pyramid, base, centers, boxes
+        boxes = patch_boxes(centers, *prepared.image.shape[:2], self.recipe, self.margins)
+        return pyramid, raw, base, centers, boxes
 
 
 def _to_dict(classes: Sequence[int], maps: np.ndarray) -> dict[int, np.ndarray]:

@@ -12,7 +12,6 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from scipy import ndimage
 
-MODES = ("default", "reference")
 DEFAULT_MARGINS = (10, 20)  # one class, two classes
 
 
@@ -47,22 +46,26 @@ def mass_center(cam: np.ndarray) -> tuple[int, int]:
     return int(cy), int(cx)
 
 
-def _start(value: int, size: int, reference: bool) -> int:
-    """A patch start row/column; ``reference`` keeps numpy's wrap-around of a negative start."""
-    if value >= 0:
-        return value
-    return max(0, size + value) if reference else 0
+def clamp_start(value: int, size: int) -> int:
+    """A patch start row/column, clamped at 0."""
+    return max(value, 0)
+
+
+def wrap_start(value: int, size: int) -> int:
+    """A patch start row/column as the authors' numpy slicing reads it: a negative start counts from the end."""
+    return value if value >= 0 else max(0, size + value)
 
 
 def patch_boxes(centers: Sequence[tuple[int, int]], height: int, width: int, mode: str = "default",
                 margins: tuple[int, int] = DEFAULT_MARGINS) -> list[Box]:
     """The four patch boxes (top-left, top-right, bottom-left, bottom-right) for the given centres.
 
-    ``reference`` mode reproduces the authors' numpy slicing, where a negative start counts from the
-    end of the image; ``default`` clamps it at 0.
+    Where a patch starts is the mode's rule (:mod:`infercam.modes`): ``reference`` reproduces the authors'
+    numpy slicing, where a negative start counts from the end of the image; the other modes clamp it at 0.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    from .modes import recipe  # the modes are built from this module's rules
+
+    start = recipe(mode).start
     if not centers:
         raise ValueError("at least one centre is needed")
     whole = Box(0, 0, height, width)
@@ -71,11 +74,10 @@ def patch_boxes(centers: Sequence[tuple[int, int]], height: int, width: int, mod
     margin = margins[0] if len(centers) == 1 else margins[1]
     ys = [c[0] for c in centers]
     xs = [c[1] for c in centers]
-    reference = mode == "reference"
     y_end = min(max(ys) + margin, height)
     x_end = min(max(xs) + margin, width)
-    y_start = _start(min(ys) - margin, height, reference)
-    x_start = _start(min(xs) - margin, width, reference)
+    y_start = start(min(ys) - margin, height)
+    x_start = start(min(xs) - margin, width)
     return [
         Box(0, 0, y_end, x_end),
         Box(0, x_start, y_end, width),
@@ -98,10 +100,51 @@ def corner_boxes(sizes: Sequence[tuple[int, int]], height: int, width: int) -> l
     ]
 
 
-def merge(patch_maps: Sequence[tuple[Box, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
+def merge_max(patch_maps: Sequence[tuple[Box, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
     """Place each patch's maps (L x h x w) at its box on a zero canvas (L x H x W); maximum on overlaps."""
     canvas = np.zeros(shape, dtype=np.float32)
     for box, maps in patch_maps:
         rows, cols = box.slices()
         np.maximum(canvas[:, rows, cols], maps, out=canvas[:, rows, cols])
     return canvas
+
+
+merge = merge_max  # the published merge
+
+
+def _ramp(start: int, end: int, rise_to: int | None, fall_from: int | None) -> np.ndarray:
+    """Weights of the positions start..end-1 of a box side: rising linearly from its start up to ``rise_to``
+    and falling linearly from ``fall_from`` to its end (the bands it shares with its neighbours), 1 elsewhere."""
+    pos = np.arange(start, end, dtype=np.float64) + 0.5
+    weight = np.ones(end - start)
+    if rise_to is not None and rise_to > start:
+        weight = np.minimum(weight, (pos - start) / (rise_to - start))
+    if fall_from is not None and fall_from < end:
+        weight = np.minimum(weight, (end - pos) / (end - fall_from))
+    return np.clip(weight, 1e-6, 1.0)
+
+
+def _band_edges(box: Box, boxes: Sequence[Box], axis: int) -> tuple[int | None, int | None]:
+    """Where the band a box shares with the boxes before it ends, and where the one with those after it starts."""
+    lo, hi = (box.top, box.bottom) if axis == 0 else (box.left, box.right)
+    spans = [(b.top, b.bottom) if axis == 0 else (b.left, b.right) for b in boxes]
+    before = [e for s, e in spans if s < lo < e]
+    after = [s for s, e in spans if s < hi < e]
+    return (max(before) if before else None), (min(after) if after else None)
+
+
+def merge_blend(patch_maps: Sequence[tuple[Box, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
+    """Place each patch's maps at its box and blend where boxes overlap: each patch's weight falls linearly to 0
+    across the band it shares with a neighbour, so the merged map has no step at a box border. Pixels no box
+    covers are 0."""
+    boxes = [box for box, _ in patch_maps]
+    total = np.zeros(shape, dtype=np.float64)
+    weights = np.zeros(shape[-2:], dtype=np.float64)
+    for box, maps in patch_maps:
+        rows = _ramp(box.top, box.bottom, *_band_edges(box, boxes, 0))
+        cols = _ramp(box.left, box.right, *_band_edges(box, boxes, 1))
+        w = rows[:, None] * cols[None, :]
+        r, c = box.slices()
+        total[:, r, c] += w * maps
+        weights[r, c] += w
+    return np.divide(total, weights, out=np.zeros_like(total), where=weights > 0).astype(np.float32)
