@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -28,56 +29,71 @@ from infercam.data.synthetic import make_synthetic
 from infercam.data.voc import VOCDataset
 from infercam.evaluation import CamSweep
 from infercam.metrics import best_iou, mass_share, seam_ratio
-from infercam.modes import RECIPES, Accept, Anchored, PeakFloor, image_peak, own_peak
-from infercam.cam import blur_fill
-from infercam.split import merge_blend, merge_max
+from infercam.modes import RECIPES, AcceptNear, whole_image
+from infercam.split import Box
 
 DEV_SEED = 777
-WHOLE = (10 ** 6, 10 ** 6)  # margins so large that every patch is the whole image: no split
+
+
+# Research-only rule (not used by any mode): blend overlapping patches linearly instead of taking the maximum.
+def _ramp(start: int, end: int, rise_to: int | None, fall_from: int | None) -> np.ndarray:
+    """Weights of the positions start..end-1 of a box side: rising linearly from its start up to ``rise_to``
+    and falling linearly from ``fall_from`` to its end (the bands it shares with its neighbours), 1 elsewhere."""
+    pos = np.arange(start, end, dtype=np.float64) + 0.5
+    weight = np.ones(end - start)
+    if rise_to is not None and rise_to > start:
+        weight = np.minimum(weight, (pos - start) / (rise_to - start))
+    if fall_from is not None and fall_from < end:
+        weight = np.minimum(weight, (end - pos) / (end - fall_from))
+    return np.clip(weight, 1e-6, 1.0)
+
+
+def _band_edges(box: Box, boxes: Sequence[Box], axis: int) -> tuple[int | None, int | None]:
+    """Where the band a box shares with the boxes before it ends, and where the one with those after it starts."""
+    lo, hi = (box.top, box.bottom) if axis == 0 else (box.left, box.right)
+    spans = [(b.top, b.bottom) if axis == 0 else (b.left, b.right) for b in boxes]
+    before = [e for s, e in spans if s < lo < e]
+    after = [s for s, e in spans if s < hi < e]
+    return (max(before) if before else None), (min(after) if after else None)
+
+
+def merge_blend(patch_maps: Sequence[tuple[Box, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
+    """Place each patch's maps at its box and blend where boxes overlap: each patch's weight falls linearly to 0
+    across the band it shares with a neighbour, so the merged map has no step at a box border. Pixels no box
+    covers are 0."""
+    boxes = [box for box, _ in patch_maps]
+    total = np.zeros(shape, dtype=np.float64)
+    weights = np.zeros(shape[-2:], dtype=np.float64)
+    for box, maps in patch_maps:
+        rows = _ramp(box.top, box.bottom, *_band_edges(box, boxes, 0))
+        cols = _ramp(box.left, box.right, *_band_edges(box, boxes, 1))
+        w = rows[:, None] * cols[None, :]
+        r, c = box.slices()
+        total[:, r, c] += w * maps
+        weights[r, c] += w
+    return np.divide(total, weights, out=np.zeros_like(total), where=weights > 0).astype(np.float32)
 
 
 def variants() -> dict[str, tuple]:
-    """name -> (recipe, engine keyword arguments)."""
+    """name -> (recipe, engine keyword arguments). Rows measured with rules no mode uses any more (normalising
+    by the image's peak, an evidence gate, anchoring to the baseline, a blurred fill, the baseline as a patch's
+    round 0) were run at commit 173d8d4 of this file; BENCHMARKS.md lists them."""
     d, f = RECIPES["default"], RECIPES["fixed"]
     r = dataclasses.replace
+    corners = f.boxes
     return {
         "fixed": (f, {}),
         "reference": (RECIPES["reference"], {}),
-        "fixed+blend": (r(f, merge=merge_blend), {}),
-        "image-peak": (r(f, normalise=image_peak), {}),
-        "image-peak+blend": (r(f, normalise=image_peak, merge=merge_blend), {}),
-        "default": (d, {}),
-        "default ev0.3": (r(d, accept=Accept(0.3)), {}),
-        "default ev0.7": (r(d, accept=Accept(0.7)), {}),
-        "default max-merge": (r(d, merge=merge_max), {}),
-        "default own-peak": (r(d, normalise=own_peak), {}),
-        "default no split": (d, {"margins": WHOLE}),
-        "default erase 0.5": (d, {"erase_threshold": 0.5}),
-        "default 3 rounds": (d, {"max_rounds": 3}),
-        "fixed no split": (f, {"margins": WHOLE}),
-        "fixed+blend margins 50/80": (r(f, merge=merge_blend), {"margins": (50, 80)}),
-        "fixed+blend near 0.2 margins 50/80": (r(f, merge=merge_blend, accept=Accept(near=0.2)), {"margins": (50, 80)}),
-        "default near 0.3": (r(d, accept=Accept(near=0.3)), {}),
-        "image-peak near 0.2 no split": (r(f, normalise=image_peak, accept=Accept(near=0.2)), {"margins": WHOLE}),
-        "fixed near 0.2 no split 3 rounds": (r(f, accept=Accept(near=0.2)), {"margins": WHOLE, "max_rounds": 3}),
-        "fixed near 0.2 no split erase 0.5": (r(f, accept=Accept(near=0.2)), {"margins": WHOLE, "erase_threshold": 0.5}),
-        "fixed blur": (r(f, fill=blur_fill), {}),
-        "fixed+blend blur": (r(f, fill=blur_fill, merge=merge_blend), {}),
-        "image-peak+blend blur": (r(f, fill=blur_fill, merge=merge_blend, normalise=image_peak), {}),
-        "fixed crop0": (r(f, crop_baseline=True), {}),
-        "fixed+blend crop0": (r(f, crop_baseline=True, merge=merge_blend), {}),
-        "image-peak+blend crop0": (r(f, crop_baseline=True, merge=merge_blend, normalise=image_peak), {}),
-        "floor 0.3+blend crop0": (r(f, crop_baseline=True, merge=merge_blend, normalise=PeakFloor(0.3)), {}),
-        **{f"fixed near {n} stop0": (r(f, accept=Accept(near=n), merge=merge_blend), {"stop_fraction": 0.0})
-           for n in (0.2, 0.4)},
-        **{f"fixed+blend anchor {k}": (r(f, merge=merge_blend, anchor=Anchored(k)), {}) for k in (1.5, 2, 3, 4)},
         "fixed 1 round": (f, {"max_rounds": 1}),
-        "fixed+blend 1 round": (r(f, merge=merge_blend), {"max_rounds": 1}),
-        "default 1 round": (d, {"max_rounds": 1}),
-        **{f"fixed near {n}": (r(f, accept=Accept(near=n), merge=merge_blend), {}) for n in (0.1, 0.2, 0.3)},
-        **{f"fixed near {n} no split": (r(f, accept=Accept(near=n)), {"margins": WHOLE}) for n in (0.1, 0.2)},
-        **{f"floor {g}": (r(d, normalise=PeakFloor(g)), {}) for g in (0.3, 0.5, 0.7)},
-        **{f"floor {g} no split": (r(d, normalise=PeakFloor(g)), {"margins": WHOLE}) for g in (0.3, 0.5, 0.7)},
+        "fixed+blend": (r(f, merge=merge_blend), {}),
+        "fixed no split": (r(f, boxes=whole_image), {}),
+        **{f"fixed near {n}": (r(f, accept=AcceptNear(n), merge=merge_blend), {}) for n in (0.1, 0.2, 0.3)},
+        "fixed+blend margins 50/80": (r(f, merge=merge_blend), {"margins": (50, 80)}),
+        "fixed+blend near 0.2 margins 50/80": (r(f, merge=merge_blend, accept=AcceptNear(0.2)), {"margins": (50, 80)}),
+        "default": (d, {}),
+        **{f"default near {n}": (r(d, accept=AcceptNear(n)), {}) for n in (0.1, 0.3)},
+        "default erase 0.5": (d, {"erase_threshold": 0.5}),
+        "default with corner patches": (r(d, boxes=corners, merge=merge_blend), {}),
     }
 
 

@@ -71,10 +71,11 @@ def test_three_classes_run_the_whole_image_once_and_reuse_the_baseline():
 
 def test_stop_rule():
     img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    never_covered = InferCam(TinyCamNet(), erase_threshold=2.0)(img, [1])
+    never_covered = InferCam(TinyCamNet(), mode="fixed", erase_threshold=2.0)(img, [1])
     assert never_covered.rounds == [1, 1, 1, 1]  # round 0 covers nothing new -> stop
-    always_on = InferCam(TinyCamNet(), stop_fraction=0.0, max_rounds=4)(img, [1])
+    always_on = InferCam(TinyCamNet(), mode="fixed", stop_fraction=0.0, max_rounds=4)(img, [1])
     assert always_on.rounds == [4, 4, 4, 4]
+    assert InferCam(TinyCamNet(), stop_fraction=0.0, max_rounds=4)(img, [1]).rounds == [4]  # default: one patch
 
 
 def test_erasing_reveals_more_than_round_zero():
@@ -103,9 +104,10 @@ def test_refine_patches_equals_the_one_command_path(mode):
 
 def test_split_only():
     img = blob_image(60, 80, center=(30, 50), radius=6)
-    result = InferCam(ColourCamNet()).split(img, [0])
+    result = InferCam(ColourCamNet(), mode="fixed").split(img, [0])
     assert result.cams == {} and result.centers == [(30, 50)]
     assert result.boxes[0] == Box(0, 0, 40, 60)
+    assert InferCam(ColourCamNet()).split(img, [0]).boxes == [Box(0, 0, 60, 80)] * 4
 
 
 def test_bad_inputs():

@@ -64,25 +64,10 @@ def image_pyramid(image: np.ndarray, scales: Sequence[float], mean: Sequence[flo
     return levels
 
 
-def mean_fill(x: torch.Tensor) -> torch.Tensor:
-    """What erased pixels become: the input's per-channel mean (the published method)."""
-    return x.mean(dim=(1, 2), keepdim=True)
-
-
-def blur_fill(x: torch.Tensor) -> torch.Tensor:
-    """What erased pixels become: a strong blur of the input (two box filters an eighth of its shorter side wide),
-    which removes an object's detail but keeps the scene's colours around it."""
-    k = max(3, (min(x.shape[-2:]) // 8) | 1)
-    y = x[None]
-    for _ in range(2):
-        y = F.avg_pool2d(F.pad(y, (k // 2,) * 4, mode="replicate"), k, stride=1)
-    return y[0]
-
-
-def erase(x: torch.Tensor, keep: torch.Tensor, fill=mean_fill) -> torch.Tensor:
-    """Replace the pixels of ``x`` (3 x h x w) where ``keep`` is False with ``fill(x)`` (default: x's per-channel
-    mean)."""
-    return torch.where(keep, x, fill(x))
+def erase(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Replace the pixels of ``x`` (3 x h x w) where ``keep`` is False with x's per-channel mean."""
+    mean = x.mean(dim=(1, 2), keepdim=True)
+    return torch.where(keep, x, mean)
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -118,14 +103,13 @@ class CamJob:
     pyramid: Sequence[torch.Tensor]
     out_size: tuple[int, int]
     keep: Sequence[torch.Tensor] | None = None
-    fill: Callable[[torch.Tensor], torch.Tensor] = mean_fill
 
     def inputs(self) -> list[torch.Tensor]:
         """The 2S pass inputs: each level and its horizontal flip, erased where not kept."""
         out = []
         for i, level in enumerate(self.pyramid):
             for j, x in enumerate((level, level.flip(-1))):
-                out.append(x if self.keep is None else erase(x, self.keep[2 * i + j], self.fill))
+                out.append(x if self.keep is None else erase(x, self.keep[2 * i + j]))
         return out
 
 

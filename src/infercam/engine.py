@@ -168,23 +168,20 @@ class InferCam:
         height, width = image.shape[:2]
         with torch.inference_mode():
             pyramid, raw, base, centers, boxes = self._split(prepared, classes)
-            peak = raw.amax(dim=(-2, -1), keepdim=True)
             whole = Box(0, 0, height, width)
             states: dict[Box, PatchState] = {}
             for box in boxes:  # identical boxes (e.g. 3+ classes: the whole image) are run once
                 if box in states:
                     continue
                 if box == whole:  # round 0 of the whole image is the baseline
-                    states[box] = PatchState(pyramid, (height, width), peak)
+                    states[box] = PatchState(pyramid, (height, width))
                     states[box].update(raw, self.recipe, self.config)
                 else:
                     rows, cols = box.slices()
-                    states[box] = PatchState(self.cams.pyramid(image[rows, cols]), (box.height, box.width), peak)
-                    if self.recipe.crop_baseline:
-                        states[box].update(raw[:, rows, cols], self.recipe, self.config)
+                    states[box] = PatchState(self.cams.pyramid(image[rows, cols]), (box.height, box.width))
             refine(self.cams, list(states.values()), classes, self.recipe, self.config)
             maps = [(box, s.maxima.cpu().numpy()) for box, s in states.items()]
-        refined = self.recipe.anchor(self.recipe.merge(maps, (len(classes), height, width)), base.cpu().numpy())
+        refined = self.recipe.merge(maps, (len(classes), height, width))
         return InferCamResult(
             cams=_to_dict(classes, refined),
             baseline=_to_dict(classes, base.cpu().numpy()),

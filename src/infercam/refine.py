@@ -1,11 +1,11 @@
 """Class-conditional inference on patches: erasing rounds that reveal the rest of each object.
 
 Round 0 is the patch's own CAM. Each further round blanks out (with each pass input's mean) the pixels already
-covered, i.e. where the running per-class maximum A of any class is >= ``erase_threshold``, recomputes the CAM
-and takes A = max(A, new) for the classes the mode's ``accept`` rule keeps. A patch stops when a round covers
-less than ``stop_fraction`` of its pixels anew (round 0 included, as in the authors' code), when no class is
-accepted any more, or after ``max_rounds`` rounds in all. How a round's map is normalised and how the masks are
-resized are the mode's rules (:mod:`infercam.modes`). Patches are advanced in lockstep so that passes of equal
+covered, i.e. where the running per-class maximum A of any class is >= ``erase_threshold``, recomputes the
+normalised CAM and takes A = max(A, new), new weighted by the mode's ``accept`` rule. A patch stops when a round
+covers less than ``stop_fraction`` of its pixels anew (round 0 included, as in the authors' code), or after
+``max_rounds`` rounds in all. How the masks are resized and what of a round counts are the mode's rules
+(:mod:`infercam.modes`). Patches are advanced in lockstep so that passes of equal
 size across patches share a forward batch.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from .cam import CamJob, MultiScaleCam
+from .cam import CamJob, MultiScaleCam, normalize_cam
 from .modes import Recipe
 
 
@@ -30,63 +30,41 @@ class RefineConfig:
 
 @dataclass
 class PatchState:
-    """One patch's progress: its pyramid, running maximum A, covered mask, and the references its rounds are
-    normalised and accepted against."""
+    """One patch's progress: its pyramid, running maximum A, covered mask and rounds run."""
 
     pyramid: Sequence[torch.Tensor]
     size: tuple[int, int]
-    image_peak: torch.Tensor | None = None  # L x 1 x 1 raw baseline peaks of the image
     maxima: torch.Tensor | None = None
     covered: torch.Tensor | None = None
-    patch_peak: torch.Tensor | None = None  # L x 1 x 1 raw peaks of round 0
-    pooled0: torch.Tensor | None = None  # L pooled raw maps of round 0
-    active: torch.Tensor | None = None  # L bool: classes whose rounds are still accepted
     rounds: int = 0
     covered_fraction: list[float] = field(default_factory=list)
     done: bool = False
 
     def update(self, raw: torch.Tensor, recipe: Recipe, config: RefineConfig) -> None:
-        """Fold one round's raw CAM (L x h x w) into A and decide whether the patch is finished."""
-        if self.maxima is None:
-            self.patch_peak = raw.amax(dim=(-2, -1), keepdim=True)
-            self.pooled0 = raw.mean(dim=(-2, -1))
-            self.active = torch.ones_like(self.pooled0, dtype=torch.bool)
-            if self.image_peak is None:  # pre-cut patches without an image: refine() sets it after round 0
-                self.maxima = raw
-                return
-        cam = recipe.normalise(raw, self.patch_peak, self.image_peak)
-        if self.maxima is None or self.rounds == 0:
-            self.maxima = cam
-        else:
-            self.maxima = torch.maximum(self.maxima, recipe.accept(cam, raw, self))
+        """Fold one round's raw CAM (L x h x w) into A, normalised by its own peak and kept where the mode's
+        ``accept`` rule says, and decide whether the patch is finished."""
+        cam = normalize_cam(raw)
+        self.maxima = cam if self.maxima is None else torch.maximum(self.maxima, recipe.accept(cam, self.covered))
         covered = self.maxima.amax(dim=0) >= config.erase_threshold
         before = 0 if self.covered is None else int(self.covered.sum())
         gained = (int(covered.sum()) - before) / covered.numel()
         self.covered = covered
         self.rounds += 1
         self.covered_fraction.append(float(covered.float().mean()))
-        self.done = gained < config.stop_fraction or self.rounds >= config.max_rounds or not bool(self.active.any())
+        self.done = gained < config.stop_fraction or self.rounds >= config.max_rounds
 
     def next_job(self, recipe: Recipe) -> CamJob:
         """The CAM job of the next round: every pass erased where the patch is already covered."""
         sizes = [tuple(level.shape[-2:]) for level in self.pyramid]
-        return CamJob(self.pyramid, self.size, recipe.keep_masks(~self.covered, sizes), recipe.fill)
+        return CamJob(self.pyramid, self.size, recipe.keep_masks(~self.covered, sizes))
 
 
 def refine(cams: MultiScaleCam, states: Sequence[PatchState], classes: Sequence[int], recipe: Recipe,
            config: RefineConfig) -> None:
-    """Run the rounds on every patch until each is done; a state already holding round 0 skips it.
-
-    States without an image peak (pre-cut patches) take the largest round-0 peak of all the patches."""
-    fresh = [s for s in states if s.rounds == 0 and s.maxima is None]
+    """Run the rounds on every patch until each is done; a state already holding round 0 skips it."""
+    fresh = [s for s in states if s.maxima is None]
     for state, raw in zip(fresh, cams.compute_raw([CamJob(s.pyramid, s.size) for s in fresh], classes)):
         state.update(raw, recipe, config)
-    unset = [s for s in states if s.image_peak is None]
-    if unset:
-        peak = torch.stack([s.patch_peak for s in states]).amax(dim=0)
-        for state in unset:
-            state.image_peak = peak
-            state.update(state.maxima, recipe, config)
     active = [s for s in states if not s.done]
     while active:
         results = cams.compute_raw([s.next_job(recipe) for s in active], classes)

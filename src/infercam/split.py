@@ -58,14 +58,21 @@ def wrap_start(value: int, size: int) -> int:
 
 def patch_boxes(centers: Sequence[tuple[int, int]], height: int, width: int, mode: str = "default",
                 margins: tuple[int, int] = DEFAULT_MARGINS) -> list[Box]:
-    """The four patch boxes (top-left, top-right, bottom-left, bottom-right) for the given centres.
+    """The four patch boxes (top-left, top-right, bottom-left, bottom-right) a mode cuts for these centres.
 
-    Where a patch starts is the mode's rule (:mod:`infercam.modes`): ``reference`` reproduces the authors'
-    numpy slicing, where a negative start counts from the end of the image; the other modes clamp it at 0.
+    ``reference`` reproduces the authors' numpy slicing, where a negative start counts from the end of the
+    image; ``fixed`` clamps it at 0; ``default`` does not cut (:mod:`infercam.modes`).
     """
     from .modes import recipe  # the modes are built from this module's rules
 
-    start = recipe(mode).start
+    return recipe(mode).boxes(centers, height, width, margins)
+
+
+def corner_patches(centers: Sequence[tuple[int, int]], height: int, width: int,
+                   margins: tuple[int, int] = DEFAULT_MARGINS, start=clamp_start) -> list[Box]:
+    """The published cut: one or two centres give four overlapping corner patches meeting at the centres plus
+    a margin (10 px for one class, 20 for two; ``start`` turns a negative start into a row/column); three or
+    more give the whole image four times."""
     if not centers:
         raise ValueError("at least one centre is needed")
     whole = Box(0, 0, height, width)
@@ -110,41 +117,3 @@ def merge_max(patch_maps: Sequence[tuple[Box, np.ndarray]], shape: tuple[int, ..
 
 
 merge = merge_max  # the published merge
-
-
-def _ramp(start: int, end: int, rise_to: int | None, fall_from: int | None) -> np.ndarray:
-    """Weights of the positions start..end-1 of a box side: rising linearly from its start up to ``rise_to``
-    and falling linearly from ``fall_from`` to its end (the bands it shares with its neighbours), 1 elsewhere."""
-    pos = np.arange(start, end, dtype=np.float64) + 0.5
-    weight = np.ones(end - start)
-    if rise_to is not None and rise_to > start:
-        weight = np.minimum(weight, (pos - start) / (rise_to - start))
-    if fall_from is not None and fall_from < end:
-        weight = np.minimum(weight, (end - pos) / (end - fall_from))
-    return np.clip(weight, 1e-6, 1.0)
-
-
-def _band_edges(box: Box, boxes: Sequence[Box], axis: int) -> tuple[int | None, int | None]:
-    """Where the band a box shares with the boxes before it ends, and where the one with those after it starts."""
-    lo, hi = (box.top, box.bottom) if axis == 0 else (box.left, box.right)
-    spans = [(b.top, b.bottom) if axis == 0 else (b.left, b.right) for b in boxes]
-    before = [e for s, e in spans if s < lo < e]
-    after = [s for s, e in spans if s < hi < e]
-    return (max(before) if before else None), (min(after) if after else None)
-
-
-def merge_blend(patch_maps: Sequence[tuple[Box, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
-    """Place each patch's maps at its box and blend where boxes overlap: each patch's weight falls linearly to 0
-    across the band it shares with a neighbour, so the merged map has no step at a box border. Pixels no box
-    covers are 0."""
-    boxes = [box for box, _ in patch_maps]
-    total = np.zeros(shape, dtype=np.float64)
-    weights = np.zeros(shape[-2:], dtype=np.float64)
-    for box, maps in patch_maps:
-        rows = _ramp(box.top, box.bottom, *_band_edges(box, boxes, 0))
-        cols = _ramp(box.left, box.right, *_band_edges(box, boxes, 1))
-        w = rows[:, None] * cols[None, :]
-        r, c = box.slices()
-        total[:, r, c] += w * maps
-        weights[r, c] += w
-    return np.divide(total, weights, out=np.zeros_like(total), where=weights > 0).astype(np.float32)
