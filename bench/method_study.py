@@ -8,7 +8,7 @@ Each variant is a recipe of rules (``infercam.modes``) plus engine numbers. It i
 The test photos and the demo split are not looked at here; bench/real_photos.py and `make demo` report them.
 
     .venv/bin/python bench/method_study.py                  # every variant
-    .venv/bin/python bench/method_study.py --variants default,fixed --synthetic 40
+    .venv/bin/python bench/method_study.py --variants near,published --synthetic 40
 """
 from __future__ import annotations
 
@@ -78,22 +78,22 @@ def variants() -> dict[str, tuple]:
     """name -> (recipe, engine keyword arguments). Rows measured with rules no mode uses any more (normalising
     by the image's peak, an evidence gate, anchoring to the baseline, a blurred fill, the baseline as a patch's
     round 0) were run at commit 173d8d4 of this file; BENCHMARKS.md lists them."""
-    d, f = RECIPES["default"], RECIPES["fixed"]
+    d, f = RECIPES["near"], RECIPES["default"]  # "published" below is the published method (mode default)
     r = dataclasses.replace
     corners = f.boxes
     return {
-        "fixed": (f, {}),
+        "published": (f, {}),
         "reference": (RECIPES["reference"], {}),
-        "fixed 1 round": (f, {"max_rounds": 1}),
-        "fixed+blend": (r(f, merge=merge_blend), {}),
-        "fixed no split": (r(f, boxes=whole_image), {}),
-        **{f"fixed near {n}": (r(f, accept=AcceptNear(n), merge=merge_blend), {}) for n in (0.1, 0.2, 0.3)},
-        "fixed+blend margins 50/80": (r(f, merge=merge_blend), {"margins": (50, 80)}),
-        "fixed+blend near 0.2 margins 50/80": (r(f, merge=merge_blend, accept=AcceptNear(0.2)), {"margins": (50, 80)}),
-        "default": (d, {}),
-        **{f"default near {n}": (r(d, accept=AcceptNear(n)), {}) for n in (0.1, 0.3)},
-        "default erase 0.5": (d, {"erase_threshold": 0.5}),
-        "default with corner patches": (r(d, boxes=corners, merge=merge_blend), {}),
+        "published 1 round": (f, {"max_rounds": 1}),
+        "published+blend": (r(f, merge=merge_blend), {}),
+        "published no split": (r(f, boxes=whole_image), {}),
+        **{f"published near {n}": (r(f, accept=AcceptNear(n), merge=merge_blend), {}) for n in (0.1, 0.2, 0.3)},
+        "published+blend margins 50/80": (r(f, merge=merge_blend), {"margins": (50, 80)}),
+        "published+blend near 0.2 margins 50/80": (r(f, merge=merge_blend, accept=AcceptNear(0.2)), {"margins": (50, 80)}),
+        "near": (d, {}),
+        **{f"near {n}": (r(d, accept=AcceptNear(n)), {}) for n in (0.1, 0.3)},
+        "near erase 0.5": (d, {"erase_threshold": 0.5}),
+        "near with corner patches": (r(d, boxes=corners, merge=merge_blend), {}),
     }
 
 

@@ -24,7 +24,7 @@ def demo_run(tmp_path_factory):
                 "config": {"arch": "small-resnet", "arch_kwargs": TINY, "num_classes": 20}}, weights)
     out = folder / "out"
     code = main(["demo", "--out", str(out), "--images", "3", "--network", "small-resnet", "--weights", str(weights),
-                 "--json", str(folder / "summary.json"), "--no-progress"])
+                 "--json", str(folder / "summary.json"), "--photos", "1", "--no-progress"])
     assert code == 0
     return out, json.loads((folder / "summary.json").read_text())
 
@@ -32,7 +32,7 @@ def demo_run(tmp_path_factory):
 def test_demo_summary(demo_run):
     out, summary = demo_run
     assert summary["images"] == 3
-    assert set(summary["methods"]) == {"baseline", "infercam-default", "infercam-reference"}
+    assert set(summary["methods"]) == {"baseline", "infercam-default", "infercam-near", "infercam-reference"}
     for method in summary["methods"].values():
         assert 0 <= method["miou"] <= 100 and 0 <= method["best_threshold"] <= 0.95
         assert abs(sum(method["mass"].values()) - 1) < 1e-3
@@ -40,16 +40,22 @@ def test_demo_summary(demo_run):
     for diff in summary["differences"].values():
         assert diff["low"] <= diff["difference"] <= diff["high"]
     assert json.loads((out / "summary.json").read_text()) == summary
+    photo_methods = {p["method"] for p in summary["photos"]}
+    assert photo_methods in (set(), {"baseline", "infercam-default", "infercam-near"})
+    assert all(0 <= p["share"] <= 1 and 0 <= p["iou"] <= 1 for p in summary["photos"])
+    assert summary["photos"] or summary["photo_notes"]  # run, or said why not
 
 
 def test_report_references_only_files_that_exist(demo_run):
     out, _ = demo_run
     page = (out / "report" / "index.html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', page)
-    assert len(sources) == 3 * 8  # 3 images x (image, truth, 3 CAMs, 3 label maps)
+    photos = [s for s in sources if s.startswith("img/photo_")]
+    assert len(sources) - len(photos) == 3 * 10  # 3 images x (image, truth, 4 CAMs, 4 label maps)
+    assert len(photos) in (0, 4)  # one real photo: photo + boxes, 3 maps
     for src in sources:
         assert not src.startswith(("/", "http")) and (out / "report" / src).is_file()
-    assert page.count("<polyline") == 3  # one mIoU curve per method
+    assert page.count("<polyline") == 4  # one mIoU curve per method
 
 
 def test_report_renders_in_headless_chromium(demo_run, tmp_path):
@@ -62,7 +68,8 @@ def test_report_renders_in_headless_chromium(demo_run, tmp_path):
              "--virtual-time-budget=5000", "--allow-file-access-from-files"]
     url = (out / "report" / "index.html").as_uri()
     dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    assert 'data-images-loaded="24/24"' in dom
+    loaded = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
+    assert loaded and loaded.group(1) == loaded.group(2) and int(loaded.group(2)) >= 24
     shot = tmp_path / "report.png"
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1400,900", url],
                    capture_output=True, timeout=120)

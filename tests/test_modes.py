@@ -10,19 +10,20 @@ from infercam import InferCam
 from infercam.metrics import best_iou, mass_share, seam_ratio
 from infercam.modes import MODES, RECIPES, AcceptNear, accept_all, chained_masks, near_weight, per_scale_masks, \
     whole_image
-from infercam.split import Box, merge_max
+from infercam.split import Box, merge_max, patch_boxes
 from tiny import ColourCamNet
 
 
 def test_each_mode_is_one_recipe_of_named_rules():
-    assert MODES == ("default", "fixed", "reference")
-    ref, fixed, default = RECIPES["reference"], RECIPES["fixed"], RECIPES["default"]
-    assert ref.keep_masks is chained_masks and fixed.keep_masks is per_scale_masks
-    assert ref.accept is accept_all and fixed.accept is accept_all and isinstance(default.accept, AcceptNear)
-    assert default.boxes is whole_image and ref.merge is merge_max
-    # where a patch starts: reference wraps a negative start as numpy does, fixed clamps it
+    assert MODES == ("default", "near", "reference")
+    ref, default, near = RECIPES["reference"], RECIPES["default"], RECIPES["near"]
+    assert ref.keep_masks is chained_masks and default.keep_masks is per_scale_masks is near.keep_masks
+    assert ref.accept is accept_all and default.accept is accept_all and isinstance(near.accept, AcceptNear)
+    assert near.boxes is whole_image and ref.merge is merge_max
+    # where a patch starts: reference wraps a negative start as numpy does, default clamps it, near does not cut
     assert ref.boxes([(3, 60)], 120, 150, (10, 20))[2].top == 113
-    assert fixed.boxes([(3, 60)], 120, 150, (10, 20))[2].top == 0
+    assert default.boxes([(3, 60)], 120, 150, (10, 20))[2].top == 0
+    assert patch_boxes([(3, 60), (90, 10)], 120, 150, mode="near") == [Box(0, 0, 120, 150)] * 4
 
 
 def test_near_weight_falls_linearly_from_the_covered_region():
@@ -42,27 +43,38 @@ def two_blob_image() -> np.ndarray:
     return img
 
 
-def test_fixed_rounds_jump_to_a_far_response_and_default_rounds_do_not():
+def test_published_rounds_jump_to_a_far_response_and_near_rounds_do_not():
     img = two_blob_image()
     far = np.zeros((64, 64), bool)
     far[50:59, 50:59] = True
     kwargs = {"scales": (1.0,), "stop_fraction": 0.0, "max_rounds": 2}
     base = InferCam(ColourCamNet(), **kwargs).baseline(img, [0])[0]
-    fixed = InferCam(ColourCamNet(), mode="fixed", **kwargs)(img, [0]).cams[0]
-    default = InferCam(ColourCamNet(), mode="default", **kwargs)(img, [0]).cams[0]
+    published = InferCam(ColourCamNet(), mode="default", **kwargs)(img, [0]).cams[0]
+    near = InferCam(ColourCamNet(), mode="near", **kwargs)(img, [0]).cams[0]
     assert base[far].max() < 0.3  # the far disc is much weaker than the near one
-    assert fixed[far].max() > 0.95  # erasing the near disc stretches the far one to the peak
-    assert np.allclose(default, base)  # beyond 0.2 x 64 px of the covered disc the round does not count
+    assert published[far].max() > 0.95  # erasing the near disc stretches the far one to the peak
+    assert np.allclose(near, base)  # beyond 0.2 x 64 px of the covered disc the round does not count
 
 
-def test_default_costs_fewer_passes_than_fixed():
+def test_near_reaches_what_lies_close_to_the_covered_region():
+    img = np.zeros((64, 64, 3), np.uint8) + 10
+    yy, xx = np.mgrid[:64, :64]
+    img[..., 0][(yy - 20) ** 2 + (xx - 20) ** 2 <= 25] = 250
+    img[..., 0][(yy - 20) ** 2 + (xx - 29) ** 2 <= 9] = 150  # a dimmer part beside it
+    kwargs = {"scales": (1.0,), "stop_fraction": 0.0, "max_rounds": 2}
+    base = InferCam(ColourCamNet(), **kwargs).baseline(img, [0])[0]
+    near = InferCam(ColourCamNet(), mode="near", **kwargs)(img, [0]).cams[0]
+    assert near[20, 29] > base[20, 29] + 0.2
+
+
+def test_near_costs_fewer_passes_than_the_published_rounds():
     img = two_blob_image()
     counts = {}
-    for mode in ("default", "fixed"):
+    for mode in ("default", "near"):
         engine = InferCam(ColourCamNet(), mode=mode)
         engine(img, [0])
         counts[mode] = engine.cams.forward_passes
-    assert counts["default"] < counts["fixed"]
+    assert counts["near"] < counts["default"]
 
 
 def test_seam_ratio_is_about_one_for_a_smooth_map_and_large_for_a_step_at_a_border():

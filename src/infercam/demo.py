@@ -1,8 +1,10 @@
 """The embedded demo: a fresh held-out synthetic split, the bundled classifier, baseline CAM vs InferCam.
 
-It generates the split (seed different from training), runs the baseline CAM and InferCam in both
-modes, evaluates all three over a threshold sweep, measures where the CAM mass lies (head, body,
-outside the object), bootstraps the mIoU differences over images, and writes an HTML report.
+It generates the split (seed different from training), runs the baseline CAM and InferCam in each mode,
+evaluates them over a threshold sweep, measures where the CAM mass lies (head, body, outside the object),
+bootstraps the mIoU differences over images, then runs the real ImageNet network (EfficientNet-Lite0) on the
+real photos that packages ship (darknet's, with hand-drawn boxes; skipped with a note where they are absent),
+and writes an HTML report.
 """
 from __future__ import annotations
 
@@ -15,17 +17,34 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from .data import photos
 from .data.images import load_image
 from .data.synthetic import PART_BODY, PART_DIR, PART_HEAD, make_synthetic
 from .data.voc import VOCDataset, read_label_png
 from .engine import InferCam
 from .evaluation import CamSweep, EvalResult, format_threshold
 from .io import ensure_dir, write_json
+from .metrics import best_iou, mass_share
 from .models import build_network
 from .stats import Interval, paired_bootstrap
 
 DEMO_SEED = 20221  # the bundled model was trained on seed 0: this split is held out
-METHODS = ("baseline", "infercam-default", "infercam-reference")
+MODES = ("default", "near", "reference")
+METHODS = ("baseline",) + tuple(f"infercam-{m}" for m in MODES)
+PHOTO_NETWORK = "efficientnet-lite0"
+PHOTO_SIDE = 400  # the photos' longer side in the demo (bench/real_photos.py uses VOC's 500)
+PHOTO_METHODS = ("baseline", "infercam-default", "infercam-near")
+
+
+@dataclass
+class PhotoScore:
+    """One method's map of one class on one real photo against the class's hand-drawn boxes."""
+
+    photo: str
+    target: str
+    method: str
+    share: float  # of the map's mass inside the boxes
+    iou: float  # best IoU of the thresholded map with the boxes
 
 
 @dataclass
@@ -46,12 +65,24 @@ class DemoSummary:
     seconds: float
     methods: dict[str, MethodScore]
     differences: dict[str, Interval]
+    photos: list[PhotoScore] = field(default_factory=list)
+    photo_notes: list[str] = field(default_factory=list)
     report: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"images": self.images, "seconds": round(self.seconds, 1),
                 "methods": {k: asdict(v) for k, v in self.methods.items()},
-                "differences": {k: asdict(v) for k, v in self.differences.items()}, "report": self.report}
+                "differences": {k: asdict(v) for k, v in self.differences.items()},
+                "photos": [asdict(p) for p in self.photos], "photo_notes": self.photo_notes, "report": self.report}
+
+    def photo_means(self) -> dict[str, tuple[float, float]]:
+        """(mean share in the boxes, mean best IoU) per method over the real photos' classes."""
+        out = {}
+        for method in PHOTO_METHODS:
+            rows = [p for p in self.photos if p.method == method]
+            if rows:
+                out[method] = (float(np.mean([p.share for p in rows])), float(np.mean([p.iou for p in rows])))
+        return out
 
     def table(self) -> str:
         """The summary as an aligned text table."""
@@ -62,6 +93,13 @@ class DemoSummary:
         lines.append("")
         lines += [f"{k}: {v} mIoU points (paired bootstrap, {int(v.level * 100)}% interval)"
                   for k, v in self.differences.items()]
+        means = self.photo_means()
+        if means:
+            objects = len([p for p in self.photos if p.method == "baseline"])
+            lines += ["", f"real photos ({PHOTO_NETWORK}, ImageNet weights; {objects} objects, hand-drawn boxes):",
+                      f"{'method':<20} {'share in box':>12} {'best IoU':>9}"]
+            lines += [f"{m:<20} {share:12.3f} {iou:9.3f}" for m, (share, iou) in means.items()]
+        lines += [f"note: {n}" for n in self.photo_notes]
         return "\n".join(lines)
 
 
@@ -104,7 +142,7 @@ def _score(result: EvalResult, mass: PartMass) -> MethodScore:
 
 def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network: str = "demo",
              weights: str | None = None, device: str = "cpu", size: int = 176, report_images: int = 24,
-             progress: bool = True) -> DemoSummary:
+             progress: bool = True, max_photos: int | None = None) -> DemoSummary:
     """Run the whole demo into ``out`` and return its figures (also written to ``out/summary.json``)."""
     from .report import write_report
 
@@ -113,24 +151,22 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
     root = demo_data(out, n_images, seed, size, progress)
     dataset = VOCDataset.open(root, root / "ImageSets/Segmentation/val.txt")
     model, _ = build_network(network, weights)
-    engines = {"default": InferCam(model, mode="default", device=device),
-               "reference": InferCam(model, mode="reference", device=device)}
+    engines = {m: InferCam(model, mode=m, device=device) for m in MODES}
     sweeps = {m: CamSweep() for m in METHODS}
     masses = {m: PartMass() for m in METHODS}
     shown: list[dict[str, Any]] = []
-    for name in tqdm(dataset.names, desc="demo: baseline + InferCam (2 modes)", disable=not progress,
+    for name in tqdm(dataset.names, desc=f"demo: baseline + InferCam ({len(MODES)} modes)", disable=not progress,
                      file=sys.stderr, unit="img"):
         image, labels = load_image(dataset.image_path(name)), dataset.labels(name)
         gt, parts = dataset.ground_truth(name), read_label_png(root / PART_DIR / f"{name}.png")
-        default = engines["default"](image, labels)
-        cams = {"baseline": default.baseline, "infercam-default": default.cams,
-                "infercam-reference": engines["reference"](image, labels).cams}
+        results = {m: engines[m](image, labels) for m in MODES}
+        cams = {"baseline": results["default"].baseline, **{f"infercam-{m}": r.cams for m, r in results.items()}}
         for method, maps in cams.items():
             sweeps[method].add(gt, maps)
             masses[method].add(maps, gt, parts)
         if len(shown) < report_images:
             shown.append({"name": name, "image": image, "gt": gt, "labels": labels, "cams": cams,
-                          "boxes": default.boxes})
+                          "boxes": results["default"].boxes})
     results = {m: sweeps[m].result(dataset.names) for m in METHODS}
     scores = {m: _score(results[m], masses[m]) for m in METHODS}
 
@@ -140,9 +176,42 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
 
     differences = {"infercam-default - baseline": diff("baseline", "infercam-default"),
                    "infercam-reference - baseline": diff("baseline", "infercam-reference"),
+                   "infercam-near - baseline": diff("baseline", "infercam-near"),
                    "infercam-default - infercam-reference": diff("infercam-reference", "infercam-default")}
-    summary = DemoSummary(len(dataset), time.perf_counter() - start, scores, differences)
-    summary.report = str(write_report(out / "report", summary, shown))
+    photo_rows, photo_scores, notes = real_photos(device, progress, max_photos)
+    summary = DemoSummary(len(dataset), 0.0, scores, differences, photo_scores, notes)
+    summary.seconds = time.perf_counter() - start
+    summary.report = str(write_report(out / "report", summary, shown, photo_rows))
     write_json(out / "summary.json", summary.to_dict())
     return summary
 
+
+
+def real_photos(device: str = "cpu", progress: bool = True, max_photos: int | None = None
+                ) -> tuple[list[dict[str, Any]], list[PhotoScore], list[str]]:
+    """Baseline and InferCam maps of the real ImageNet network on darknet's photos (resized to PHOTO_SIDE; the
+    first ``max_photos``), with their scores against the hand-drawn boxes: (report rows, scores, notes on what
+    was skipped)."""
+    if max_photos == 0:
+        return [], [], ["real photos not asked for (--photos 0)"]
+    found, missing = photos.available("test")
+    found = [(p, photos.fit(image, PHOTO_SIDE)) for p, image in found if p.source == "darknet"][:max_photos]
+    notes = [m for m in missing if "darknet" in m]
+    if not found:
+        return [], [], notes or ["no real photos found"]
+    net, _ = build_network(PHOTO_NETWORK)
+    engines = {m: InferCam(net, mode=m.removeprefix("infercam-"), device=device) for m in PHOTO_METHODS[1:]}
+    rows, scores = [], []
+    for photo, image in tqdm(found, desc=f"demo: real photos ({PHOTO_NETWORK})", disable=not progress,
+                             file=sys.stderr, unit="img"):
+        classes = photo.imagenet_classes()
+        results = {m: e(image, classes) for m, e in engines.items()}
+        maps = {"baseline": results["infercam-default"].baseline, **{m: r.cams for m, r in results.items()}}
+        regions = {c: photo.region(c, shape=image.shape[:2]) for c in classes}
+        names = {c: next(o.imagenet_name for o in photo.objects if o.imagenet == c) for c in classes}
+        for method, cams in maps.items():
+            for c in classes:
+                scores.append(PhotoScore(photo.name, names[c], method, mass_share(cams[c], regions[c]),
+                                         best_iou(cams[c], regions[c])[0]))
+        rows.append({"name": photo.name, "image": image, "maps": maps, "regions": regions, "classes": names})
+    return rows, scores, notes

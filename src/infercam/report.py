@@ -19,7 +19,8 @@ from .split import Box
 if TYPE_CHECKING:
     from .demo import DemoSummary
 
-COLOURS = {"baseline": "#888888", "infercam-default": "#d62728", "infercam-reference": "#1f77b4"}
+COLOURS = {"baseline": "#888888", "infercam-default": "#d62728", "infercam-near": "#2ca02c",
+           "infercam-reference": "#1f77b4"}
 PALETTE = voc_colormap()
 
 
@@ -37,6 +38,15 @@ def draw_boxes(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         b, r = box.bottom - 1, box.right - 1
         out[box.top, box.left:box.right] = out[b, box.left:box.right] = colour
         out[box.top:box.bottom, box.left] = out[box.top:box.bottom, r] = colour
+    return out
+
+
+def outline(image: np.ndarray, mask: np.ndarray, colour=(0, 255, 0)) -> np.ndarray:
+    """The image with the border of a bool mask drawn (e.g. an object's hand-drawn boxes)."""
+    out = image.copy()
+    inner = mask.copy()
+    inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    out[mask & ~inner] = colour
     return out
 
 
@@ -113,6 +123,37 @@ def _image_rows(folder: Path, summary: "DemoSummary", rows: list[dict[str, Any]]
     return f"<table class='images'>{head}{''.join(out)}</table>"
 
 
+def _photo_section(folder: Path, summary: "DemoSummary", rows: list[dict[str, Any]]) -> str:
+    """The real-photo panels: the photo with its boxes, then each method's map (maximum over the photo's classes),
+    and the mean scores against the boxes."""
+    if not rows:
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.photo_notes)
+        return f"<h2>Real photos</h2><p>Skipped:</p><ul>{notes}</ul>"
+    means = summary.photo_means()
+    table = "".join(f"<tr><td>{html.escape(m)}</td><td>{share:.3f}</td><td>{iou:.3f}</td></tr>"
+                    for m, (share, iou) in means.items())
+    methods = list(rows[0]["maps"])
+    out = []
+    for row in rows:
+        image = row["image"]
+        boxes = np.any(np.stack(list(row["regions"].values())), axis=0)
+        cells = [outline(image, boxes)]
+        cells += [overlay(image, np.max(np.stack(list(row["maps"][m].values())), axis=0)) for m in methods]
+        tds = []
+        for k, picture in enumerate(cells):
+            rel = f"img/photo_{row['name']}_{k}.png"
+            save_image(folder / rel, picture)
+            tds.append(f'<td><img src="{rel}" alt="{html.escape(row["name"])}" width="{picture.shape[1] // 2}" '
+                       f'height="{picture.shape[0] // 2}"></td>')
+        classes = ", ".join(html.escape(n) for n in row["classes"].values())
+        out.append(f"<tr><th>{html.escape(row['name'])}<br><small>{classes}</small></th>{''.join(tds)}</tr>")
+    head = "<tr><th>photo</th><th>photo + boxes</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "</tr>"
+    return ("<h2>Real photos: a real ImageNet network</h2><p>EfficientNet-Lite0 with its ImageNet-1k weights, no "
+            "training; boxes drawn by hand (green). Share = the map's mass inside the boxes; IoU = the best IoU of "
+            "the thresholded map with them.</p><table><tr><th>method</th><th>mean share in boxes</th>"
+            f"<th>mean best IoU</th></tr>{table}</table><table class='images'>{head}{''.join(out)}</table>")
+
+
 STYLE = """body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:center;font-size:13px}
 table.images td{padding:2px}img{display:block;image-rendering:pixelated}
@@ -126,14 +167,16 @@ b.textContent=(im.length-ok)+' of '+im.length+' pictures failed to load: keep in
 </script>"""
 
 
-def write_report(folder: str | Path, summary: "DemoSummary", rows: list[dict[str, Any]]) -> Path:
-    """Write ``folder/index.html`` (and its images); returns the HTML path."""
+def write_report(folder: str | Path, summary: "DemoSummary", rows: list[dict[str, Any]],
+                 photo_rows: list[dict[str, Any]] = ()) -> Path:
+    """Write ``folder/index.html`` (and its images): the synthetic split's figures and images, then the real
+    photos' panels; returns the HTML path."""
     folder = ensure_dir(folder, "report folder")
     ensure_dir(folder / "img", "report image folder")
     body = (f"<div id='broken'></div><h1>infercam demo: baseline CAM vs InferCam</h1><p>{summary.images} held-out synthetic images; "
             f"label maps use each method's best background threshold; run time {summary.seconds:.0f} s.</p>"
             f"<h2>Summary</h2>{_summary_table(summary)}<h2>mIoU against threshold</h2>{threshold_plot(summary)}"
-            f"<h2>Images</h2>{_image_rows(folder, summary, rows)}")
+            f"<h2>Images</h2>{_image_rows(folder, summary, rows)}{_photo_section(folder, summary, list(photo_rows))}")
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>infercam demo</title><style>{STYLE}</style>" \
            f"</head><body>{body}{CHECK_SCRIPT}</body></html>\n"
     path = folder / "index.html"
@@ -142,4 +185,4 @@ def write_report(folder: str | Path, summary: "DemoSummary", rows: list[dict[str
     return path
 
 
-__all__ = ["colour_labels", "draw_boxes", "threshold_plot", "write_report"]
+__all__ = ["colour_labels", "draw_boxes", "outline", "threshold_plot", "write_report"]

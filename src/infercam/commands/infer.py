@@ -16,9 +16,9 @@ from .common import Stages, add_data_args, add_model_args, add_output_args, add_
 def add_method_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("method")
     group.add_argument("--mode", choices=MODES, default="default",
-                       help="default: the method made to help on real classifiers (one normalisation per image, "
-                            "rounds accepted while the class's evidence holds, blended patches); fixed: the published "
-                            "method with its code's quirks fixed; reference: the authors' code exactly (see README)")
+                       help="default: the published method with its code's quirks fixed; reference: the authors' "
+                            "code exactly; near: erasing rounds on the whole image that count only near what is "
+                            "already covered, for classifiers whose rounds spill into the scene (see README)")
     group.add_argument("--erase-threshold", type=float, default=0.7, help="covered when A >= this (default 0.7)")
     group.add_argument("--stop-fraction", type=float, default=0.02,
                        help="stop when a round covers less than this fraction anew (default 0.02)")
