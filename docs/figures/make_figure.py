@@ -29,13 +29,13 @@ CAPTION = 22
 
 
 def panel(image: np.ndarray, caption: str) -> Image.Image:
-    """One captioned cell: the picture fitted to CELL px, the caption above it."""
+    """One captioned cell: the picture fitted to CELL px (its longer side), the caption above it."""
     pic = Image.fromarray(photos.fit(image, CELL) if max(image.shape[:2]) > CELL else image)
     if max(pic.size) < CELL:
         scale = CELL / max(pic.size)
         pic = pic.resize((round(pic.width * scale), round(pic.height * scale)), Image.NEAREST)
-    cell = Image.new("RGB", (CELL, CELL + CAPTION), "white")
-    cell.paste(pic, ((CELL - pic.width) // 2, CAPTION + (CELL - pic.height) // 2))
+    cell = Image.new("RGB", (CELL, pic.height + CAPTION), "white")
+    cell.paste(pic, ((CELL - pic.width) // 2, CAPTION))
     ImageDraw.Draw(cell).text((4, 4), caption, fill="black")
     return cell
 
@@ -78,11 +78,12 @@ def main() -> int:
     net, _ = models.build_network("efficientnet-lite0")
     rows = [photo_row(net, *found[n]) for n in PHOTOS] + [synthetic_row()]
     columns = max(len(r) for r in rows)
-    sheet = Image.new("RGB", (columns * CELL, len(rows) * (CELL + CAPTION)), "white")
+    heights = [max(cell.height for cell in row) for row in rows]
+    sheet = Image.new("RGB", (columns * CELL, sum(heights)), "white")
     for i, row in enumerate(rows):
         for j, cell in enumerate(row):
-            sheet.paste(cell, (j * CELL, i * (CELL + CAPTION)))
-    sheet.save(OUT, optimize=True)
+            sheet.paste(cell, (j * CELL, sum(heights[:i])))
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(OUT, optimize=True)  # < 600 KB
     print(f"wrote {OUT} ({OUT.stat().st_size // 1024} KB)")
     return 0
 
