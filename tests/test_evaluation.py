@@ -201,3 +201,14 @@ def test_shape_mismatch_names_the_file(tmp_path):
     np.save(pred / "a.npy", {3: np.zeros((5, 6), np.float32)})
     with pytest.raises(DataError, match=r"a\.npy.*5x6.*6x5"):
         evaluate_cams(pred, voc, ["a"])
+
+
+@pytest.mark.parametrize("args", [["--threshold", "nan"], ["--threshold", "1.5"], ["--threshold", "-0.1"],
+                                  ["--threshold", "x"], ["--thresholds", "0:1.5:0.1"], ["--thresholds=-1:0.5:0.1"],
+                                  ["--thresholds", "0:inf:0.1"]])
+def test_eval_refuses_thresholds_outside_the_unit_interval(tmp_path, capsys, args):
+    from infercam.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--pred", str(tmp_path), "--voc-root", str(tmp_path), "--list", str(tmp_path / "l.txt"), *args])
+    assert exc.value.code == 2 and "[0, 1]" in capsys.readouterr().err

@@ -213,3 +213,22 @@ def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch
         assert 0 <= r.share <= 1 and 0 <= r.iou <= 1 and r.passes > 0 and r.mpx > 0
     base = [r for r in rows if r.method == bench.BASELINE]
     assert all(r.rounds == 0 and r.passes == 4 for r in base)
+
+
+def test_imagenet_labels_and_heatmaps_named_by_imagenet_class(tmp_path):
+    """Without a class map the labels are ImageNet indices (1000-vectors in cls_labels.npy); heatmap files are
+    named by the ImageNet class, not by the VOC class of the same index."""
+    from PIL import Image
+
+    root = tmp_path / "voc"
+    (root / "JPEGImages").mkdir(parents=True)
+    image = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    Image.fromarray(image).save(root / "JPEGImages" / "a.png")
+    vec = np.zeros(1000, np.float32)
+    vec[[5, 232]] = 1
+    np.save(root / "cls_labels.npy", {"a": vec})
+    assert main(["cam", "--voc-root", str(root), "--network", "efficientnet-lite0", "--scales", "1.0",
+                 "--out-cam", str(tmp_path / "cams"), "--heatmap", str(tmp_path / "heat"), "--no-progress"]) == 0
+    cams = np.load(tmp_path / "cams" / "a.npy", allow_pickle=True).item()
+    assert sorted(cams) == [5, 232] and cams[232].shape == (40, 56)
+    assert sorted(p.name for p in (tmp_path / "heat").iterdir()) == ["a_Border_collie.png", "a_electric_ray.png"]

@@ -162,8 +162,10 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarra
 
 
 def heatmap_path(folder: str | os.PathLike, name: str, c: int, class_names: tuple[str, ...] = VOC_CLASSES) -> Path:
-    """``<folder>/<name>_<classname>.png``, the overlay of class ``c`` (``class<c>`` beyond the names)."""
+    """``<folder>/<name>_<classname>.png``, the overlay of class ``c`` (``class<c>`` beyond the names; characters
+    other than letters, digits, '-' and '_' become '_', e.g. ImageNet's "Border collie")."""
     label = class_names[c] if c < len(class_names) else f"class{c}"
+    label = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
     return Path(folder) / f"{name}_{label}.png"
 
 

@@ -31,6 +31,7 @@ from . import __version__
 from .data.images import SizeLimits, load_image
 from .data.voc import VOCDataset
 from .engine import InferCamResult
+from .classes import VOC_CLASSES
 from .errors import InferCamError, OutputError
 from .io import (
     cam_file_ok, check_dir, ensure_dir, heatmap_path, save_cams, save_heatmaps, save_image, save_label_png,
@@ -49,6 +50,7 @@ class Outputs:
     fmt: str = "psa"
     heatmap_dir: Path | None = None
     split_dir: Path | None = None
+    class_names: tuple[str, ...] = VOC_CLASSES  # names in the heatmap files: the network's classes
 
     def __post_init__(self) -> None:
         if not (self.cam_dir or self.heatmap_dir or self.split_dir):
@@ -76,7 +78,8 @@ class Outputs:
             return False
         if self.split_dir is not None and not (self.split_dir / f"{name}.json").exists():
             return False
-        return self.heatmap_dir is None or all(heatmap_path(self.heatmap_dir, name, c).exists() for c in labels)
+        return self.heatmap_dir is None or all(heatmap_path(self.heatmap_dir, name, c, self.class_names).exists()
+                                                for c in labels)
 
     def write(self, name: str, image: np.ndarray, result: InferCamResult | dict[int, np.ndarray]) -> None:
         """Write every requested output; the CAM file last, since its presence marks the image done."""
@@ -84,7 +87,7 @@ class Outputs:
         if self.split_dir is not None and isinstance(result, InferCamResult):
             save_split(self.split_dir, name, image, result)
         if self.heatmap_dir is not None and cams:
-            save_heatmaps(self.heatmap_dir, name, image, cams)
+            save_heatmaps(self.heatmap_dir, name, image, cams, self.class_names)
         if self.cam_dir is not None:
             save_cams(self.cam_dir / f"{name}.npy", cams, self.fmt)
 

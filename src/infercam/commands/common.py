@@ -16,6 +16,7 @@ from ..engine import describe_device
 from ..errors import InferCamError
 from ..gradcam import CAM_METHODS, with_cam_method
 from ..io import CAM_FORMATS
+from ..classes import VOC_CLASSES
 from ..models import build_network, list_models
 from ..models.class_map import CLASS_MAPS, DEFAULT_REDUCE, REDUCTIONS, with_class_map
 from ..forward import PRECISIONS
@@ -131,13 +132,15 @@ def load_network(args: argparse.Namespace):
     if not report.ok:
         print(f"warning: checkpoint loaded non-strictly:\n{report.describe()}")
     args.weights = report.source
-    model = with_cam_method(model, args.cam_method, args.target_layer)
-    return with_class_map(model, args.class_map, args.class_map_reduce)
+    model = with_class_map(with_cam_method(model, args.cam_method, args.target_layer), args.class_map,
+                           args.class_map_reduce)
+    args.class_names = tuple(getattr(model, "class_names", ()) or VOC_CLASSES)  # for the heatmap file names
+    return model
 
 
 # Options that name a checkpoint file: the manifest records its path and SHA-256.
 CHECKPOINT_OPTIONS = ("weights", "aff_weights")
-INTERNAL_OPTIONS = ("func", "command_line")
+INTERNAL_OPTIONS = ("func", "command_line", "class_names")
 
 
 def run_record(args: argparse.Namespace) -> dict[str, Any]:
@@ -201,6 +204,8 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
     distributed.start(rank, args.device)
     dataset = open_dataset(args)
     compute, prepare = make_compute(args)
+    if isinstance(outputs, Outputs):
+        outputs.class_names = getattr(args, "class_names", outputs.class_names)
     summary = run_dataset(dataset, compute, outputs, names=shard(dataset.names, rank.rank, rank.world_size),
                           overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
                           progress=not args.no_progress, manifest=run_record(args),

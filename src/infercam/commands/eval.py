@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("auto", "cam", "label"), default="auto",
                    help="prediction kind (default: auto, from the files present)")
     sweep = p.add_mutually_exclusive_group()
-    sweep.add_argument("--threshold", type=float, help="one background threshold, e.g. 0.15")
+    sweep.add_argument("--threshold", type=_unit, help="one background threshold in [0, 1], e.g. 0.15")
     sweep.add_argument("--thresholds", metavar="START:STOP:STEP", type=_parse_range,
                        help="threshold sweep, stop included (default 0:0.95:0.01)")
     p.add_argument("--json", type=Path, help="also write the scores to this JSON file")
@@ -60,12 +60,25 @@ def ignored_classes(args: argparse.Namespace) -> list[int]:
     return sorted(ignored)
 
 
+def _unit(text: str) -> float:
+    """A background threshold: a finite number in [0, 1] (CAMs are normalised to that range)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"a threshold must be a number in [0, 1], got {text!r}")
+    return value
+
+
 def _parse_range(text: str) -> np.ndarray:
     try:
         start, stop, step = (float(x) for x in text.split(":"))
+        if not all(math.isfinite(v) for v in (start, stop, step)) or start < 0 or stop > 1:
+            raise ValueError("START and STOP must lie in [0, 1]")
         return threshold_range(start, stop, step)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected START:STOP:STEP, e.g. 0:0.95:0.01 ({exc})") from None
+        raise argparse.ArgumentTypeError(f"expected START:STOP:STEP within [0, 1], e.g. 0:0.95:0.01 ({exc})") from None
 
 
 def _detect_format(pred_dir: Path, names: list[str]) -> str:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from ..classes import VOC_CLASSES
 
+__all__ = ["CLASS_MAPS", "IMAGENET_TO_VOC", "NAME", "VERSION", "VOC_CLASSES", "covered_classes", "members"]
+
 VERSION = 1
 NAME = "imagenet-voc"
 CLASS_MAPS = (NAME,)  # the class maps infercam knows (--class-map)

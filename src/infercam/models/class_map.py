@@ -36,6 +36,7 @@ class ClassMapCam(nn.Module):
         self.members = [tuple(m) for m in members]
         self.reduce = reduce
         self.name = name
+        self.class_names = imagenet_voc.VOC_CLASSES if len(self.members) == len(imagenet_voc.VOC_CLASSES) else ()
         for attr in ("mean", "std"):
             if hasattr(model, attr):
                 setattr(self, attr, getattr(model, attr))

@@ -91,6 +91,10 @@ class EfficientNetLite(LinearHeadCam, nn.Module):
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
+        if num_classes == 1000:  # the names heatmaps and reports use
+            from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+            self.class_names = tuple(_IMAGENET_CATEGORIES)
         self._conv_stem = SameConv2d(3, 32, 3, stride=2)
         self._bn0 = _bn(32)
         blocks = []
