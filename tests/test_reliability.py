@@ -390,3 +390,24 @@ def test_outputs_get_the_usual_file_permissions(tiny_voc, tiny_weights, tmp_path
     assert code == 0
     for path in [*out.glob("*.npy"), out / "infercam-run.json"]:
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
+@pytest.mark.parametrize("value", [2.0, -1.0, float("nan"), 0.5])
+def test_label_values_other_than_0_and_1_are_refused_naming_the_image(tmp_path, value):
+    from infercam.data.voc import load_cls_labels
+    from infercam.errors import LabelError
+
+    vec = np.zeros(20, np.float32)
+    vec[3] = value
+    np.save(tmp_path / "cls_labels.npy", {"img_x": vec, "img_y": np.eye(20, dtype=np.float32)[1]})
+    with pytest.raises(LabelError, match="img_x.*0 or 1"):
+        load_cls_labels(tmp_path / "cls_labels.npy")
+
+
+def test_manifest_paths_are_absolute_on_a_first_run(tiny_voc, tiny_weights, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(registry._DEFAULT_WEIGHTS, "tiny:TinyCamNet", lambda: str(tiny_weights))
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, ["cam", "--voc-root", tiny_voc, "--network", "tiny:TinyCamNet", "--no-progress",
+                        "--out-cam", "rel_cams", "--heatmap", "rel_heat"])[0] == 0
+    config = manifest(tmp_path / "rel_cams")["config"]
+    assert config["out_cam"] == str(tmp_path / "rel_cams") and config["heatmap"] == str(tmp_path / "rel_heat")

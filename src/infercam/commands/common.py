@@ -138,6 +138,8 @@ def load_network(args: argparse.Namespace):
     return model
 
 
+# Options that name an output path, recorded absolute in the manifest even before the path exists.
+OUTPUT_PATH_OPTIONS = ("out", "out_cam", "heatmap", "save_splits", "out_pred")
 # Options that name a checkpoint file: the manifest records its path and SHA-256.
 CHECKPOINT_OPTIONS = ("weights", "aff_weights")
 INTERNAL_OPTIONS = ("func", "command_line", "class_names")
@@ -150,7 +152,7 @@ def run_record(args: argparse.Namespace) -> dict[str, Any]:
     for key, value in sorted(vars(args).items()):
         if key in INTERNAL_OPTIONS:
             continue
-        if isinstance(value, str) and os.path.exists(value):
+        if isinstance(value, str) and (key in OUTPUT_PATH_OPTIONS or os.path.exists(value)):
             value = os.path.abspath(value)
         config[key] = list(value) if isinstance(value, tuple) else value
     checkpoints = {key: {"path": os.path.abspath(path), "sha256": file_sha256(path)}

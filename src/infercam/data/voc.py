@@ -58,7 +58,14 @@ def labels_to_indices(vector: np.ndarray, name: str = "", length: int = NUM_CLAS
     vector = np.asarray(vector).reshape(-1)
     if vector.shape[0] != length:
         raise LabelError(f"label vector of {name or 'image'} has {vector.shape[0]} entries, expected {length}")
-    return [int(i) for i in np.flatnonzero(vector > 1e-5)]
+    try:
+        bad = vector[~np.isin(vector.astype(np.float64), (0.0, 1.0))]
+    except (TypeError, ValueError):
+        raise LabelError(f"label vector of {name or 'image'} is not numeric: {vector.dtype}") from None
+    if bad.size:
+        raise LabelError(f"label vector of {name or 'image'} holds {bad[0]!r}: image labels must be 0 or 1 "
+                         "(or booleans)")
+    return [int(i) for i in np.flatnonzero(vector > 0.5)]
 
 
 def load_cls_labels(path: str | os.PathLike) -> dict[str, list[int]]:
