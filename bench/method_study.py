@@ -93,6 +93,10 @@ def variants() -> dict[str, tuple]:
         "near": (d, {}),
         **{f"near {n}": (r(d, accept=AcceptNear(n)), {}) for n in (0.1, 0.3)},
         "near erase 0.5": (d, {"erase_threshold": 0.5}),
+        **{f"near {n} stop0": (r(d, accept=AcceptNear(n)), {"stop_fraction": 0.0}) for n in (0.2, 0.3, 0.4, 0.5, 0.7)},
+        **{f"near 0.5 stop0 {k} rounds": (r(d, accept=AcceptNear(0.5)), {"stop_fraction": 0.0, "max_rounds": k})
+           for k in (3, 4, 7)},
+        **{f"near {n}": (r(d, accept=AcceptNear(n)), {}) for n in (0.5,)},
         "near with corner patches": (r(d, boxes=corners, merge=merge_blend), {}),
     }
 

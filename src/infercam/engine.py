@@ -119,7 +119,7 @@ class InferCam:
     def __init__(self, model: nn.Module, mode: str | Recipe = "default", scales: Sequence[float] = DEFAULT_SCALES,
                  device: str | torch.device = "cpu", mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, *, erase_threshold: float = 0.7,
-                 stop_fraction: float = 0.02, max_rounds: int = 5,
+                 stop_fraction: float | None = None, max_rounds: int = 5,
                  margins: tuple[int, int] = DEFAULT_MARGINS, batch_size: int = 8, precision: str = "fp32",
                  compile: bool = False, channels_last: bool = False) -> None:
         if not isinstance(mode, Recipe) and mode not in MODES:
@@ -134,7 +134,8 @@ class InferCam:
         self.mode = mode if isinstance(mode, str) else mode.name
         self.margins = margins
         self.recipe = recipe(mode)
-        self.config = RefineConfig(erase_threshold, stop_fraction, max_rounds)
+        self.config = RefineConfig(erase_threshold, self.recipe.stop_fraction if stop_fraction is None else stop_fraction,
+                                   max_rounds)
         forward = CamForward(self.model, self.device, precision, compile, channels_last)
         self.cams = MultiScaleCam(forward, scales, mean or default_mean, std or default_std, self.device, batch_size)
 

@@ -88,13 +88,14 @@ class Recipe:
     keep_masks: Masks
     accept: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     merge: Merge
+    stop_fraction: float = 0.02  # stop a patch when a round covers less than this anew (the engine may override)
 
 
-NEAR = 0.2  # near's reach, as a fraction of the image's shorter side (chosen on the development data)
+NEAR = 0.5  # near's reach, as a fraction of the image's shorter side (chosen on the development data)
 
 RECIPES: dict[str, Recipe] = {
     "default": Recipe("default", partial(corner_patches, start=clamp_start), per_scale_masks, accept_all, merge_max),
-    "near": Recipe("near", whole_image, per_scale_masks, AcceptNear(NEAR), merge_max),
+    "near": Recipe("near", whole_image, per_scale_masks, AcceptNear(NEAR), merge_max, stop_fraction=0.0),
     "reference": Recipe("reference", partial(corner_patches, start=wrap_start), chained_masks, accept_all,
                         merge_max),
 }

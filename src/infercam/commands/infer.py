@@ -20,8 +20,9 @@ def add_method_args(parser: argparse.ArgumentParser) -> None:
                             "code exactly; near: erasing rounds on the whole image that count only near what is "
                             "already covered, for classifiers whose rounds spill into the scene (see README)")
     group.add_argument("--erase-threshold", type=float, default=0.7, help="covered when A >= this (default 0.7)")
-    group.add_argument("--stop-fraction", type=float, default=0.02,
-                       help="stop when a round covers less than this fraction anew (default 0.02)")
+    group.add_argument("--stop-fraction", type=float, default=None,
+                       help="stop when a round covers less than this fraction anew (default: the mode's, 0.02; "
+                            "near: 0, every round runs)")
     group.add_argument("--max-rounds", type=int, default=5, help="rounds per patch, round 0 included (default 5)")
 
 
