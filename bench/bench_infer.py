@@ -189,8 +189,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=777)
     parser.add_argument("--side", type=int, default=128, help="resnet38 preset: image width")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--mode", choices=("default", "reference"), default="default",
-                        help="the modes the straightforward implementation has (default: default)")
+    parser.add_argument("--mode", choices=("fixed", "reference"), default="fixed",
+                        help="the modes the straightforward implementation has (default: fixed)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")

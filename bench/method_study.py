@@ -78,7 +78,7 @@ def variants() -> dict[str, tuple]:
     """name -> (recipe, engine keyword arguments). Rows measured with rules no mode uses any more (normalising
     by the image's peak, an evidence gate, anchoring to the baseline, a blurred fill, the baseline as a patch's
     round 0) were run at commit 173d8d4 of this file; BENCHMARKS.md lists them."""
-    d, f = RECIPES["near"], RECIPES["default"]  # "published" below is the published method (mode default)
+    d, f = RECIPES["default"], RECIPES["fixed"]  # "published": mode fixed; "near ...": the default's rule
     r = dataclasses.replace
     corners = f.boxes
     return {
@@ -90,7 +90,7 @@ def variants() -> dict[str, tuple]:
         **{f"published near {n}": (r(f, accept=AcceptNear(n), merge=merge_blend), {}) for n in (0.1, 0.2, 0.3)},
         "published+blend margins 50/80": (r(f, merge=merge_blend), {"margins": (50, 80)}),
         "published+blend near 0.2 margins 50/80": (r(f, merge=merge_blend, accept=AcceptNear(0.2)), {"margins": (50, 80)}),
-        "near": (d, {}),
+        "default (near 0.5, every round)": (d, {}),
         **{f"near {n}": (r(d, accept=AcceptNear(n)), {}) for n in (0.1, 0.3)},
         "near erase 0.5": (d, {"erase_threshold": 0.5}),
         **{f"near {n} stop0": (r(d, accept=AcceptNear(n)), {"stop_fraction": 0.0}) for n in (0.2, 0.3, 0.4, 0.5, 0.7)},

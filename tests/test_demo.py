@@ -32,7 +32,7 @@ def demo_run(tmp_path_factory):
 def test_demo_summary(demo_run):
     out, summary = demo_run
     assert summary["images"] == 3
-    assert set(summary["methods"]) == {"baseline", "infercam-default", "infercam-near", "infercam-reference"}
+    assert set(summary["methods"]) == {"baseline", "infercam-default", "infercam-fixed", "infercam-reference"}
     for method in summary["methods"].values():
         assert 0 <= method["miou"] <= 100 and 0 <= method["best_threshold"] <= 0.95
         assert abs(sum(method["mass"].values()) - 1) < 1e-3
@@ -41,7 +41,7 @@ def test_demo_summary(demo_run):
         assert diff["low"] <= diff["difference"] <= diff["high"]
     assert json.loads((out / "summary.json").read_text()) == summary
     photo_methods = {p["method"] for p in summary["photos"]}
-    assert photo_methods in (set(), {"baseline", "infercam-default", "infercam-near"})
+    assert photo_methods in (set(), {"baseline", "infercam-default", "infercam-fixed"})
     assert all(0 <= p["share"] <= 1 and 0 <= p["iou"] <= 1 for p in summary["photos"])
     assert summary["photos"] or summary["photo_notes"]  # run, or said why not
 

@@ -15,7 +15,7 @@ def max_diff(a: dict, b: dict) -> float:
     return max(float(np.abs(a[c] - b[c]).max()) for c in a)
 
 
-@pytest.mark.parametrize("mode", ["default", "reference"])
+@pytest.mark.parametrize("mode", ["fixed", "reference"])
 @pytest.mark.parametrize("seed", range(4))
 def test_engine_matches_the_authors_loop(mode, seed):
     rng = np.random.default_rng(seed)
@@ -29,13 +29,13 @@ def test_engine_matches_the_authors_loop(mode, seed):
     assert max_diff(result.cams, refined) <= 1e-5
 
 
-@pytest.mark.parametrize("mode", ["default", "reference"])
+@pytest.mark.parametrize("mode", ["fixed", "reference"])
 def test_engine_matches_the_authors_loop_near_an_edge(mode):
     img = blob_image(60, 80, center=(4, 40), radius=4)  # centre of mass near the top edge
     net = ColourCamNet()
     result = InferCam(net, mode=mode)(img, [0])
     assert result.centers[0][0] < 10
-    expected_top = 0 if mode == "default" else 60 + result.centers[0][0] - 10
+    expected_top = 0 if mode == "fixed" else 60 + result.centers[0][0] - 10
     assert result.boxes[2].top == expected_top
     refined, baseline = naive_infercam(net, img, [0], mode=mode)
     assert max_diff(result.cams, refined) <= 1e-5
@@ -44,7 +44,7 @@ def test_engine_matches_the_authors_loop_near_an_edge(mode):
 def test_modes_differ_where_the_quirks_matter():
     img = blob_image(60, 80, center=(4, 6), radius=5, seed=3)
     net = ColourCamNet()
-    a = InferCam(net, mode="default")(img, [0])
+    a = InferCam(net, mode="fixed")(img, [0])
     b = InferCam(net, mode="reference")(img, [0])
     assert a.boxes != b.boxes
     assert max_diff(a.cams, b.cams) > 1e-3
@@ -71,10 +71,11 @@ def test_three_classes_run_the_whole_image_once_and_reuse_the_baseline():
 
 def test_stop_rule():
     img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    never_covered = InferCam(TinyCamNet(), erase_threshold=2.0)(img, [1])
+    never_covered = InferCam(TinyCamNet(), mode="fixed", erase_threshold=2.0)(img, [1])
     assert never_covered.rounds == [1, 1, 1, 1]  # round 0 covers nothing new -> stop
-    always_on = InferCam(TinyCamNet(), stop_fraction=0.0, max_rounds=4)(img, [1])
+    always_on = InferCam(TinyCamNet(), mode="fixed", stop_fraction=0.0, max_rounds=4)(img, [1])
     assert always_on.rounds == [4, 4, 4, 4]
+    assert InferCam(TinyCamNet(), stop_fraction=0.0, max_rounds=4)(img, [1]).rounds == [4]  # default: one patch
 
 
 def test_erasing_reveals_more_than_round_zero():
@@ -82,16 +83,18 @@ def test_erasing_reveals_more_than_round_zero():
     img = blob_image(64, 64, center=(20, 20), radius=6)
     yy, xx = np.mgrid[:64, :64]
     img[..., 0][(yy - 44) ** 2 + (xx - 44) ** 2 <= 36] = 200  # about 0.6 of the bright blob's response
-    engine = InferCam(ColourCamNet(), scales=(1.0,), stop_fraction=0.0, max_rounds=3)
+    engine = InferCam(ColourCamNet(), mode="fixed", scales=(1.0,), stop_fraction=0.0, max_rounds=3)
     patch = engine.refine_patches((64, 64), [img] * 4, [0])  # whole image as every patch
     base = engine.baseline(img, [0])[0]
     dim = (yy - 44) ** 2 + (xx - 44) ** 2 <= 25
     assert base[dim].mean() < 0.65 and patch.cams[0][dim].mean() > 0.9
 
 
-def test_refine_patches_equals_the_one_command_path():
+@pytest.mark.parametrize("mode", ["fixed", "reference"])
+def test_refine_patches_equals_the_one_command_path(mode):
+    """Modes whose rounds need no image-wide reference give the same maps from pre-cut patches."""
     img = np.random.default_rng(3).integers(0, 256, (50, 64, 3), dtype=np.uint8)
-    engine = InferCam(TinyCamNet())
+    engine = InferCam(TinyCamNet(), mode=mode)
     full = engine(img, [7])
     patches = [img[b.slices()] for b in full.boxes]
     pre_cut = engine.refine_patches(img.shape[:2], patches, [7])
@@ -101,9 +104,10 @@ def test_refine_patches_equals_the_one_command_path():
 
 def test_split_only():
     img = blob_image(60, 80, center=(30, 50), radius=6)
-    result = InferCam(ColourCamNet()).split(img, [0])
+    result = InferCam(ColourCamNet(), mode="fixed").split(img, [0])
     assert result.cams == {} and result.centers == [(30, 50)]
     assert result.boxes[0] == Box(0, 0, 40, 60)
+    assert InferCam(ColourCamNet()).split(img, [0]).boxes == [Box(0, 0, 60, 80)] * 4
 
 
 def test_bad_inputs():

@@ -15,15 +15,16 @@ from tiny import ColourCamNet
 
 
 def test_each_mode_is_one_recipe_of_named_rules():
-    assert MODES == ("default", "near", "reference")
-    ref, default, near = RECIPES["reference"], RECIPES["default"], RECIPES["near"]
+    assert MODES == ("default", "fixed", "reference")
+    ref, default, near = RECIPES["reference"], RECIPES["fixed"], RECIPES["default"]
     assert ref.keep_masks is chained_masks and default.keep_masks is per_scale_masks is near.keep_masks
     assert ref.accept is accept_all and default.accept is accept_all and isinstance(near.accept, AcceptNear)
     assert near.boxes is whole_image and ref.merge is merge_max
     # where a patch starts: reference wraps a negative start as numpy does, default clamps it, near does not cut
     assert ref.boxes([(3, 60)], 120, 150, (10, 20))[2].top == 113
     assert default.boxes([(3, 60)], 120, 150, (10, 20))[2].top == 0
-    assert patch_boxes([(3, 60), (90, 10)], 120, 150, mode="near") == [Box(0, 0, 120, 150)] * 4
+    assert patch_boxes([(3, 60), (90, 10)], 120, 150) == [Box(0, 0, 120, 150)] * 4
+    assert near.stop_fraction == 0.0 and default.stop_fraction == 0.02 == ref.stop_fraction
 
 
 def test_near_weight_falls_linearly_from_the_covered_region():
@@ -49,11 +50,11 @@ def test_published_rounds_jump_to_a_far_response_and_near_rounds_do_not():
     far[50:59, 50:59] = True
     kwargs = {"scales": (1.0,), "stop_fraction": 0.0, "max_rounds": 2}
     base = InferCam(ColourCamNet(), **kwargs).baseline(img, [0])[0]
-    published = InferCam(ColourCamNet(), mode="default", **kwargs)(img, [0]).cams[0]
-    near = InferCam(ColourCamNet(), mode="near", **kwargs)(img, [0]).cams[0]
+    published = InferCam(ColourCamNet(), mode="fixed", **kwargs)(img, [0]).cams[0]
+    near = InferCam(ColourCamNet(), mode="default", **kwargs)(img, [0]).cams[0]
     assert base[far].max() < 0.3  # the far disc is much weaker than the near one
     assert published[far].max() > 0.95  # erasing the near disc stretches the far one to the peak
-    assert np.allclose(near, base)  # beyond 0.2 x 64 px of the covered disc the round does not count
+    assert np.allclose(near, base)  # beyond 0.5 x 64 px of the covered disc the round does not count
 
 
 def test_near_reaches_what_lies_close_to_the_covered_region():
@@ -63,18 +64,18 @@ def test_near_reaches_what_lies_close_to_the_covered_region():
     img[..., 0][(yy - 20) ** 2 + (xx - 29) ** 2 <= 9] = 150  # a dimmer part beside it
     kwargs = {"scales": (1.0,), "stop_fraction": 0.0, "max_rounds": 2}
     base = InferCam(ColourCamNet(), **kwargs).baseline(img, [0])[0]
-    near = InferCam(ColourCamNet(), mode="near", **kwargs)(img, [0]).cams[0]
+    near = InferCam(ColourCamNet(), mode="default", **kwargs)(img, [0]).cams[0]
     assert near[20, 29] > base[20, 29] + 0.2
 
 
-def test_near_costs_fewer_passes_than_the_published_rounds():
+def test_default_costs_fewer_passes_than_the_published_rounds():
     img = two_blob_image()
     counts = {}
-    for mode in ("default", "near"):
+    for mode in ("default", "fixed"):
         engine = InferCam(ColourCamNet(), mode=mode)
         engine(img, [0])
         counts[mode] = engine.cams.forward_passes
-    assert counts["near"] < counts["default"]
+    assert counts["default"] < counts["fixed"]
 
 
 def test_seam_ratio_is_about_one_for_a_smooth_map_and_large_for_a_step_at_a_border():

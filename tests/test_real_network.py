@@ -206,7 +206,7 @@ def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch
     photo, image = found[0]
     image = photos.fit(image, 160)
     engines = {m: InferCam(lite0, mode="default" if m == bench.BASELINE else m, scales=(1.0, 0.5))
-               for m in (bench.BASELINE, "near")}
+               for m in (bench.BASELINE, "default")}
     rows = bench.measure_photo(engines, photo, image)
     assert {r.method for r in rows} == set(engines)
     for r in rows:

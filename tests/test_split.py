@@ -13,21 +13,21 @@ def test_mass_center_truncates_and_falls_back_to_the_image_centre():
 
 
 def test_one_class_cuts_at_its_centre_with_margin_10():
-    boxes = patch_boxes([(50, 60)], 120, 150)
+    boxes = patch_boxes([(50, 60)], 120, 150, mode="fixed")
     assert boxes == [Box(0, 0, 60, 70), Box(0, 50, 60, 150), Box(40, 0, 120, 70), Box(40, 50, 120, 150)]
 
 
 def test_two_classes_use_extreme_centres_with_margin_20():
-    boxes = patch_boxes([(30, 100), (70, 40)], 120, 150)
+    boxes = patch_boxes([(30, 100), (70, 40)], 120, 150, mode="fixed")
     # ymax=70, xmax=100, ymin=30, xmin=40
     assert boxes == [Box(0, 0, 90, 120), Box(0, 20, 90, 150), Box(10, 0, 120, 120), Box(10, 20, 120, 150)]
 
 
 def test_three_classes_do_not_cut():
-    assert patch_boxes([(1, 1), (5, 5), (9, 9)], 40, 30) == [Box(0, 0, 40, 30)] * 4
+    assert patch_boxes([(1, 1), (5, 5), (9, 9)], 40, 30, mode="fixed") == [Box(0, 0, 40, 30)] * 4
 
 
-@pytest.mark.parametrize("mode,start", [("default", 0), ("reference", 120 - 7)])
+@pytest.mark.parametrize("mode,start", [("fixed", 0), ("reference", 120 - 7)])
 def test_centre_near_the_top_edge(mode, start):
     boxes = patch_boxes([(3, 60)], 120, 150, mode=mode)
     assert boxes[0] == Box(0, 0, 13, 70)
@@ -47,8 +47,13 @@ def test_far_negative_start_clamps_to_zero_even_in_reference():
 
 
 def test_ends_are_clipped_to_the_image():
-    boxes = patch_boxes([(115, 145)], 120, 150)
+    boxes = patch_boxes([(115, 145)], 120, 150, mode="fixed")
     assert boxes[0] == Box(0, 0, 120, 150) and boxes[3] == Box(105, 135, 120, 150)
+
+
+def test_the_default_mode_does_not_cut():
+    assert patch_boxes([(50, 60)], 120, 150) == [Box(0, 0, 120, 150)] * 4
+    assert patch_boxes([(3, 60), (90, 10)], 120, 150, mode="default") == [Box(0, 0, 120, 150)] * 4
 
 
 def test_corner_boxes_place_patches_by_size():

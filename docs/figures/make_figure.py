@@ -1,8 +1,8 @@
 """The README's first picture: real photos with a real ImageNet network, and one synthetic image with its truth.
 
 Rows: darknet's dog, eagle and horses photos (EfficientNet-Lite0, ImageNet weights, the photo's hand-drawn boxes in
-green), each as photo / baseline CAM / InferCam (default: the published method) / InferCam near; then one
-synthetic held-out image (the bundled demo network) as image / ground truth / baseline / default / near.
+green), each as photo / baseline CAM / InferCam default / InferCam fixed (the published method); then one
+synthetic held-out image (the bundled demo network) as image / ground truth / baseline / default / fixed.
 
     .venv/bin/python docs/figures/make_figure.py            # writes docs/figures/infercam.png
 Rerun it whenever the method changes.
@@ -48,13 +48,13 @@ def photo_row(net, photo: photos.Photo, image: np.ndarray) -> list[Image.Image]:
     image = photos.fit(image, 500)
     classes = photo.imagenet_classes()
     default = InferCam(net, mode="default")(image, classes)
-    near = InferCam(net, mode="near")(image, classes)
+    fixed = InferCam(net, mode="fixed")(image, classes)
     boxes = np.any(np.stack([photo.region(c, shape=image.shape[:2]) for c in classes]), axis=0)
     names = ", ".join(next(o.imagenet_name for o in photo.objects if o.imagenet == c) for c in classes)
     return [panel(outline(image, boxes), f"{photo.name}: {names}"[:34]),
             panel(overlay(image, top_map(default.baseline)), "baseline CAM"),
             panel(overlay(image, top_map(default.cams)), "InferCam default"),
-            panel(overlay(image, top_map(near.cams)), "InferCam near")]
+            panel(overlay(image, top_map(fixed.cams)), "InferCam fixed (published)")]
 
 
 def synthetic_row() -> list[Image.Image]:
@@ -62,11 +62,11 @@ def synthetic_row() -> list[Image.Image]:
     net, _ = models.build_network("demo")
     labels = [int(c) for c in np.flatnonzero(scene.labels())]
     default = InferCam(net, mode="default")(scene.image, labels)
-    near = InferCam(net, mode="near")(scene.image, labels)
+    fixed = InferCam(net, mode="fixed")(scene.image, labels)
     return [panel(scene.image, "synthetic (demo network)"), panel(colour_labels(scene.classes), "ground truth"),
             panel(overlay(scene.image, top_map(default.baseline)), "baseline CAM"),
             panel(overlay(scene.image, top_map(default.cams)), "InferCam default"),
-            panel(overlay(scene.image, top_map(near.cams)), "InferCam near")]
+            panel(overlay(scene.image, top_map(fixed.cams)), "InferCam fixed (published)")]
 
 
 def main() -> int:

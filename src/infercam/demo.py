@@ -29,11 +29,11 @@ from .models import build_network
 from .stats import Interval, paired_bootstrap
 
 DEMO_SEED = 20221  # the bundled model was trained on seed 0: this split is held out
-MODES = ("default", "near", "reference")
+MODES = ("default", "fixed", "reference")
 METHODS = ("baseline",) + tuple(f"infercam-{m}" for m in MODES)
 PHOTO_NETWORK = "efficientnet-lite0"
 PHOTO_SIDE = 400  # the photos' longer side in the demo (bench/real_photos.py uses VOC's 500)
-PHOTO_METHODS = ("baseline", "infercam-default", "infercam-near")
+PHOTO_METHODS = ("baseline", "infercam-default", "infercam-fixed")
 
 
 @dataclass
@@ -166,7 +166,7 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
             masses[method].add(maps, gt, parts)
         if len(shown) < report_images:
             shown.append({"name": name, "image": image, "gt": gt, "labels": labels, "cams": cams,
-                          "boxes": results["default"].boxes})
+                          "boxes": results["fixed"].boxes})
     results = {m: sweeps[m].result(dataset.names) for m in METHODS}
     scores = {m: _score(results[m], masses[m]) for m in METHODS}
 
@@ -176,8 +176,8 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
 
     differences = {"infercam-default - baseline": diff("baseline", "infercam-default"),
                    "infercam-reference - baseline": diff("baseline", "infercam-reference"),
-                   "infercam-near - baseline": diff("baseline", "infercam-near"),
-                   "infercam-default - infercam-reference": diff("infercam-reference", "infercam-default")}
+                   "infercam-fixed - baseline": diff("baseline", "infercam-fixed"),
+                   "infercam-default - infercam-fixed": diff("infercam-fixed", "infercam-default")}
     photo_rows, photo_scores, notes = real_photos(device, progress, max_photos)
     summary = DemoSummary(len(dataset), 0.0, scores, differences, photo_scores, notes)
     summary.seconds = time.perf_counter() - start

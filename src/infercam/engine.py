@@ -108,9 +108,9 @@ def check_image(image: np.ndarray) -> np.ndarray:
 class InferCam:
     """Class-conditional CAM inference with any network that has ``forward_cam``.
 
-    ``mode`` picks the recipe of rules (:mod:`infercam.modes`, README "Modes"): ``"default"`` the published method
-    with its code's three quirks fixed, ``"reference"`` the authors' code exactly, ``"near"`` whole-image rounds
-    that count only near what is covered (for classifiers whose rounds spill into the scene).
+    ``mode`` picks the recipe of rules (:mod:`infercam.modes`, README "Modes"): ``"default"`` whole-image rounds
+    that count only near what is already covered (no spill into the scene, no seams), ``"fixed"`` the published
+    method with its code's three quirks fixed, ``"reference"`` the authors' code exactly.
     Speed options (:mod:`infercam.forward`, docs/speed.md): ``precision`` "fp32" (default, exact), "bf16" or
     "fp16" (autocast around forward_cam only), ``compile`` (torch.compile, done here), ``channels_last`` (the
     model is converted in place, as it is moved to ``device``).

@@ -96,17 +96,17 @@ def _roundtrip(patch: np.ndarray, folder: str, name: str, fmt: str) -> np.ndarra
 
 
 @torch.no_grad()
-def naive_infercam(model, image: np.ndarray, labels: Sequence[int], mode: str = "default",
+def naive_infercam(model, image: np.ndarray, labels: Sequence[int], mode: str = "fixed",
                    scales=(1.0, 0.5, 1.5, 2.0), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                    num_classes: int = 20, patch_format: str = "png", margins=(10, 20)):
     """(refined, baseline): dicts class -> H x W map, computed the authors' way: ``mode`` "reference" (their code,
-    quirks included) or "default" (the quirks fixed); the near mode is not the published method.
+    quirks included) or "fixed" (the quirks fixed); the default mode is not the published method.
 
     ``patch_format`` is the file format the patches are round-tripped through ('png' is lossless;
     the authors used 'jpg').
     """
-    if mode not in ("default", "reference"):
-        raise ValueError(f"the straightforward implementation has modes default and reference, not {mode!r}")
+    if mode not in ("fixed", "reference"):
+        raise ValueError(f"the straightforward implementation has modes fixed and reference, not {mode!r}")
     reference = mode == "reference"
     label_vec = np.zeros(num_classes, np.float32)
     label_vec[list(labels)] = 1

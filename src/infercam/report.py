@@ -19,7 +19,7 @@ from .split import Box
 if TYPE_CHECKING:
     from .demo import DemoSummary
 
-COLOURS = {"baseline": "#888888", "infercam-default": "#d62728", "infercam-near": "#2ca02c",
+COLOURS = {"baseline": "#888888", "infercam-default": "#d62728", "infercam-fixed": "#2ca02c",
            "infercam-reference": "#1f77b4"}
 PALETTE = voc_colormap()
 

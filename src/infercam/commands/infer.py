@@ -16,13 +16,13 @@ from .common import Stages, add_data_args, add_model_args, add_output_args, add_
 def add_method_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("method")
     group.add_argument("--mode", choices=MODES, default="default",
-                       help="default: the published method with its code's quirks fixed; reference: the authors' "
-                            "code exactly; near: erasing rounds on the whole image that count only near what is "
-                            "already covered, for classifiers whose rounds spill into the scene (see README)")
+                       help="default: erasing rounds on the whole image that count only near what is already "
+                            "covered (no spill, no seams); fixed: the published method with its code's quirks fixed; "
+                            "reference: the authors' code exactly (see README)")
     group.add_argument("--erase-threshold", type=float, default=0.7, help="covered when A >= this (default 0.7)")
     group.add_argument("--stop-fraction", type=float, default=None,
-                       help="stop when a round covers less than this fraction anew (default: the mode's, 0.02; "
-                            "near: 0, every round runs)")
+                       help="stop when a round covers less than this fraction anew (default: the mode's: 0 for "
+                            "default, every round runs; 0.02 for fixed and reference)")
     group.add_argument("--max-rounds", type=int, default=5, help="rounds per patch, round 0 included (default 5)")
 
 
