@@ -1,4 +1,4 @@
-"""The modes of InferCam: each a recipe of four small rules, so that a reader sees each mode in one place.
+"""The modes of InferCam: each a recipe of five small rules, so that a reader sees each mode in one place.
 
 | rule | ``reference`` (authors' code) | ``fixed`` (their quirks fixed) | ``default`` |
 |---|---|---|---|
@@ -10,12 +10,13 @@
 
 Every mode normalises each round by its own peak. Why the default differs (BENCHMARKS.md, "Making InferCam help on
 a real classifier", chosen on development photos and a synthetic development split only): with a real ImageNet
-classifier, the CAM of a corner
-patch is worse than the image's own CAM cut to that patch (the crop loses the context the network uses), and the
-rounds, once the object's core is erased, respond as strongly to the scene around it (water, grass) as to the
-object's other parts. The default keeps the erasing rounds but runs them on the whole image, and a round's map
-counts only near what is already covered (its weight falls linearly from 1 on the covered region to 0 at
-``near`` times the image's shorter side), so the map grows along the object instead of jumping into the scene.
+classifier, the CAM of a corner patch is worse than the image's own CAM cut to that patch (the crop loses the
+context the network uses), and the rounds, once the object's core is erased, respond as strongly to the scene
+around it (water, grass) as to the object's other parts. The default keeps the erasing rounds but runs them on the
+whole image, and a round's map counts only near what is already covered (its weight falls linearly from 1 on the
+covered region to 0 at ``NEAR`` = 0.5 times the image's shorter side), so the map grows along the object round by
+round instead of jumping into the scene; every round runs, since a gated round covers little anew and the
+published 2 % stop would end the growth after one or two rounds.
 Without patches there are no patch borders, hence no seams, and it costs about a third of the forward passes. On
 the held-out synthetic benchmark it keeps the published method's gain (within its interval); on held-out real
 photos it is far better than the published method but still slightly below the baseline CAM.
