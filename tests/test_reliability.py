@@ -411,3 +411,16 @@ def test_manifest_paths_are_absolute_on_a_first_run(tiny_voc, tiny_weights, tmp_
                         "--out-cam", "rel_cams", "--heatmap", "rel_heat"])[0] == 0
     config = manifest(tmp_path / "rel_cams")["config"]
     assert config["out_cam"] == str(tmp_path / "rel_cams") and config["heatmap"] == str(tmp_path / "rel_heat")
+
+
+@pytest.mark.parametrize("option, value", [("--batch-size", "0"), ("--batch-size", "-3"), ("--workers", "-1"),
+                                           ("--erase-threshold", "1.5"), ("--erase-threshold", "-1"),
+                                           ("--stop-fraction", "-1"), ("--stop-fraction", "2"),
+                                           ("--max-rounds", "0"), ("--scales", "1e9"), ("--scales", "nan")])
+def test_numeric_options_are_checked_at_parse_time(tiny_voc, tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["infer", "--voc-root", str(tiny_voc), "--network", "tiny:TinyCamNet", "--out-cam", str(tmp_path / "o"),
+              f"{option}={value}"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and option in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

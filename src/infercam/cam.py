@@ -19,6 +19,7 @@ from .errors import InferCamError, LabelError
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
 NORM_EPS = 1e-5
+MAX_SCALE = 16.0  # a larger scale of a VOC-sized image needs tens of GB per pass
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
@@ -31,9 +32,9 @@ def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     scales = tuple(float(s) for s in scales)
     if not scales:
         raise InferCamError("no scales given: at least one scale is needed, e.g. 1.0,0.5,1.5,2.0")
-    bad = [s for s in scales if not (np.isfinite(s) and s > 0)]
+    bad = [s for s in scales if not (np.isfinite(s) and 0 < s <= MAX_SCALE)]
     if bad:
-        raise InferCamError(f"invalid scales {bad}: every scale must be a positive number")
+        raise InferCamError(f"invalid scales {bad}: every scale must be a positive number, at most {MAX_SCALE:g}")
     return scales
 
 

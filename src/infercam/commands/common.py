@@ -20,6 +20,7 @@ from ..classes import VOC_CLASSES
 from ..models import build_network, list_models
 from ..models.class_map import CLASS_MAPS, DEFAULT_REDUCE, REDUCTIONS, with_class_map
 from ..forward import PRECISIONS
+from .validate import int_at_least, positive_int
 from ..pipeline import ComputeFn, LabelOutputs, Outputs, PrepareFn, RunSummary, file_sha256, run_dataset, shard
 
 
@@ -71,7 +72,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     group.add_argument("--scales", type=parse_scales, default=DEFAULT_SCALES,
                        help="comma-separated input scales (default: 1.0,0.5,1.5,2.0)")
-    group.add_argument("--batch-size", type=int, default=8, help="passes per forward batch (default: 8)")
+    group.add_argument("--batch-size", type=positive_int, default=8, help="passes per forward batch (default: 8)")
     group.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="forward_cam precision: fp32 (default, exact), or bf16/fp16 under autocast (the maps "
                             "are upsampled and normalised in fp32); CPU: bf16, fp16; CUDA: fp16, bf16 where supported")
@@ -93,19 +94,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--overwrite", action="store_true", help="recompute images whose outputs exist (default: resume)")
     group.add_argument("--on-error", choices=("skip", "stop"), default="skip",
                        help="on a bad image: record it and go on (skip, default) or stop the run")
-    group.add_argument("--workers", type=int, default=2, help="image decoding threads (default: 2)")
+    group.add_argument("--workers", type=int_at_least(0), default=2, help="image decoding threads (default: 2)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_size_args(parser: argparse.ArgumentParser) -> None:

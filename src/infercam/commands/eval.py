@@ -16,6 +16,7 @@ from ..evaluation import (
     DEFAULT_THRESHOLDS, EvalResult, evaluate_cams, evaluate_labels, format_threshold, threshold_range,
 )
 from ..io import ensure_dir, write_json
+from .validate import unit_interval
 
 CURVE_POINTS = 20  # entries in the printed mIoU-vs-threshold line
 
@@ -33,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("auto", "cam", "label"), default="auto",
                    help="prediction kind (default: auto, from the files present)")
     sweep = p.add_mutually_exclusive_group()
-    sweep.add_argument("--threshold", type=_unit, help="one background threshold in [0, 1], e.g. 0.15")
+    sweep.add_argument("--threshold", type=unit_interval, help="one background threshold in [0, 1], e.g. 0.15")
     sweep.add_argument("--thresholds", metavar="START:STOP:STEP", type=_parse_range,
                        help="threshold sweep, stop included (default 0:0.95:0.01)")
     p.add_argument("--json", type=Path, help="also write the scores to this JSON file")
@@ -58,17 +59,6 @@ def ignored_classes(args: argparse.Namespace) -> list[int]:
     if args.class_map is not None:
         ignored |= set(range(len(VOC_CLASSES))) - set(imagenet_voc.covered_classes())
     return sorted(ignored)
-
-
-def _unit(text: str) -> float:
-    """A background threshold: a finite number in [0, 1] (CAMs are normalised to that range)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise argparse.ArgumentTypeError(f"a threshold must be a number in [0, 1], got {text!r}")
-    return value
 
 
 def _parse_range(text: str) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 from ..data.images import load_image
 from ..engine import InferCam
 from ..modes import MODES
+from .validate import positive_int, unit_interval
 from .common import Stages, add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, \
     engine_options, load_network, make_outputs, run_over_dataset, size_limits
 
@@ -19,11 +20,13 @@ def add_method_args(parser: argparse.ArgumentParser) -> None:
                        help="default: erasing rounds on the whole image that count only near what is already "
                             "covered (no spill, no seams); fixed: the published method with its code's quirks fixed; "
                             "reference: the authors' code exactly (see README)")
-    group.add_argument("--erase-threshold", type=float, default=0.7, help="covered when A >= this (default 0.7)")
-    group.add_argument("--stop-fraction", type=float, default=None,
+    group.add_argument("--erase-threshold", type=unit_interval, default=0.7,
+                       help="covered when A >= this, in [0, 1] (default 0.7)")
+    group.add_argument("--stop-fraction", type=unit_interval, default=None,
                        help="stop when a round covers less than this fraction anew (default: the mode's: 0 for "
                             "default, every round runs; 0.02 for fixed and reference)")
-    group.add_argument("--max-rounds", type=int, default=5, help="rounds per patch, round 0 included (default 5)")
+    group.add_argument("--max-rounds", type=positive_int, default=5,
+                       help="rounds per patch, round 0 included (default 5)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

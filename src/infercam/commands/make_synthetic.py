@@ -2,25 +2,12 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 from tqdm import tqdm
 
 from ..data.synthetic import SceneDesign, make_synthetic
 from ..errors import InferCamError
-
-
-def _int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer no smaller than ``low``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-    return parse
+from .validate import int_at_least
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,12 +20,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "class-specific texture; 1-3 classes per image on desaturated clutter. The output is "
                     "identical for a given seed, whatever the number of workers.")
     parser.add_argument("--out", required=True, help="new or empty output folder")
-    parser.add_argument("--n-train", type=_int_at_least(0), default=10000, help="training images (default: 10000)")
-    parser.add_argument("--n-val", type=_int_at_least(0), default=1000, help="validation images (default: 1000)")
-    parser.add_argument("--size", type=_int_at_least(64), default=176,
+    parser.add_argument("--n-train", type=int_at_least(0), default=10000, help="training images (default: 10000)")
+    parser.add_argument("--n-val", type=int_at_least(0), default=1000, help="validation images (default: 1000)")
+    parser.add_argument("--size", type=int_at_least(64), default=176,
                         help="image side in pixels (default: 176; 160-192 suits a stride-8 classifier)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--workers", type=_int_at_least(1), default=1, help="worker processes (default: 1)")
+    parser.add_argument("--workers", type=int_at_least(1), default=1, help="worker processes (default: 1)")
     parser.add_argument("--no-border", action="store_true",
                         help="no 255 band along object outlines in the masks (default: a band as in VOC)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
