@@ -201,3 +201,17 @@ def test_cli_rejects_option_mixes(voc, tmp_path, capsys, extra, message):
     del args[i:i + 2]
     assert main(args + extra) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_drops_cam_classes_the_image_is_not_labelled_with(voc, tmp_path, capsys):
+    from infercam.data.voc import VOCDataset
+
+    labels = VOCDataset.open(voc).labels("img_0")
+    cams = load_cams(voc / "cams" / "img_0.npy")
+    extra = next(c for c in range(20) if c not in labels)
+    cams[extra] = np.ones((96, 96), np.float32)  # a stale map of a class the image does not have
+    np.save(voc / "cams" / "img_0.npy", cams)
+    out = tmp_path / "thr"
+    assert main(pseudo_args(voc, "threshold", out)) == 0
+    assert extra + 1 not in np.unique(read_label_png(out / "img_0.png"))
+    assert "1 CAM map(s) of classes the images are not labelled with were dropped" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import Counter
 from pathlib import Path
 
 from ..errors import InferCamError
@@ -90,5 +92,10 @@ def build_labeler(args: argparse.Namespace) -> Labeler:
 
 def run(args: argparse.Namespace) -> int:
     desc = "pseudo (crf, affinity labels)" if args.affinity_labels else f"pseudo ({args.method})"
-    return run_over_dataset(args, LabelOutputs(Path(args.out)), lambda a: (cam_labeler(a.cam, build_labeler(a)), None),
-                            desc)
+    dropped: Counter = Counter()
+    code = run_over_dataset(args, LabelOutputs(Path(args.out)),
+                            lambda a: (cam_labeler(a.cam, build_labeler(a), dropped), None), desc)
+    if dropped:
+        print(f"note: {sum(dropped.values())} CAM map(s) of classes the images are not labelled with were dropped "
+              f"({len(dropped)} image(s), e.g. {next(iter(dropped))})", file=sys.stderr)
+    return code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -15,15 +16,25 @@ from .threshold import CamDict
 Labeler = Callable[[np.ndarray, CamDict], np.ndarray]
 
 
-def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler) -> Callable[[str, np.ndarray, list[int]], np.ndarray]:
-    """A per-image computation for :func:`infercam.pipeline.run_dataset`: ``labeler(image, <cam_dir>/<name>.npy)``."""
+def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler, dropped: Counter | None = None
+                ) -> Callable[[str, np.ndarray, list[int]], np.ndarray]:
+    """A per-image computation for :func:`infercam.pipeline.run_dataset`: ``labeler(image, <cam_dir>/<name>.npy)``.
+
+    Maps of classes the image is not labelled with are dropped (as psa does: a pseudo label only holds the image's
+    classes); ``dropped`` counts them per image name."""
     cam_dir = Path(cam_dir)
 
     def compute(name: str, image: np.ndarray, labels: list[int]) -> np.ndarray:
         path = cam_dir / f"{name}.npy"
         if not path.is_file():
             raise DataError(f"CAM file not found: {path}")
-        return labeler(image, load_cams(path))
+        cams = load_cams(path)
+        kept = {c: m for c, m in cams.items() if c in labels}
+        if dropped is not None and len(kept) < len(cams):
+            dropped[name] += len(cams) - len(kept)
+        if not kept:
+            raise DataError(f"CAM file {path} holds none of the image's classes {labels} (it has {sorted(cams)})")
+        return labeler(image, kept)
 
     return compute
 
