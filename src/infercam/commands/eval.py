@@ -57,7 +57,7 @@ def ignored_classes(args: argparse.Namespace) -> list[int]:
     """The VOC classes --ignore-class names, and those --class-map does not cover."""
     ignored = set(args.ignore_class)
     if args.class_map is not None:
-        ignored |= set(range(len(VOC_CLASSES))) - set(imagenet_voc.covered_classes())
+        ignored |= set(imagenet_voc.uncovered_classes())
     return sorted(ignored)
 
 

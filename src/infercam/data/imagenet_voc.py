@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from ..classes import VOC_CLASSES
 
-__all__ = ["CLASS_MAPS", "IMAGENET_TO_VOC", "NAME", "VERSION", "VOC_CLASSES", "covered_classes", "members"]
+__all__ = ["CLASS_MAPS", "IMAGENET_TO_VOC", "NAME", "VERSION", "VOC_CLASSES", "covered_classes", "members",
+           "uncovered_classes"]
 
 VERSION = 1
 NAME = "imagenet-voc"
@@ -68,3 +69,8 @@ def members(voc_class: int) -> tuple[int, ...]:
 def covered_classes() -> list[int]:
     """VOC class indices that have at least one ImageNet member."""
     return [c for c in range(len(VOC_CLASSES)) if members(c)]
+
+
+def uncovered_classes() -> list[int]:
+    """VOC class indices that no ImageNet class stands for (person): scored without them."""
+    return [c for c in range(len(VOC_CLASSES)) if not members(c)]

