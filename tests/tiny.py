@@ -66,3 +66,16 @@ def blob_image(height: int, width: int, center: tuple[int, int], radius: int, ch
     disc = (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius ** 2
     img[..., channel][disc] = 250
     return img
+
+
+class HungryCamNet(TinyCamNet):
+    """TinyCamNet (same keys) whose forward_cam fails as PyTorch's CPU allocator does on inputs wider than
+    ``limit`` px: an out-of-memory image without allocating gigabytes."""
+
+    limit = 54
+
+    def forward_cam(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] > self.limit:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                               "you tried to allocate 34359738368 bytes.")
+        return super().forward_cam(x)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from .classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
 from .data.voc import SEG_DIR, read_label_png
-from .errors import DataError
+from .errors import DataError, InferCamError
 from .io import load_cams
 
 SEG_CLASSES = NUM_CLASSES + 1
@@ -369,7 +370,15 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
                 raise DataError(f"{kind} not found: {absent} (use --missing skip to leave it out)")
             skipped.append(name)
             continue
-        gt, pred = ignore_classes(read_label_png(gt_path), ignored), reader(pred_path)
+        try:
+            pred = reader(pred_path)
+        except InferCamError as exc:  # a damaged prediction file: named, and left out only if asked
+            if missing == "error":
+                raise DataError(f"{exc} (use --missing skip to leave it out)") from None
+            print(f"infercam eval: note: {exc}; left out", file=sys.stderr)
+            skipped.append(name)
+            continue
+        gt = ignore_classes(read_label_png(gt_path), ignored)
         shape = _pred_shape(pred)
         if shape is not None:
             _check_shape(shape, gt.shape, str(pred_path))

@@ -9,9 +9,11 @@ import contextlib
 import errno
 import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -119,8 +121,9 @@ def load_cams(path: str | os.PathLike) -> dict[int, np.ndarray]:
     try:
         obj = np.load(path, allow_pickle=True)
         obj = obj.item() if obj.dtype == object and obj.shape == () else obj
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read CAM file {path}: {exc}") from None
+    except Exception as exc:  # a damaged file fails in numpy's or pickle's own ways (UnpicklingError, ...)
+        raise DataError(f"cannot read CAM file {path} (damaged or not a .npy file): "
+                        f"{type(exc).__name__}: {exc}") from None
     if isinstance(obj, dict) and "keys" in obj and "high_res" in obj:
         keys, maps = np.asarray(obj["keys"]).reshape(-1), np.asarray(obj["high_res"])
         if maps.ndim != 3 or len(keys) != len(maps):
@@ -131,13 +134,19 @@ def load_cams(path: str | os.PathLike) -> dict[int, np.ndarray]:
     raise DataError(f"{path} is not a CAM file (psa dict {{class: map}} or IRN {{keys, high_res}})")
 
 
-def cam_file_ok(path: str | os.PathLike) -> bool:
-    """True when ``path`` holds a readable CAM file (used to resume runs)."""
+def cam_file_problem(path: str | os.PathLike, classes: Sequence[int], size: tuple[int, int]) -> str | None:
+    """Why ``path`` is not a finished CAM file of an image of ``size`` (H, W) labelled ``classes``: it does not
+    load, holds other classes, or maps of another size; None when it is (used to resume runs)."""
     try:
-        load_cams(path)
-    except DataError:
-        return False
-    return True
+        cams = load_cams(path)
+    except DataError as exc:
+        return str(exc)
+    if sorted(cams) != sorted(classes):
+        return f"{path} holds classes {sorted(cams)}, not the image's {sorted(classes)}"
+    bad = next((m.shape for m in cams.values() if m.shape != tuple(size)), None)
+    if bad is not None:
+        return f"{path} holds maps of {bad[0]}x{bad[-1]}, not the image's {size[0]}x{size[1]}"
+    return None
 
 
 def save_label_png(path: str | os.PathLike, label: np.ndarray) -> None:
@@ -187,3 +196,53 @@ def save_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) ->
         fmt = "JPEG" if str(path).lower().endswith((".jpg", ".jpeg")) else "PNG"
         kwargs = {"quality": quality} if fmt == "JPEG" else {}
         Image.fromarray(image).save(tmp, format=fmt, **kwargs)
+
+
+@contextlib.contextmanager
+def folder_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock file ``path`` (its holder's pid, host and start time) while a run writes a folder, so that
+    a second run on the same folder refuses instead of doing the same work; a lock whose process is gone
+    (same host) or that is unreadable is stale and taken over."""
+    path = Path(path)
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is not None:
+                raise OutputError(f"another run (pid {holder['pid']} on {holder['host']}, since {holder['since']}) "
+                                  f"is writing to {path.parent}: wait for it to end, or delete {path} if that "
+                                  "run is gone") from None
+            path.unlink(missing_ok=True)  # stale: its process has ended
+            continue
+        except OSError as exc:
+            raise OutputError(f"cannot create the lock file {path}: {exc.strerror or exc}") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(mine, f)
+        break
+    else:
+        raise OutputError(f"cannot take the lock file {path}: another run keeps creating it")
+    try:
+        yield
+    finally:
+        if _lock_holder(path) == mine:
+            path.unlink(missing_ok=True)
+
+
+def _lock_holder(path: Path) -> dict[str, Any] | None:
+    """The live holder recorded in a lock file, or None when the lock is stale (unreadable, or its process
+    on this host has ended). A holder on another host is assumed alive."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+    return holder

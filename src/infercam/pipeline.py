@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from . import __version__
@@ -33,11 +34,13 @@ from .data.voc import VOCDataset
 from .engine import InferCamResult
 from .classes import VOC_CLASSES
 from .errors import InferCamError, OutputError
+from .data.voc import read_label_png
 from .io import (
-    cam_file_ok, check_dir, ensure_dir, heatmap_path, save_cams, save_heatmaps, save_image, save_label_png,
-    write_json,
+    cam_file_problem, check_dir, ensure_dir, folder_lock, heatmap_path, save_cams, save_heatmaps, save_image,
+    save_label_png, write_json,
 )
 
+MISSING = "not written"  # an output file a previous run did not write (the image is simply to do)
 ComputeFn = Callable[[str, Any, list[int]], "InferCamResult | dict[int, np.ndarray] | np.ndarray"]
 PrepareFn = Callable[[np.ndarray], Any]
 
@@ -72,14 +75,22 @@ class Outputs:
         for folder, what in self._folders():
             ensure_dir(folder, what)
 
-    def complete(self, name: str, labels: list[int]) -> bool:
-        """Whether a previous run wrote every requested output of this image (each file is written atomically)."""
-        if self.cam_dir is not None and not cam_file_ok(self.cam_dir / f"{name}.npy"):
-            return False
+    def problem(self, name: str, labels: list[int], size: tuple[int, int]) -> str | None:
+        """Why the outputs of this image (of ``size`` H, W) are not finished: ``MISSING`` when a file is not
+        there, a reason when the CAM file is damaged or from other labels or another image; None when done."""
+        if self.cam_dir is not None:
+            path = self.cam_dir / f"{name}.npy"
+            if not path.exists():
+                return MISSING
+            reason = cam_file_problem(path, labels, size)
+            if reason is not None:
+                return reason
         if self.split_dir is not None and not (self.split_dir / f"{name}.json").exists():
-            return False
-        return self.heatmap_dir is None or all(heatmap_path(self.heatmap_dir, name, c, self.class_names).exists()
-                                                for c in labels)
+            return MISSING
+        if self.heatmap_dir is not None and not all(
+                heatmap_path(self.heatmap_dir, name, c, self.class_names).exists() for c in labels):
+            return MISSING
+        return None
 
     def write(self, name: str, image: np.ndarray, result: InferCamResult | dict[int, np.ndarray]) -> None:
         """Write every requested output; the CAM file last, since its presence marks the image done."""
@@ -105,9 +116,17 @@ class LabelOutputs:
         """Create the folder (done when the run starts)."""
         ensure_dir(self.folder, "label folder")
 
-    def complete(self, name: str, labels: list[int]) -> bool:
-        """Whether the image's PNG exists (written atomically, so it is whole)."""
-        return (self.folder / f"{name}.png").exists()
+    def problem(self, name: str, labels: list[int], size: tuple[int, int]) -> str | None:
+        """``MISSING`` when the image's PNG is not there, a reason when it does not load or is not of ``size``;
+        None when done."""
+        path = self.folder / f"{name}.png"
+        if not path.exists():
+            return MISSING
+        try:
+            shape = read_label_png(path).shape
+        except InferCamError as exc:
+            return str(exc)
+        return None if shape == tuple(size) else f"{path} is {shape[0]}x{shape[1]}, not the image's {size[0]}x{size[1]}"
 
     def write(self, name: str, image: np.ndarray, result: np.ndarray) -> None:
         save_label_png(self.folder / f"{name}.png", result)
@@ -164,8 +183,14 @@ class RunSummary:
     def signal_name(self) -> str | None:
         return None if self.signal is None else signal.Signals(self.signal).name
 
+    @property
+    def recomputed(self) -> int:
+        """Images done again because an earlier run's output was damaged or stale."""
+        return sum(1 for s in self.images if s.status == "done" and s.reason.startswith("recomputed"))
+
     def line(self) -> str:
-        text = f"{self.count('done')} done, {self.count('skipped')} skipped, {self.count('failed')} failed"
+        again = f" ({self.recomputed} recomputed: earlier output unusable)" if self.recomputed else ""
+        text = f"{self.count('done')} done{again}, {self.count('skipped')} skipped, {self.count('failed')} failed"
         if self.status == "interrupted":
             return text + f"; interrupted by {self.signal_name or 'the user'}, {self.remaining} not processed " \
                           "(rerun the same command to finish)"
@@ -208,13 +233,16 @@ def _prefetch(dataset: VOCDataset, names: Sequence[str], workers: int, limits: S
         yield from pending
 
 
-def _resumable(dataset: VOCDataset, outputs: Outputs | LabelOutputs, name: str) -> bool:
-    """Whether a previous run wrote every output of ``name`` (never for an image without usable labels)."""
+def _resume_problem(dataset: VOCDataset, outputs: Outputs | LabelOutputs, name: str) -> str | None:
+    """None when a previous run wrote every output of ``name`` whole and for its current labels and size;
+    else why not (``MISSING`` for an image simply not done, or one whose labels or image cannot be read)."""
     try:
         labels = dataset.labels(name)
-    except InferCamError:
-        return False
-    return bool(labels) and outputs.complete(name, labels)
+        with Image.open(dataset.image_path(name)) as img:  # reads the header only
+            size = (img.height, img.width)
+    except (InferCamError, OSError, ValueError):
+        return MISSING  # the computation reports the problem
+    return outputs.problem(name, labels, size) if labels else MISSING
 
 
 class _StopRequest:
@@ -254,14 +282,26 @@ def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | Labe
         raise InferCamError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
     names = list(dataset.names if names is None else names)
     outputs.prepare()
+    with folder_lock(outputs.folder / f"{manifest_name}.lock"):
+        return _run_locked(dataset, compute, outputs, names, overwrite, on_error, workers, progress, manifest,
+                           manifest_name, desc, limits, prepare)
+
+
+def _run_locked(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | LabelOutputs, names: list[str],
+                overwrite: bool, on_error: str, workers: int, progress: bool, manifest: dict[str, Any] | None,
+                manifest_name: str, desc: str, limits: SizeLimits, prepare: PrepareFn | None) -> RunSummary:
+    """The body of :func:`run_dataset`, run while this process holds the output folder's lock."""
     summary = RunSummary(total=len(names))
     started = _dt.datetime.now(_dt.timezone.utc)
-    todo = []
+    todo, redo = [], {}
     for name in names:
-        if not overwrite and _resumable(dataset, outputs, name):
+        problem = MISSING if overwrite else _resume_problem(dataset, outputs, name)
+        if problem is None:
             summary.images.append(ImageStatus(name, "skipped", "output exists (resumed)"))
         else:
             todo.append(name)
+            if problem != MISSING:
+                redo[name] = f"recomputed: the earlier output was unusable ({problem})"
     bar = tqdm(total=len(names), initial=len(names) - len(todo), desc=desc, unit="img",
                disable=not progress, dynamic_ncols=True, file=sys.stderr)
     bar.set_postfix_str(f"resumed {len(names) - len(todo)}")
@@ -273,6 +313,8 @@ def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | Labe
                     break
                 try:
                     status = _process(name, future, compute, outputs)
+                    if name in redo and status.status == "done":
+                        status.reason = redo[name]
                 except OutputError as exc:  # the output location is unusable: so it is for every later image
                     summary.images.append(ImageStatus(name, "failed", str(exc)))
                     raise
@@ -308,7 +350,34 @@ def _process(name: str, future: Future, compute: ComputeFn, outputs: Outputs | L
         raise
     except InferCamError as exc:
         return ImageStatus(name, "failed", str(exc))
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        free_memory()
+        return ImageStatus(name, "failed", f"out of memory ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): "
+                                           "give a smaller --max-side, fewer or smaller --scales, or a smaller "
+                                           "--batch-size")
     return ImageStatus(name, "done", seconds=round(time.perf_counter() - t0, 4))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (Python's, the CPU allocator's, or CUDA's)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower() \
+        or "DefaultCPUAllocator" in text
+
+
+def free_memory() -> None:
+    """Give back what a failed image held (Python garbage, CUDA's cached blocks) before the next image."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def versions() -> dict[str, str]:
@@ -334,6 +403,7 @@ def write_manifest(path: Path, header: dict[str, Any], summary: RunSummary, star
         "signal": summary.signal_name,
         "error": summary.error,
         "totals": {s: summary.count(s) for s in ("done", "skipped", "failed")},
+        "recomputed": summary.recomputed,  # of the done: an earlier run's output was damaged or stale
         "remaining": summary.remaining,
         "images": [asdict(s) for s in summary.images],
     }

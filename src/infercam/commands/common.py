@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -120,7 +121,7 @@ def load_network(args: argparse.Namespace):
     non-strict load left out. ``args.weights`` becomes the file loaded (the bundled one if none was given)."""
     model, report = build_network(args.network, args.weights, args.num_classes, strict=args.strict)
     if not report.ok:
-        print(f"warning: checkpoint loaded non-strictly:\n{report.describe()}")
+        print(f"warning: checkpoint loaded non-strictly:\n{report.describe()}", file=sys.stderr)
     args.weights = report.source
     model = with_class_map(with_cam_method(model, args.cam_method, args.target_layer), args.class_map,
                            args.class_map_reduce)
@@ -133,6 +134,10 @@ OUTPUT_PATH_OPTIONS = ("out", "out_cam", "heatmap", "save_splits", "out_pred")
 # Options that name a checkpoint file: the manifest records its path and SHA-256.
 CHECKPOINT_OPTIONS = ("weights", "aff_weights")
 INTERNAL_OPTIONS = ("func", "command_line", "class_names")
+# Options that do not change what a run writes: a rerun into the same folder may give other values.
+RUN_CONTROL_OPTIONS = ("overwrite", "on_error", "workers", "no_progress", "device", "batch_size", "compile",
+                       "channels_last", "voc_root", "list_file", "labels", "max_side", "out_cam", "heatmap",
+                       "save_splits", "out")
 
 
 def run_record(args: argparse.Namespace) -> dict[str, Any]:
@@ -149,6 +154,32 @@ def run_record(args: argparse.Namespace) -> dict[str, Any]:
                    for key in CHECKPOINT_OPTIONS if (path := getattr(args, key, None)) and os.path.isfile(path)}
     return {"command": getattr(args, "command_line", ""), "config": config, "checkpoints": checkpoints,
             "device": describe_device(args.device)}
+
+
+def _what_it_computes(record: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run record that decides the outputs: the options, run control aside, and checkpoint hashes."""
+    skip = (*RUN_CONTROL_OPTIONS, *CHECKPOINT_OPTIONS)  # a checkpoint counts by its hash, not where it lies
+    config = {k: v for k, v in record.get("config", {}).items() if k not in skip}
+    hashes = {f"{k} (SHA-256)": c.get("sha256") for k, c in record.get("checkpoints", {}).items()}
+    return {**config, **hashes}
+
+
+def check_same_run(manifest: Path, record: dict[str, Any]) -> None:
+    """Refuse to resume into a folder whose manifest says another computation wrote it (other command,
+    network, weights, mode, scales, format, class map, ...), naming what differs."""
+    try:
+        earlier = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no (readable) manifest: nothing recorded to compare with
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("config"), dict):
+        return
+    before, now = _what_it_computes(earlier), _what_it_computes(record)
+    differ = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in differ[:4])
+        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise InferCamError(f"{manifest.parent} holds the outputs of another run ({shown}{more}; see {manifest}): "
+                            "use --overwrite to recompute them, or another output folder")
 
 
 def add_output_args(parser: argparse.ArgumentParser, splits: bool = True) -> None:
@@ -198,9 +229,12 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
     compute, prepare = make_compute(args)
     if isinstance(outputs, Outputs):
         outputs.class_names = getattr(args, "class_names", outputs.class_names)
+    record = run_record(args)
+    if not args.overwrite:
+        check_same_run(outputs.folder / rank.manifest_name(), record)
     summary = run_dataset(dataset, compute, outputs, names=shard(dataset.names, rank.rank, rank.world_size),
                           overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
-                          progress=not args.no_progress, manifest=run_record(args),
+                          progress=not args.no_progress, manifest=record,
                           manifest_name=rank.manifest_name(), desc=rank.label(desc), limits=limits, prepare=prepare)
     distributed.finish(rank, outputs.folder)
     return report(summary)

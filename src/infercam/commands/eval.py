@@ -107,7 +107,7 @@ def format_report(result: EvalResult) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = read_image_list(args.list)
+    names = read_image_list(args.list, args.voc_root)
     kind = _detect_format(args.pred, names) if args.format == "auto" else args.format
     if kind == "cam":
         thresholds = [args.threshold] if args.threshold is not None else args.thresholds

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
                                   train_config(args), progress=not args.no_progress, overwrite=args.overwrite)
         print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
     if args.out_pred is not None:
-        names = read_image_list(args.pred_list) if args.pred_list else dataset.names
+        names = read_image_list(args.pred_list, dataset.root) if args.pred_list else dataset.names
         count = predict_dataset(model, dataset, args.out_pred, names, args.device, progress=not args.no_progress,
                                 keep_existing=reused)
         kept = f" ({len(names) - count} kept from the earlier run)" if count < len(names) else ""

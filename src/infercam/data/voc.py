@@ -23,10 +23,12 @@ ANNOT_DIR = "Annotations"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def read_image_list(path: str | os.PathLike) -> list[str]:
+def read_image_list(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[str]:
     """Image names from a list file: one per line, or psa-style lines whose first column is a path.
 
-    Blank lines and ``#`` comments are skipped; Windows line endings are fine; duplicates are an error.
+    A line with spaces is one name when ``root`` has ``JPEGImages/<whole line>`` (``my image`` ->
+    ``my image.jpg``), else psa's reading (its first column). Blank lines and ``#`` comments are skipped;
+    Windows line endings are fine; duplicates are an error.
     """
     path = Path(path)
     if not path.is_file():
@@ -40,10 +42,10 @@ def read_image_list(path: str | os.PathLike) -> list[str]:
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        first = line.split()[0]
-        name = os.path.basename(first)
-        stem, ext = os.path.splitext(name)
-        names.append(stem if ext.lower() in IMAGE_EXTENSIONS else name)
+        whole = _image_name(line)
+        if len(line.split()) > 1 and not (root is not None and find_image(Path(root), whole).exists()):
+            whole = _image_name(line.split()[0])
+        names.append(whole)
     if not names:
         raise DataError(f"list file holds no image names: {path}")
     counts = Counter(names)
@@ -51,6 +53,13 @@ def read_image_list(path: str | os.PathLike) -> list[str]:
     if dupes:
         raise DataError(f"list file names an image twice: {', '.join(dupes[:5])} ({path})")
     return names
+
+
+def _image_name(entry: str) -> str:
+    """``JPEGImages/2007_000032.jpg`` or ``2007_000032`` -> ``2007_000032``."""
+    name = os.path.basename(entry)
+    stem, ext = os.path.splitext(name)
+    return stem if ext.lower() in IMAGE_EXTENSIONS else name
 
 
 def labels_to_indices(vector: np.ndarray, name: str = "", length: int = NUM_CLASSES) -> list[int]:
@@ -90,13 +99,18 @@ def load_cls_labels(path: str | os.PathLike) -> dict[str, list[int]]:
 
 
 def labels_from_xml(path: str | os.PathLike) -> list[int]:
-    """Class indices named by the ``<object><name>`` tags of a VOC annotation file."""
+    """Class indices named by the ``<object><name>`` tags of a VOC annotation file (a person's ``<part>``
+    names are not classes); a name that is no VOC class is an error, not dropped."""
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as exc:
         raise LabelError(f"cannot read annotation {path}: {exc}") from None
-    found = {el.text.strip() for el in root.iter("name") if el.text}
-    return sorted(VOC_CLASSES.index(n) for n in found if n in VOC_CLASSES)
+    found = {(obj.findtext("name") or "").strip() for obj in root.iter("object")}
+    unknown = sorted(n for n in found if n not in VOC_CLASSES)
+    if unknown:
+        raise LabelError(f"annotation {path} names {', '.join(repr(n) for n in unknown)}, no PASCAL VOC class "
+                         f"(the classes are: {', '.join(VOC_CLASSES)})")
+    return sorted(VOC_CLASSES.index(n) for n in found)
 
 
 def voc_annotation(filename: str, width: int, height: int, objects: list[tuple[str, tuple[int, ...], bool]],
@@ -174,7 +188,7 @@ class VOCDataset:
         if not (root / IMAGE_DIR).is_dir():
             raise DataError(f"no {IMAGE_DIR}/ folder in {root} (expected PASCAL VOC layout)")
         if list_file is not None:
-            names = read_image_list(list_file)
+            names = read_image_list(list_file, root)
         else:
             names = sorted(p.stem for p in (root / IMAGE_DIR).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not names:

@@ -228,7 +228,8 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], strict: bo
     """Load ``state`` into ``model``; with ``strict`` any key problem raises :class:`CheckpointError`
     (saying so plainly when the checkpoint's head has another number of classes than ``classes``).
 
-    Without ``strict`` the keys that fit are loaded and the report says what was left out.
+    Without ``strict`` the keys that fit are loaded and the report says what was left out; a checkpoint of
+    which nothing fits is refused even then.
     """
     report = match_state_dict(model, state)
     report.source = source
@@ -240,6 +241,10 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], strict: bo
         raise CheckpointError(f"{plain}checkpoint {source} does not fit the network:\n{report.describe()}")
     bad = {k for k, _, _ in report.mismatched}
     fitting = {k: v for k, v in state.items() if k not in bad and k not in report.unexpected}
+    if not fitting and state:  # even a non-strict load must load something, or the network runs on random weights
+        raise CheckpointError(f"checkpoint {source} fits the network nowhere (not one of its {len(state)} tensors "
+                              f"matches a key and shape of the network): it is for another network\n"
+                              f"{report.describe()}")
     model.load_state_dict(fitting, strict=False)
     return report
 

@@ -1,0 +1,155 @@
+"""Resuming into a folder an earlier run wrote: damaged or stale outputs are recomputed, a folder written by
+another computation is refused, two runs on one folder do not both write it, and one image that runs out of
+memory fails alone (issue 17)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cli_run import argv, label, list_file, manifest, run, temp_files
+from infercam.io import load_cams, save_cams
+
+
+def cam_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.npy"))}
+
+
+DAMAGE = {  # how an earlier output of img_b is spoilt
+    "random bytes": lambda p: p.write_bytes(np.random.default_rng(0).bytes(300)),
+    "cut to half": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "maps of 3 x 3": lambda p: save_cams(p, {3: np.zeros((3, 3), np.float32), 7: np.zeros((3, 3), np.float32)}),
+    "other classes": lambda p: save_cams(p, {3: load_cams(p)[3]}),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_or_stale_output_is_recomputed_on_resume(damage, tiny_voc, tiny_weights, tmp_path, capsys):
+    clean, out = tmp_path / "clean", tmp_path / "out"
+    assert run(capsys, argv(tiny_voc, tiny_weights, clean))[0] == 0
+    assert run(capsys, argv(tiny_voc, tiny_weights, out))[0] == 0
+    DAMAGE[damage](out / "img_b.npy")
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out))
+    assert code == 0 and "1 done (1 recomputed: earlier output unusable), 3 skipped, 0 failed" in err
+    record = manifest(out)
+    assert record["recomputed"] == 1
+    assert [s["reason"] for s in record["images"] if s["name"] == "img_b"][0].startswith("recomputed: ")
+    assert cam_bytes(out) == cam_bytes(clean) and not temp_files(tmp_path)
+
+
+def test_pseudo_and_eval_name_a_damaged_cam_file(tiny_voc, tiny_weights, tmp_path, capsys):
+    cams, labels = tmp_path / "cams", tmp_path / "labels"
+    assert run(capsys, argv(tiny_voc, tiny_weights, cams, command="cam"))[0] == 0
+    DAMAGE["random bytes"](cams / "img_b.npy")
+    code, err = run(capsys, ["pseudo", "--cam", cams, "--voc-root", tiny_voc, "--method", "threshold",
+                             "--out", labels, "--no-progress"])
+    assert code == 1 and "3 done, 0 skipped, 1 failed" in err
+    assert f"cannot read CAM file {cams / 'img_b.npy'} (damaged" in err and "Traceback" not in err
+    seg = tiny_voc / "SegmentationClass"
+    seg.mkdir()
+    for name in ("img_a", "img_b", "img_c", "img_d"):
+        with Image.open(tiny_voc / "JPEGImages" / f"{name}.jpg") as img:
+            Image.fromarray(np.zeros((img.height, img.width), np.uint8)).save(seg / f"{name}.png")
+    list_path = list_file(tiny_voc, "img_a", "img_b", "img_c", "img_d")
+    eval_args = ["eval", "--pred", cams, "--voc-root", tiny_voc, "--list", list_path, "--format", "cam"]
+    code, err = run(capsys, eval_args)
+    assert code == 2 and f"{cams / 'img_b.npy'}" in err and "--missing skip" in err
+    code, err = run(capsys, [*eval_args, "--missing", "skip"])
+    assert code == 0 and "img_b.npy" in err and "left out" in err
+
+
+@pytest.mark.parametrize("second, differs", [
+    (lambda a: ["infer", *a[1:]], "command: 'cam' -> 'infer'"),
+    (lambda a: [*a, "--scales", "0.5"], "scales: [1.0, 0.5, 1.5, 2.0] -> [0.5]"),
+    (lambda a: [*a, "--format", "irn"], "format: 'psa' -> 'irn'"),
+])
+def test_a_folder_written_with_other_options_is_refused_unless_overwrite(second, differs, tiny_voc, tiny_weights,
+                                                                          tmp_path, capsys):
+    out = tmp_path / "cams"
+    first = argv(tiny_voc, tiny_weights, out, command="cam")
+    assert run(capsys, first)[0] == 0
+    before = cam_bytes(out)
+    code, err = run(capsys, second(first))
+    assert code == 2 and differs in err and "--overwrite" in err and cam_bytes(out) == before
+    assert manifest(out)["config"]["command"] == "cam"  # the manifest still tells the truth
+    code, err = run(capsys, [*second(first), "--overwrite"])
+    assert code == 0 and "4 done" in err and manifest(out)["config"] != {}
+
+
+def test_other_weights_are_refused_by_their_hash(tiny_voc, tiny_weights, tmp_path, capsys):
+    from tiny import TinyCamNet
+
+    out, other = tmp_path / "cams", tmp_path / "other.pth"
+    torch.save(TinyCamNet(seed=5).state_dict(), other)
+    assert run(capsys, argv(tiny_voc, tiny_weights, out))[0] == 0
+    code, err = run(capsys, argv(tiny_voc, other, out))
+    assert code == 2 and "weights (SHA-256)" in err
+
+
+def test_an_unknown_class_name_in_an_annotation_fails_that_image(tiny_voc, tiny_weights, tmp_path, capsys):
+    os.remove(tiny_voc / "cls_labels.npy")
+    ann = tiny_voc / "Annotations"
+    ann.mkdir()
+    obj = "<object><name>{}</name><part><name>head</name></part></object>"
+    (ann / "img_a.xml").write_text(f"<annotation>{obj.format('person')}{obj.format('dining table')}</annotation>")
+    (ann / "img_b.xml").write_text(f"<annotation>{obj.format('person')}</annotation>")
+    out = tmp_path / "cams"
+    code, err = run(capsys, [*argv(tiny_voc, tiny_weights, out), "--list", list_file(tiny_voc, "img_a", "img_b")])
+    assert code == 1 and "1 done, 0 skipped, 1 failed" in err
+    assert f"annotation {ann / 'img_a.xml'} names 'dining table', no PASCAL VOC class" in err and "diningtable" in err
+    assert sorted(load_cams(out / "img_b.npy")) == [14]  # a person's <part> names are not classes
+    (ann / "img_a.xml").write_text(f"<annotation>{obj.format('person')}{obj.format('diningtable')}</annotation>")
+    code, err = run(capsys, [*argv(tiny_voc, tiny_weights, out), "--list", tiny_voc / "run.txt"])
+    assert code == 0 and "1 done, 1 skipped" in err and sorted(load_cams(out / "img_a.npy")) == [10, 14]
+
+
+def test_a_list_line_with_spaces_names_the_image_when_it_exists(tiny_voc, tiny_weights, tmp_path, capsys):
+    os.rename(tiny_voc / "JPEGImages" / "img_a.jpg", tiny_voc / "JPEGImages" / "my image.jpg")
+    label(tiny_voc, "my image", (4,))
+    lines = "my image\nJPEGImages/img_b.jpg SegmentationClass/img_b.png\n"  # a plain name, then psa's two columns
+    out = tmp_path / "cams"
+    code, err = run(capsys, [*argv(tiny_voc, tiny_weights, out), "--list", list_file(tiny_voc, text=lines)])
+    assert code == 0 and "2 done" in err
+    assert sorted(p.name for p in out.glob("*.npy")) == ["img_b.npy", "my image.npy"]
+
+
+def test_one_image_out_of_memory_fails_alone(tiny_voc, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "cams"
+    args = [a if a != "tiny:TinyCamNet" else "tiny:HungryCamNet" for a in argv(tiny_voc, tiny_weights, out)]
+    code, err = run(capsys, [*args, "--scales", "1.0"])  # img_a is 56 px wide, over HungryCamNet's 54; the rest fit
+    assert code == 1 and "3 done, 0 skipped, 1 failed" in err and "failed img_a: out of memory (RuntimeError: " \
+        "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator" in err
+    assert "--max-side" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.glob("*.npy")) == ["img_b.npy", "img_c.npy", "img_d.npy"]
+
+
+def test_a_checkpoint_that_fits_nowhere_is_refused_even_non_strict(tiny_voc, tmp_path, capsys):
+    weights = tmp_path / "alien.pth"
+    torch.save({"encoder.weight": torch.zeros(4, 4)}, weights)
+    out = tmp_path / "cams"
+    code, err = run(capsys, [*argv(tiny_voc, weights, out), "--no-strict"])
+    assert code == 2 and "fits the network nowhere" in err and not out.exists()
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tiny_voc, tiny_weights,
+                                                                                    tmp_path, capsys):
+    import json
+    import socket
+
+    out = tmp_path / "cams"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = {"pid": holder.pid, "host": socket.gethostname(), "since": "2026-12-02T00:00:00+0000"}
+        (out / "infercam-run.json.lock").write_text(json.dumps(lock))
+        code, err = run(capsys, argv(tiny_voc, tiny_weights, out))
+        assert code == 2 and f"another run (pid {holder.pid} on {socket.gethostname()}" in err
+        assert not list(out.glob("*.npy"))
+    finally:
+        holder.kill()
+        holder.wait()
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out))  # its process is gone: the lock is stale
+    assert code == 0 and "4 done" in err and not (out / "infercam-run.json.lock").exists()
