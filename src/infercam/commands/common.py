@@ -54,7 +54,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                        help=f"network name (known: {', '.join(list_models())}); default: resnet38")
     group.add_argument("--weights", default=None,
                        help="checkpoint file (state_dict, or a dict holding one under 'state_dict'/'model')")
-    group.add_argument("--num-classes", type=int, default=None,
+    group.add_argument("--num-classes", type=positive_int, default=None,
                        help="classes of the network's classifier (default: from the checkpoint, else 20)")
     group.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
                        help="refuse a checkpoint with missing, unexpected or mis-shaped keys (default: on)")

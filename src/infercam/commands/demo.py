@@ -5,6 +5,7 @@ import argparse
 
 from ..demo import DEMO_SEED, run_demo
 from ..io import write_json
+from .validate import int_at_least, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,13 +18,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "real photos packages ship (scored against hand-drawn boxes; skipped with a note where absent); "
                     "and write an HTML report.")
     parser.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    parser.add_argument("--images", type=int, default=60, help="held-out images to generate (default: 60)")
+    parser.add_argument("--images", type=positive_int, default=60, help="held-out images to generate (default: 60)")
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help=f"generator seed (default: {DEMO_SEED})")
     parser.add_argument("--network", default="demo", help="network (default: demo, the bundled classifier)")
     parser.add_argument("--weights", default=None, help="checkpoint (default: the network's bundled weights)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--report-images", type=int, default=24, help="images shown in the report (default: 24)")
-    parser.add_argument("--photos", type=int, default=None, metavar="N",
+    parser.add_argument("--report-images", type=int_at_least(0), default=24, help="images shown in the report (default: 24)")
+    parser.add_argument("--photos", type=int_at_least(0), default=None, metavar="N",
                         help="real photos to run (default: all found; 0: none)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the summary figures here")
     parser.add_argument("--no-progress", action="store_true")

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from ..classifier_training import TrainConfig, train_classifier
+from .validate import int_at_least, number_at_least, positive_int, positive_number
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,16 +23,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--arch", default=defaults.arch, help=f"network name from the registry (default {defaults.arch})")
     parser.add_argument("--arch-kwargs", type=json.loads, default={},
                         help='JSON options of the architecture, e.g. \'{"widths": [32, 64, 128, 192]}\'')
-    parser.add_argument("--num-classes", type=int, default=defaults.num_classes)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW peak learning rate (cosine decay)")
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--crop-size", type=int, default=defaults.crop_size, help="square training crop (px)")
-    parser.add_argument("--scale-range", type=float, nargs=2, default=defaults.scale_range, metavar=("MIN", "MAX"),
+    parser.add_argument("--num-classes", type=positive_int, default=defaults.num_classes)
+    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=positive_number, default=defaults.lr, help="AdamW peak learning rate (cosine decay)")
+    parser.add_argument("--weight-decay", type=number_at_least(0.0), default=defaults.weight_decay)
+    parser.add_argument("--crop-size", type=positive_int, default=defaults.crop_size, help="square training crop (px)")
+    parser.add_argument("--scale-range", type=positive_number, nargs=2, default=defaults.scale_range, metavar=("MIN", "MAX"),
                         help="random rescale of the longer side relative to the crop size")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--workers", type=int, default=defaults.workers,
+    parser.add_argument("--workers", type=int_at_least(0), default=defaults.workers,
                         help="data loading processes (default 0: load in the main process, decoded images cached)")
     parser.add_argument("--cache-images", action=argparse.BooleanOptionalAction, default=defaults.cache_images,
                         help="keep decoded images in memory across epochs (with --workers 0; default: on)")

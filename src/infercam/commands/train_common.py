@@ -11,6 +11,7 @@ from torch import nn
 from ..models import create, list_models, load_state_dict, read_checkpoint
 from ..resume import load_finished
 from ..training import TrainConfig
+from .validate import int_at_least, number_at_least, positive_int, positive_number
 
 
 def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig, network: str, source: str) -> None:
@@ -22,17 +23,17 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig, netwo
                        help="initialise from this checkpoint where keys and shapes fit (e.g. a classifier's "
                             "backbone); the rest keeps its fresh initialisation")
     group = parser.add_argument_group(f"training (defaults: {source})")
-    group.add_argument("--epochs", type=int, default=defaults.epochs,
+    group.add_argument("--epochs", type=positive_int, default=defaults.epochs,
                        help=f"passes over the data (default: {defaults.epochs})")
-    group.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: all epochs)")
-    group.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default: {defaults.batch_size}")
-    group.add_argument("--lr", type=float, default=defaults.lr,
+    group.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps (default: all epochs)")
+    group.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help=f"default: {defaults.batch_size}")
+    group.add_argument("--lr", type=positive_number, default=defaults.lr,
                        help=f"base learning rate, poly decay (default: {defaults.lr})")
-    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+    group.add_argument("--weight-decay", type=number_at_least(0.0), default=defaults.weight_decay,
                        help=f"default: {defaults.weight_decay}")
-    group.add_argument("--crop-size", type=int, default=defaults.crop_size,
+    group.add_argument("--crop-size", type=positive_int, default=defaults.crop_size,
                        help=f"square random crop in pixels (default: {defaults.crop_size})")
-    group.add_argument("--workers", type=int, default=0, help="data loading processes (default: 0, in-process)")
+    group.add_argument("--workers", type=int_at_least(0), default=0, help="data loading processes (default: 0, in-process)")
     group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     group.add_argument("--overwrite", action="store_true",

@@ -8,6 +8,7 @@ from ..models.segnets import SEG_CLASSES
 from ..segmentation import SEG_TRAIN, predict_dataset, train_segmentation
 from .common import add_data_args, open_dataset
 from .train_common import add_train_args, initial_network, reuse_finished, train_config
+from .validate import positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_data_args(parser, labels=False)
     parser.add_argument("--pseudo", required=True, help="folder of <name>.png pseudo labels")
     parser.add_argument("--out", required=True, help="checkpoint file to write")
-    parser.add_argument("--num-classes", type=int, default=SEG_CLASSES,
+    parser.add_argument("--num-classes", type=positive_int, default=SEG_CLASSES,
                         help=f"output classes, background included (default: {SEG_CLASSES})")
     group = parser.add_argument_group("predictions")
     group.add_argument("--out-pred", default=None, help="after training, write <name>.png predictions here")

@@ -36,5 +36,26 @@ def number_in(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def number_above(low: float) -> Callable[[str], float]:
+    """An argparse type: a finite number greater than ``low``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > low):
+            raise argparse.ArgumentTypeError(f"must be a finite number above {low:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+def number_at_least(low: float) -> Callable[[str], float]:
+    """An argparse type: a finite number no smaller than ``low``."""
+    return number_in(low, math.inf)
+
+
 positive_int = int_at_least(1)
+positive_number = number_above(0.0)
 unit_interval = number_in(0.0, 1.0)
