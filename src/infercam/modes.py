@@ -55,20 +55,21 @@ def chained_masks(keep: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[
     return pass_keep_masks(keep, sizes, reference=True)
 
 
-def accept_all(cam: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
+def accept_all(cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
     """A round's normalised map (L x h x w) counts as it is (the published method)."""
     return cam
 
 
 @dataclass(frozen=True)
 class AcceptNear:
-    """A round's map counts with a weight that falls linearly from 1 on the region already covered (h x w bool)
-    to 0 at ``near`` times the patch's shorter side."""
+    """Each class's round counts with a weight that falls linearly from 1 on the region that class already
+    covers (its running maximum >= ``threshold``) to 0 at ``near`` times the patch's shorter side."""
 
     near: float
 
-    def __call__(self, cam: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
-        return cam * near_weight(covered, self.near * min(covered.shape))
+    def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
+        radius = self.near * min(maxima.shape[-2:])
+        return torch.stack([cam[i] * near_weight(maxima[i] >= threshold, radius) for i in range(len(cam))])
 
 
 def near_weight(covered: torch.Tensor, radius: float) -> torch.Tensor:
@@ -88,7 +89,7 @@ class Recipe:
     name: str
     boxes: Boxes
     keep_masks: Masks
-    accept: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    accept: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # (round's map, maxima, erase threshold)
     merge: Merge
     stop_fraction: float = 0.02  # stop a patch when a round covers less than this anew (the engine may override)
 

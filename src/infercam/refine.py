@@ -44,7 +44,7 @@ class PatchState:
         """Fold one round's raw CAM (L x h x w) into A, normalised by its own peak and kept where the mode's
         ``accept`` rule says, and decide whether the patch is finished."""
         cam = normalize_cam(raw)
-        self.maxima = cam if self.maxima is None else torch.maximum(self.maxima, recipe.accept(cam, self.covered))
+        self.maxima = cam if self.maxima is None else torch.maximum(self.maxima, recipe.accept(cam, self.maxima, config.erase_threshold))
         covered = self.maxima.amax(dim=0) >= config.erase_threshold
         before = 0 if self.covered is None else int(self.covered.sum())
         gained = (int(covered.sum()) - before) / covered.numel()
