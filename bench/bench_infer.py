@@ -29,7 +29,7 @@ from queue import Empty
 import numpy as np
 import torch
 
-from infercam.forward import PRECISIONS
+from infercam.method.forward import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """Research harness for issue 13: InferCam variants on the development data only.
 
-Each variant is a recipe of rules (``infercam.modes``) plus engine numbers. It is scored on
+Each variant is a recipe of rules (``infercam.method.modes``) plus engine numbers. It is scored on
 * the development photos (scikit-image's, ``split: dev`` in photo_boxes.json) with EfficientNet-Lite0: mean share
   of the map inside the boxes, mean best IoU, mean seam ratio, forward passes per image;
 * a synthetic development split (seed 777, never the demo's held-out seed 20221) with the bundled demo network:
@@ -31,8 +31,8 @@ from infercam.data.synthetic import make_synthetic
 from infercam.data.voc import VOCDataset
 from infercam.evaluation import CamSweep
 from infercam.metrics import best_iou, mass_share, seam_ratio
-from infercam.modes import RECIPES, AcceptNear, near_weight, whole_image
-from infercam.split import Box
+from infercam.method.modes import RECIPES, AcceptNear, near_weight, whole_image
+from infercam.method.split import Box
 
 DEV_SEED = 777
 

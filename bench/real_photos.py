@@ -38,7 +38,7 @@ from infercam.data import imagenet_voc, photos
 from infercam.evaluation import evaluate_cam_dicts, ignore_classes
 from infercam.metrics import best_iou, mass_share, seam_ratio
 from infercam.models.class_map import REDUCTIONS, with_class_map
-from infercam.modes import MODES
+from infercam.method.modes import MODES
 
 BASELINE = "baseline"
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from infercam.cam import (CamJob, MultiScaleCam, check_scales, erase, image_pyramid, normalize_image,
+from infercam.method.cam import (CamJob, MultiScaleCam, check_scales, erase, image_pyramid, normalize_image,
                           pass_keep_masks, scaled_size)
 from infercam.errors import InferCamError, LabelError
 from tiny import TinyCamNet

@@ -6,7 +6,7 @@ import torch
 from infercam import InferCam
 from infercam.errors import ImageError, InferCamError, LabelError
 from infercam.naive import naive_infercam
-from infercam.split import Box
+from infercam.method.split import Box
 from tiny import ColourCamNet, TinyCamNet, blob_image
 
 

@@ -1,10 +1,10 @@
-"""Properties of the split/merge geometry (``infercam.split``) for random image sizes, centres and label counts."""
+"""Properties of the split/merge geometry (``infercam.method.split``) for random image sizes, centres and label counts."""
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infercam.modes import MODES
-from infercam.split import Box, corner_boxes, merge, patch_boxes
+from infercam.method.modes import MODES
+from infercam.method.split import Box, corner_boxes, merge, patch_boxes
 
 SETTINGS = settings(max_examples=200, deadline=None)
 

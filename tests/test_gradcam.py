@@ -9,7 +9,7 @@ import torchvision
 from infercam import InferCam
 from infercam.cli import main
 from infercam.errors import InferCamError
-from infercam.gradcam import GradCam, with_cam_method
+from infercam.method.gradcam import GradCam, with_cam_method
 from infercam.io import load_cams
 from infercam.models import create
 from tiny import TinyCamNet

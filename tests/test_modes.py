@@ -8,9 +8,9 @@ import torch
 
 from infercam import InferCam
 from infercam.metrics import best_iou, mass_share, seam_ratio
-from infercam.modes import MODES, RECIPES, AcceptNear, accept_all, chained_masks, near_weight, per_scale_masks, \
+from infercam.method.modes import MODES, RECIPES, AcceptNear, accept_all, chained_masks, near_weight, per_scale_masks, \
     whole_image
-from infercam.split import Box, merge_max, patch_boxes
+from infercam.method.split import Box, merge_max, patch_boxes
 from tiny import ColourCamNet
 
 

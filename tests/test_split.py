@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from infercam.split import Box, corner_boxes, mass_center, merge, patch_boxes
+from infercam.method.split import Box, corner_boxes, mass_center, merge, patch_boxes
 
 
 def test_mass_center_truncates_and_falls_back_to_the_image_centre():

@@ -11,7 +11,7 @@ __all__ = ["InferCam", "InferCamResult", "Prepared", "__version__"]
 def __getattr__(name: str):
     """Import the engine (and torch) only when it is used, so light modules stay quick to import."""
     if name in ("InferCam", "InferCamResult", "Prepared"):
-        from . import engine
+        from .method import engine
 
         return getattr(engine, name)
     raise AttributeError(f"module 'infercam' has no attribute {name!r}")

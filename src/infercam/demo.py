@@ -21,7 +21,7 @@ from .data import photos
 from .data.images import load_image
 from .data.synthetic import PART_BODY, PART_DIR, PART_HEAD, make_synthetic
 from .data.voc import VOCDataset, read_label_png
-from .engine import InferCam
+from .method.engine import InferCam
 from .evaluation import CamSweep, EvalResult, format_threshold
 from .io import ensure_dir, write_json
 from .metrics import best_iou, mass_share

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from . import __version__
 from .data.images import SizeLimits, load_image
 from .data.voc import VOCDataset
-from .engine import InferCamResult
+from .method.engine import InferCamResult
 from .classes import VOC_CLASSES
 from .errors import InferCamError, OutputError
 from .data.voc import read_label_png

@@ -14,7 +14,7 @@ import numpy as np
 from .classes import voc_colormap
 from .evaluation import cam_to_label
 from .io import atomic_path, ensure_dir, overlay, save_image
-from .split import Box
+from .method.split import Box
 
 if TYPE_CHECKING:
     from .demo import DemoSummary

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..engine import InferCam
+from ..method.engine import InferCam
 from .common import Stages, add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, \
     engine_options, load_network, make_outputs, run_over_dataset, size_limits
 

@@ -10,17 +10,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import distributed
-from ..cam import DEFAULT_SCALES, check_scales
+from ..method.cam import DEFAULT_SCALES, check_scales
 from ..data.images import DEFAULT_MAX_SIDE, MIN_SIDE, SizeLimits
 from ..data.voc import VOCDataset
-from ..engine import describe_device
+from ..method.engine import describe_device
 from ..errors import InferCamError
-from ..gradcam import CAM_METHODS, with_cam_method
+from ..method.gradcam import CAM_METHODS, with_cam_method
 from ..io import CAM_FORMATS
 from ..classes import VOC_CLASSES
 from ..models import build_network, list_models
 from ..models.class_map import CLASS_MAPS, DEFAULT_REDUCE, REDUCTIONS, with_class_map
-from ..forward import PRECISIONS
+from ..method.forward import PRECISIONS
 from .validate import int_at_least, positive_int
 from ..pipeline import ComputeFn, LabelOutputs, Outputs, PrepareFn, RunSummary, file_sha256, run_dataset, shard
 

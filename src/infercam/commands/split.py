@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..engine import InferCam
+from ..method.engine import InferCam
 from ..pipeline import Outputs
-from ..modes import MODES
+from ..method.modes import MODES
 from .common import Stages, add_data_args, add_model_args, add_run_args, add_size_args, engine_options, \
     load_network, run_over_dataset, size_limits
 

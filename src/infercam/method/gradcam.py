@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InferCamError
+from ..errors import InferCamError
 
 CAM_METHODS = ("cam", "gradcam", "gradcam++")
 

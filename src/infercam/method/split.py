@@ -61,7 +61,7 @@ def patch_boxes(centers: Sequence[tuple[int, int]], height: int, width: int, mod
     """The four patch boxes (top-left, top-right, bottom-left, bottom-right) a mode cuts for these centres.
 
     ``reference`` reproduces the authors' numpy slicing, where a negative start counts from the end of the
-    image; ``fixed`` clamps it at 0; ``default`` does not cut (:mod:`infercam.modes`).
+    image; ``fixed`` clamps it at 0; ``default`` does not cut (:mod:`infercam.method.modes`).
     """
     from .modes import recipe  # the modes are built from this module's rules
 

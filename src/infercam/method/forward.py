@@ -14,7 +14,7 @@ import warnings
 import torch
 from torch import nn
 
-from .errors import InferCamError
+from ..errors import InferCamError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam, normalize_cam
-from .errors import ImageError, InferCamError, LabelError
+from ..errors import ImageError, InferCamError, LabelError
 from .forward import CamForward
-from .models.registry import normalization
+from ..models.registry import normalization
 from .modes import MODES, Recipe, recipe
 from .refine import PatchState, RefineConfig, refine
 from .split import DEFAULT_MARGINS, Box, corner_boxes, mass_center, patch_boxes
@@ -108,10 +108,10 @@ def check_image(image: np.ndarray) -> np.ndarray:
 class InferCam:
     """Class-conditional CAM inference with any network that has ``forward_cam``.
 
-    ``mode`` picks the recipe of rules (:mod:`infercam.modes`, README "Modes"): ``"default"`` whole-image rounds
+    ``mode`` picks the recipe of rules (:mod:`infercam.method.modes`, README "Modes"): ``"default"`` whole-image rounds
     that count only near what is already covered (no spill into the scene, no seams), ``"fixed"`` the published
     method with its code's three quirks fixed, ``"reference"`` the authors' code exactly.
-    Speed options (:mod:`infercam.forward`, docs/speed.md): ``precision`` "fp32" (default, exact), "bf16" or
+    Speed options (:mod:`infercam.method.forward`, docs/speed.md): ``precision`` "fp32" (default, exact), "bf16" or
     "fp16" (autocast around forward_cam only), ``compile`` (torch.compile, done here), ``channels_last`` (the
     model is converted in place, as it is moved to ``device``).
     """

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import InferCamError, LabelError
+from ..errors import InferCamError, LabelError
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
 NORM_EPS = 1e-5
