@@ -12,7 +12,7 @@ from infercam.cli import build_parser, main
 from infercam.data.voc import read_label_png
 from infercam.evaluation import cam_to_label
 from infercam.io import load_cams
-from infercam.pixel_pairs import dense_affinity, pair_indices
+from infercam.models.pixel_pairs import dense_affinity, pair_indices
 from infercam.pseudo import (
     PSA_CRF, PSA_HIGH_ALPHA, PSA_LOW_ALPHA, PSA_RW, PSA_THRESHOLD, Background, combine_confident,
     confident_labels, crf_labels, random_walk, rw_labels, threshold_labels, transition_matrix,

@@ -2,7 +2,7 @@
 
 Each augmented crop's label is reduced to the stride-8 grid, the pairs within the network's radius
 are labelled background-positive, foreground-positive or negative (psa's
-``ExtractAffinityLabelInRadius``, see :func:`infercam.pixel_pairs.affinity_labels`), and psa's
+``ExtractAffinityLabelInRadius``, see :func:`infercam.models.pixel_pairs.affinity_labels`), and psa's
 balanced loss is minimised with psa's optimiser settings (:data:`PSA_AFF_TRAIN`, ``train_aff.py``).
 
 Two differences from psa, both forced by storing one label PNG: psa average-pools its low- and
@@ -26,7 +26,7 @@ from .classes import IGNORE_INDEX
 from .data.voc import VOCDataset
 from .models.affinity import check_affinity_net
 from .models.registry import normalization
-from .pixel_pairs import affinity_labels
+from .models.pixel_pairs import affinity_labels
 from .resume import partial_path
 from .training import PSA_JITTER, LabelledImages, TrainConfig, make_loader, save_checkpoint, train_loop
 

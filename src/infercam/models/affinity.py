@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InferCamError
-from ..pixel_pairs import pair_affinity
+from .pixel_pairs import pair_affinity
 from .compact import CHANNELS, CompactBackbone
 from .registry import BUNDLED_WEIGHTS, register
 from .resnet38 import ResNet38
@@ -29,7 +29,7 @@ class AffinityMixin:
     radius: int
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Affinities (N, D, F) of the pairs within ``radius`` (see :mod:`infercam.pixel_pairs`)."""
+        """Affinities (N, D, F) of the pairs within ``radius`` (see :mod:`infercam.models.pixel_pairs`)."""
         return pair_affinity(self.forward_features(x), self.radius)
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], ...]:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..errors import InferCamError
 from ..models.registry import normalization
-from ..pixel_pairs import dense_affinity, pair_affinity
+from ..models.pixel_pairs import dense_affinity, pair_affinity
 from .threshold import Background, CamDict, class_scores
 
 STRIDE = 8

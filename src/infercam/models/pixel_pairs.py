@@ -14,8 +14,8 @@ import functools
 import numpy as np
 import torch
 
-from .classes import IGNORE_INDEX
-from .errors import InferCamError
+from ..classes import IGNORE_INDEX
+from ..errors import InferCamError
 
 
 def search_offsets(radius: int) -> list[tuple[int, int]]:
