@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from infercam.affinity_train import affinity_loss, downsample_label
+from infercam.train.affinity import affinity_loss, downsample_label
 from infercam.cli import main
 from infercam.data.voc import read_label_png
 from infercam.io import save_label_png

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import infercam.pipeline
-import infercam.training
+import infercam.train.loop
 from infercam.cli import main
 from infercam.io import load_cams
 from seg_voc import make_seg_voc
@@ -154,17 +154,17 @@ def test_interrupted_training_resumes_from_partial_to_the_same_weights(tmp_path,
                                       "2", "--epochs", "3", "--no-progress")])
 
     assert train(tmp_path / "whole.pth") == 0
-    real = infercam.training.save_partial
+    real = infercam.train.loop.save_partial
 
     def save_then_stop(*args, **kwargs):
         real(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(infercam.training, "save_partial", save_then_stop)
+    monkeypatch.setattr(infercam.train.loop, "save_partial", save_then_stop)
     cut = tmp_path / "cut.pth"
     assert train(cut) == 130
     assert (tmp_path / "cut.pth.partial").exists() and not cut.exists() and not temp_files(tmp_path)
-    monkeypatch.setattr(infercam.training, "save_partial", real)
+    monkeypatch.setattr(infercam.train.loop, "save_partial", real)
     capsys.readouterr()
     assert train(cut) == 0
     assert "resuming from step 2 of 6" in capsys.readouterr().err

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from infercam.classifier_training import average_precision, crop_or_pad, f1_score
+from infercam.train.classifier import average_precision, crop_or_pad, f1_score
 from infercam.cli import main
 from infercam.models import build_network
 
@@ -55,7 +55,7 @@ def test_train_cls_writes_a_loadable_checkpoint(tiny_voc, tmp_path):
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tiny_voc, tmp_path, monkeypatch, capsys):
-    import infercam.classifier_training as training
+    import infercam.train.classifier as training
 
     whole = tmp_path / "whole.pt"
     assert main(train_args(tiny_voc, whole)) == 0

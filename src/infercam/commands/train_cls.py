@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..classifier_training import TrainConfig, train_classifier
+from ..train.classifier import TrainConfig, train_classifier
 from .validate import int_at_least, number_at_least, positive_int, positive_number
 
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from ..models import create, list_models, load_state_dict, read_checkpoint
-from ..resume import load_finished
-from ..training import TrainConfig
+from ..train.loop import TrainConfig
+from ..train.resume import load_finished
 from .validate import int_at_least, number_at_least, positive_int, positive_number
 
 

@@ -5,7 +5,7 @@ import argparse
 
 from ..data.voc import read_image_list
 from ..models.segnets import SEG_CLASSES
-from ..segmentation import SEG_TRAIN, predict_dataset, train_segmentation
+from ..train.segmentation import SEG_TRAIN, predict_dataset, train_segmentation
 from .common import add_data_args, open_dataset
 from .train_common import add_train_args, initial_network, reuse_finished, train_config
 from .validate import positive_int

@@ -22,14 +22,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .classes import NUM_CLASSES
-from .data.images import load_image
-from .data.voc import VOCDataset
-from .errors import InferCamError
-from .io import ensure_dir
-from .models import create, normalization
+from ..classes import NUM_CLASSES
+from ..data.images import load_image
+from ..data.voc import VOCDataset
+from ..errors import InferCamError
+from ..io import ensure_dir
+from ..models import create, normalization
 from .resume import load_partial, partial_path, save_partial
-from .training import save_checkpoint
+from .loop import save_checkpoint
 
 
 @dataclasses.dataclass

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, InferCamError
-from .io import atomic_path
-from .models.registry import read_checkpoint
+from ..errors import CheckpointError, InferCamError
+from ..io import atomic_path
+from ..models.registry import read_checkpoint
 
 # Options that do not change what is computed: a run may resume with other values.
 RUNTIME_OPTIONS = ("device", "workers")

@@ -20,11 +20,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import ColorJitter
 from tqdm import tqdm
 
-from .classes import IGNORE_INDEX
-from .data.images import load_image
-from .data.voc import VOCDataset, read_label_png
-from .errors import DataError, InferCamError
-from .io import atomic_path, ensure_dir
+from ..classes import IGNORE_INDEX
+from ..data.images import load_image
+from ..data.voc import VOCDataset, read_label_png
+from ..errors import DataError, InferCamError
+from ..io import atomic_path, ensure_dir
 from .resume import load_partial, partial_path, save_partial
 
 POLY_POWER = 0.9

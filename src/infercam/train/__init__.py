@@ -1,0 +1,1 @@
+"""Training: the CAM classifier, AffinityNet and the segmentation network, their shared loop and resuming."""
