@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from infercam.cli import main
-from infercam.distributed import Rank
+from infercam.run.distributed import Rank
 from infercam.io import load_cams
 
 TESTS = Path(__file__).resolve().parent

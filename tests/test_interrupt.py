@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-import infercam.pipeline
+import infercam.run.outputs
 import infercam.train.loop
 from infercam.cli import main
 from infercam.io import load_cams
@@ -89,7 +89,7 @@ def test_sigint_finishes_the_image_in_progress_and_a_rerun_completes_the_rest(tm
 
 
 def test_sigterm_in_process_finishes_the_write_in_progress(tiny_voc, tiny_weights, tmp_path, capsys, monkeypatch):
-    real, calls = infercam.pipeline.save_cams, []
+    real, calls = infercam.run.outputs.save_cams, []
 
     def save_cams(*args, **kwargs):
         calls.append(1)
@@ -97,7 +97,7 @@ def test_sigterm_in_process_finishes_the_write_in_progress(tiny_voc, tiny_weight
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(infercam.pipeline, "save_cams", save_cams)
+    monkeypatch.setattr(infercam.run.outputs, "save_cams", save_cams)
     out = tmp_path / "cams"
     assert main(argv(tiny_voc, tiny_weights, out)) == 128 + signal.SIGTERM
     assert "2 done, 0 skipped, 0 failed; interrupted by SIGTERM, 2 not processed" in capsys.readouterr().err

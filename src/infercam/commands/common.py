@@ -9,20 +9,22 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import distributed
-from ..method.cam import DEFAULT_SCALES, check_scales
+from ..classes import VOC_CLASSES
 from ..data.images import DEFAULT_MAX_SIDE, MIN_SIDE, SizeLimits
 from ..data.voc import VOCDataset
-from ..method.engine import describe_device
 from ..errors import InferCamError
-from ..method.gradcam import CAM_METHODS, with_cam_method
 from ..io import CAM_FORMATS
-from ..classes import VOC_CLASSES
+from ..method.cam import DEFAULT_SCALES, check_scales
+from ..method.engine import describe_device
+from ..method.forward import PRECISIONS
+from ..method.gradcam import CAM_METHODS, with_cam_method
 from ..models import build_network, list_models
 from ..models.class_map import CLASS_MAPS, DEFAULT_REDUCE, REDUCTIONS, with_class_map
-from ..method.forward import PRECISIONS
+from ..run import distributed
+from ..run.dataset import ComputeFn, PrepareFn, run_dataset
+from ..run.manifest import RunSummary, file_sha256
+from ..run.outputs import LabelOutputs, Outputs
 from .validate import int_at_least, positive_int
-from ..pipeline import ComputeFn, LabelOutputs, Outputs, PrepareFn, RunSummary, file_sha256, run_dataset, shard
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -232,8 +234,8 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
     record = run_record(args)
     if not args.overwrite:
         check_same_run(outputs.folder / rank.manifest_name(), record)
-    summary = run_dataset(dataset, compute, outputs, names=shard(dataset.names, rank.rank, rank.world_size),
-                          overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
+    summary = run_dataset(dataset, compute, outputs,
+                          names=distributed.shard(dataset.names, rank.rank, rank.world_size), overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
                           progress=not args.no_progress, manifest=record,
                           manifest_name=rank.manifest_name(), desc=rank.label(desc), limits=limits, prepare=prepare)
     distributed.finish(rank, outputs.folder)

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import InferCamError
 from ..models import build_network
 from ..models.affinity import affinity_network_name, check_affinity_net
-from ..pipeline import LabelOutputs
+from ..run.outputs import LabelOutputs
 from ..pseudo import (
     PSA_CRF, PSA_HIGH_ALPHA, PSA_LOW_ALPHA, PSA_RW, PSA_THRESHOLD, Background, RandomWalkParams, cam_labeler,
     confident_labels, crf_labels, rw_labels, threshold_labels,

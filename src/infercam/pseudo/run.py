@@ -1,5 +1,5 @@
-"""Pseudo labels for a whole data set: the per-image step of :func:`infercam.pipeline.run_dataset` with
-:class:`infercam.pipeline.LabelOutputs` (read the image's CAM file, label it)."""
+"""Pseudo labels for a whole data set: the per-image step of :func:`infercam.run.dataset.run_dataset` with
+:class:`infercam.run.outputs.LabelOutputs` (read the image's CAM file, label it)."""
 from __future__ import annotations
 
 import os
@@ -18,7 +18,7 @@ Labeler = Callable[[np.ndarray, CamDict], np.ndarray]
 
 def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler, dropped: Counter | None = None
                 ) -> Callable[[str, np.ndarray, list[int]], np.ndarray]:
-    """A per-image computation for :func:`infercam.pipeline.run_dataset`: ``labeler(image, <cam_dir>/<name>.npy)``.
+    """A per-image computation for :func:`infercam.run.dataset.run_dataset`: ``labeler(image, <cam_dir>/<name>.npy)``.
 
     Maps of classes the image is not labelled with are dropped (as psa does: a pseudo label only holds the image's
     classes); ``dropped`` counts them per image name."""

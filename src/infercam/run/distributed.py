@@ -10,11 +10,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch.distributed as dist
 
-from .io import write_json
+from ..io import write_json
 
 STATUS_SEVERITY = ("interrupted", "stopped", "finished")  # a merged run ended as its worst rank did
 
@@ -51,6 +51,11 @@ class Rank:
 
     def label(self, text: str) -> str:
         return f"[rank {self.rank}/{self.world_size}] {text}" if self.distributed else text
+
+
+def shard(names: Sequence[str], rank: int, world_size: int) -> list[str]:
+    """The names rank ``rank`` of ``world_size`` processes handles (every world_size-th, from rank)."""
+    return list(names[rank::world_size])
 
 
 def start(rank: Rank, device: str) -> None:

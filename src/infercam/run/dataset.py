@@ -12,205 +12,27 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
-import os
-import platform
 import signal
 import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from . import __version__
-from .data.images import SizeLimits, load_image
-from .data.voc import VOCDataset
-from .method.engine import InferCamResult
-from .classes import VOC_CLASSES
-from .errors import InferCamError, OutputError
-from .data.voc import read_label_png
-from .io import (
-    cam_file_problem, check_dir, ensure_dir, folder_lock, heatmap_path, save_cams, save_heatmaps, save_image,
-    save_label_png, write_json,
-)
+from ..data.images import SizeLimits, load_image
+from ..data.voc import VOCDataset
+from ..errors import InferCamError, OutputError
+from ..io import folder_lock
+from ..method.engine import InferCamResult
+from .manifest import ImageStatus, RunSummary, write_manifest
+from .outputs import MISSING, LabelOutputs, Outputs
 
-MISSING = "not written"  # an output file a previous run did not write (the image is simply to do)
 ComputeFn = Callable[[str, Any, list[int]], "InferCamResult | dict[int, np.ndarray] | np.ndarray"]
 PrepareFn = Callable[[np.ndarray], Any]
-
-
-@dataclass
-class Outputs:
-    """Where one run writes: CAM files, heatmap overlays and (for InferCam) the patches."""
-
-    cam_dir: Path | None = None
-    fmt: str = "psa"
-    heatmap_dir: Path | None = None
-    split_dir: Path | None = None
-    class_names: tuple[str, ...] = VOC_CLASSES  # names in the heatmap files: the network's classes
-
-    def __post_init__(self) -> None:
-        if not (self.cam_dir or self.heatmap_dir or self.split_dir):
-            raise InferCamError("nothing to write: give --out-cam and/or --heatmap")
-        for folder, what in self._folders():
-            check_dir(folder, what)
-
-    def _folders(self) -> list[tuple[Path, str]]:
-        named = ((self.cam_dir, "CAM folder"), (self.heatmap_dir, "heatmap folder"), (self.split_dir, "split folder"))
-        return [(folder, what) for folder, what in named if folder is not None]
-
-    @property
-    def folder(self) -> Path:
-        """The folder that holds the run manifest."""
-        return self.cam_dir or self.heatmap_dir or self.split_dir  # type: ignore[return-value]
-
-    def prepare(self) -> None:
-        """Create the output folders (done when the run starts, after its inputs were checked)."""
-        for folder, what in self._folders():
-            ensure_dir(folder, what)
-
-    def problem(self, name: str, labels: list[int], size: tuple[int, int]) -> str | None:
-        """Why the outputs of this image (of ``size`` H, W) are not finished: ``MISSING`` when a file is not
-        there, a reason when the CAM file is damaged or from other labels or another image; None when done."""
-        if self.cam_dir is not None:
-            path = self.cam_dir / f"{name}.npy"
-            if not path.exists():
-                return MISSING
-            reason = cam_file_problem(path, labels, size)
-            if reason is not None:
-                return reason
-        if self.split_dir is not None and not (self.split_dir / f"{name}.json").exists():
-            return MISSING
-        if self.heatmap_dir is not None and not all(
-                heatmap_path(self.heatmap_dir, name, c, self.class_names).exists() for c in labels):
-            return MISSING
-        return None
-
-    def write(self, name: str, image: np.ndarray, result: InferCamResult | dict[int, np.ndarray]) -> None:
-        """Write every requested output; the CAM file last, since its presence marks the image done."""
-        cams = result.cams if isinstance(result, InferCamResult) else result
-        if self.split_dir is not None and isinstance(result, InferCamResult):
-            save_split(self.split_dir, name, image, result)
-        if self.heatmap_dir is not None and cams:
-            save_heatmaps(self.heatmap_dir, name, image, cams, self.class_names)
-        if self.cam_dir is not None:
-            save_cams(self.cam_dir / f"{name}.npy", cams, self.fmt)
-
-
-@dataclass
-class LabelOutputs:
-    """Where a run of label maps writes: one palette PNG ``<name>.png`` per image (pseudo labels, predictions)."""
-
-    folder: Path
-
-    def __post_init__(self) -> None:
-        check_dir(self.folder, "label folder")
-
-    def prepare(self) -> None:
-        """Create the folder (done when the run starts)."""
-        ensure_dir(self.folder, "label folder")
-
-    def problem(self, name: str, labels: list[int], size: tuple[int, int]) -> str | None:
-        """``MISSING`` when the image's PNG is not there, a reason when it does not load or is not of ``size``;
-        None when done."""
-        path = self.folder / f"{name}.png"
-        if not path.exists():
-            return MISSING
-        try:
-            shape = read_label_png(path).shape
-        except InferCamError as exc:
-            return str(exc)
-        return None if shape == tuple(size) else f"{path} is {shape[0]}x{shape[1]}, not the image's {size[0]}x{size[1]}"
-
-    def write(self, name: str, image: np.ndarray, result: np.ndarray) -> None:
-        save_label_png(self.folder / f"{name}.png", result)
-
-
-def save_split(folder: Path, name: str, image: np.ndarray, result: InferCamResult) -> None:
-    """The four patches as ``<name>_1.jpg`` .. ``_4.jpg`` (the authors' layout) and ``<name>.json``."""
-    for k, box in enumerate(result.boxes, start=1):
-        rows, cols = box.slices()
-        save_image(folder / f"{name}_{k}.jpg", np.ascontiguousarray(image[rows, cols]))
-    write_json(folder / f"{name}.json", {
-        "image_size": list(image.shape[:2]),
-        "boxes": [list(b) for b in result.boxes],
-        "box_order": ["top-left", "top-right", "bottom-left", "bottom-right"],
-        "centers": {int(c): list(p) for c, p in zip(sorted(result.baseline), result.centers)},
-    })
-
-
-@dataclass
-class ImageStatus:
-    name: str
-    status: str  # done | skipped | failed
-    reason: str = ""
-    seconds: float = 0.0
-
-
-@dataclass
-class RunSummary:
-    """Totals and per-image outcomes of a run, and how it ended.
-
-    ``status``: finished (every image was processed), stopped (``on_error="stop"`` after a failure, or an
-    output error such as a full disk; see ``error``) or interrupted (SIGINT/SIGTERM: ``signal``).
-    """
-
-    total: int = 0
-    images: list[ImageStatus] = field(default_factory=list)
-    status: str = "finished"
-    error: str = ""
-    signal: int | None = None
-
-    def count(self, status: str) -> int:
-        return sum(1 for s in self.images if s.status == status)
-
-    @property
-    def failed(self) -> list[ImageStatus]:
-        return [s for s in self.images if s.status == "failed"]
-
-    @property
-    def remaining(self) -> int:
-        """Images not processed because the run ended early."""
-        return self.total - len(self.images)
-
-    @property
-    def signal_name(self) -> str | None:
-        return None if self.signal is None else signal.Signals(self.signal).name
-
-    @property
-    def recomputed(self) -> int:
-        """Images done again because an earlier run's output was damaged or stale."""
-        return sum(1 for s in self.images if s.status == "done" and s.reason.startswith("recomputed"))
-
-    def line(self) -> str:
-        again = f" ({self.recomputed} recomputed: earlier output unusable)" if self.recomputed else ""
-        text = f"{self.count('done')} done{again}, {self.count('skipped')} skipped, {self.count('failed')} failed"
-        if self.status == "interrupted":
-            return text + f"; interrupted by {self.signal_name or 'the user'}, {self.remaining} not processed " \
-                          "(rerun the same command to finish)"
-        if self.status == "stopped":
-            return text + f"; stopped: {self.error}, {self.remaining} not processed"
-        return text
-
-
-def shard(names: Sequence[str], rank: int, world_size: int) -> list[str]:
-    """The names rank ``rank`` of ``world_size`` processes handles (every world_size-th, from rank)."""
-    return list(names[rank::world_size])
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file (for the manifest's record of which checkpoint was used)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _load(dataset: VOCDataset, name: str, limits: SizeLimits,
@@ -378,33 +200,3 @@ def free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def versions() -> dict[str, str]:
-    """Versions of infercam and of what its results depend on."""
-    import PIL
-    import torch
-    import torchvision
-
-    return {"infercam": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": np.__version__, "pillow": PIL.__version__, "python": platform.python_version()}
-
-
-def write_manifest(path: Path, header: dict[str, Any], summary: RunSummary, started: _dt.datetime) -> None:
-    """The run's record: ``header`` (command, configuration, checkpoints, device), versions, times, how
-    the run ended, totals and every image's status."""
-    record = {
-        **header,
-        "versions": versions(),
-        "host": platform.node(),
-        "started": started.isoformat(),
-        "ended": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-        "status": summary.status,
-        "signal": summary.signal_name,
-        "error": summary.error,
-        "totals": {s: summary.count(s) for s in ("done", "skipped", "failed")},
-        "recomputed": summary.recomputed,  # of the done: an earlier run's output was damaged or stale
-        "remaining": summary.remaining,
-        "images": [asdict(s) for s in summary.images],
-    }
-    write_json(path, record)

@@ -1,0 +1,119 @@
+"""What a run over a data set writes per image, and whether an earlier run finished it (resume): CAM files,
+heatmaps and patches (:class:`Outputs`) or label PNGs (:class:`LabelOutputs`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..classes import VOC_CLASSES
+from ..data.voc import read_label_png
+from ..errors import InferCamError
+from ..io import (
+    cam_file_problem, check_dir, ensure_dir, heatmap_path, save_cams, save_heatmaps, save_image, save_label_png,
+    write_json,
+)
+from ..method.engine import InferCamResult
+
+MISSING = "not written"  # an output file a previous run did not write (the image is simply to do)
+
+
+@dataclass
+class Outputs:
+    """Where one run writes: CAM files, heatmap overlays and (for InferCam) the patches."""
+
+    cam_dir: Path | None = None
+    fmt: str = "psa"
+    heatmap_dir: Path | None = None
+    split_dir: Path | None = None
+    class_names: tuple[str, ...] = VOC_CLASSES  # names in the heatmap files: the network's classes
+
+    def __post_init__(self) -> None:
+        if not (self.cam_dir or self.heatmap_dir or self.split_dir):
+            raise InferCamError("nothing to write: give --out-cam and/or --heatmap")
+        for folder, what in self._folders():
+            check_dir(folder, what)
+
+    def _folders(self) -> list[tuple[Path, str]]:
+        named = ((self.cam_dir, "CAM folder"), (self.heatmap_dir, "heatmap folder"), (self.split_dir, "split folder"))
+        return [(folder, what) for folder, what in named if folder is not None]
+
+    @property
+    def folder(self) -> Path:
+        """The folder that holds the run manifest."""
+        return self.cam_dir or self.heatmap_dir or self.split_dir  # type: ignore[return-value]
+
+    def prepare(self) -> None:
+        """Create the output folders (done when the run starts, after its inputs were checked)."""
+        for folder, what in self._folders():
+            ensure_dir(folder, what)
+
+    def problem(self, name: str, labels: list[int], size: tuple[int, int]) -> str | None:
+        """Why the outputs of this image (of ``size`` H, W) are not finished: ``MISSING`` when a file is not
+        there, a reason when the CAM file is damaged or from other labels or another image; None when done."""
+        if self.cam_dir is not None:
+            path = self.cam_dir / f"{name}.npy"
+            if not path.exists():
+                return MISSING
+            reason = cam_file_problem(path, labels, size)
+            if reason is not None:
+                return reason
+        if self.split_dir is not None and not (self.split_dir / f"{name}.json").exists():
+            return MISSING
+        if self.heatmap_dir is not None and not all(
+                heatmap_path(self.heatmap_dir, name, c, self.class_names).exists() for c in labels):
+            return MISSING
+        return None
+
+    def write(self, name: str, image: np.ndarray, result: InferCamResult | dict[int, np.ndarray]) -> None:
+        """Write every requested output; the CAM file last, since its presence marks the image done."""
+        cams = result.cams if isinstance(result, InferCamResult) else result
+        if self.split_dir is not None and isinstance(result, InferCamResult):
+            save_split(self.split_dir, name, image, result)
+        if self.heatmap_dir is not None and cams:
+            save_heatmaps(self.heatmap_dir, name, image, cams, self.class_names)
+        if self.cam_dir is not None:
+            save_cams(self.cam_dir / f"{name}.npy", cams, self.fmt)
+
+
+@dataclass
+class LabelOutputs:
+    """Where a run of label maps writes: one palette PNG ``<name>.png`` per image (pseudo labels, predictions)."""
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        check_dir(self.folder, "label folder")
+
+    def prepare(self) -> None:
+        """Create the folder (done when the run starts)."""
+        ensure_dir(self.folder, "label folder")
+
+    def problem(self, name: str, labels: list[int], size: tuple[int, int]) -> str | None:
+        """``MISSING`` when the image's PNG is not there, a reason when it does not load or is not of ``size``;
+        None when done."""
+        path = self.folder / f"{name}.png"
+        if not path.exists():
+            return MISSING
+        try:
+            shape = read_label_png(path).shape
+        except InferCamError as exc:
+            return str(exc)
+        return None if shape == tuple(size) else f"{path} is {shape[0]}x{shape[1]}, not the image's {size[0]}x{size[1]}"
+
+    def write(self, name: str, image: np.ndarray, result: np.ndarray) -> None:
+        save_label_png(self.folder / f"{name}.png", result)
+
+
+def save_split(folder: Path, name: str, image: np.ndarray, result: InferCamResult) -> None:
+    """The four patches as ``<name>_1.jpg`` .. ``_4.jpg`` (the authors' layout) and ``<name>.json``."""
+    for k, box in enumerate(result.boxes, start=1):
+        rows, cols = box.slices()
+        save_image(folder / f"{name}_{k}.jpg", np.ascontiguousarray(image[rows, cols]))
+    write_json(folder / f"{name}.json", {
+        "image_size": list(image.shape[:2]),
+        "boxes": [list(b) for b in result.boxes],
+        "box_order": ["top-left", "top-right", "bottom-left", "bottom-right"],
+        "centers": {int(c): list(p) for c, p in zip(sorted(result.baseline), result.centers)},
+    })
