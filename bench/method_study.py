@@ -30,7 +30,7 @@ from infercam.data.images import load_image
 from infercam.data.synthetic import make_synthetic
 from infercam.data.voc import VOCDataset
 from infercam.evaluation import CamSweep
-from infercam.metrics import best_iou, mass_share, seam_ratio
+from infercam.evaluation.metrics import best_iou, mass_share, seam_ratio
 from infercam.method.modes import RECIPES, AcceptNear, near_weight, whole_image
 from infercam.method.split import Box
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from infercam import InferCam
-from infercam.metrics import best_iou, mass_share, seam_ratio
+from infercam.evaluation.metrics import best_iou, mass_share, seam_ratio
 from infercam.method.modes import MODES, RECIPES, AcceptNear, accept_all, chained_masks, near_weight, per_scale_masks, \
     whole_image
 from infercam.method.split import Box, merge_max, patch_boxes

@@ -24,9 +24,9 @@ from .data.voc import VOCDataset, read_label_png
 from .method.engine import InferCam
 from .evaluation import CamSweep, EvalResult, format_threshold
 from .io import ensure_dir, write_json
-from .metrics import best_iou, mass_share
+from .evaluation.metrics import best_iou, mass_share
 from .models import build_network
-from .stats import Interval, paired_bootstrap
+from .evaluation.stats import Interval, paired_bootstrap
 
 DEMO_SEED = 20221  # the bundled model was trained on seed 0: this split is held out
 MODES = ("default", "fixed", "reference")

@@ -1,0 +1,88 @@
+"""Scores of prediction files (CAM ``.npy`` files or label PNGs) against a VOC folder's ground truth PNGs."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..classes import IGNORE_INDEX
+from ..data.voc import SEG_DIR, read_label_png
+from ..errors import DataError, InferCamError
+from ..io import load_cams
+from .scores import EvalResult, Pred, check_shape, evaluate_label_maps
+from .sweep import DEFAULT_THRESHOLDS, CamDict, evaluate_cam_dicts
+
+
+def _pred_shape(pred: np.ndarray | CamDict) -> tuple[int, ...] | None:
+    if isinstance(pred, np.ndarray):
+        return pred.shape
+    return next((np.shape(m) for m in pred.values()), None)
+
+
+def ignore_classes(gt: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """``gt`` with the pixels of VOC classes ``classes`` (0..19) set to ignore (255): a CAM source that cannot
+    see a class (e.g. ImageNet networks and person) is scored on the others only."""
+    if not len(classes):
+        return gt
+    return np.where(np.isin(gt, np.asarray(classes) + 1), IGNORE_INDEX, gt).astype(gt.dtype)
+
+
+def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
+                suffix: str, reader: Callable[[Path], Pred], missing: str,
+                skipped: list[str], ignored: Sequence[int] = ()) -> Iterator[tuple[str, np.ndarray, Pred]]:
+    """(name, ground truth, prediction) from files; missing files raise or, with ``missing="skip"``,
+    are appended to ``skipped``; ground truth of the classes ``ignored`` is ignored."""
+    if missing not in ("error", "skip"):
+        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
+    found = False
+    for name in names:
+        pred_path = Path(pred_dir) / f"{name}{suffix}"
+        gt_path = Path(voc_root) / SEG_DIR / f"{name}.png"
+        absent = next((p for p in (pred_path, gt_path) if not p.is_file()), None)
+        if absent is not None:
+            if missing == "error":
+                kind = "prediction" if absent == pred_path else "ground truth"
+                raise DataError(f"{kind} not found: {absent} (use --missing skip to leave it out)")
+            skipped.append(name)
+            continue
+        try:
+            pred = reader(pred_path)
+        except InferCamError as exc:  # a damaged prediction file: named, and left out only if asked
+            if missing == "error":
+                raise DataError(f"{exc} (use --missing skip to leave it out)") from None
+            print(f"infercam eval: note: {exc}; left out", file=sys.stderr)
+            skipped.append(name)
+            continue
+        gt = ignore_classes(read_label_png(gt_path), ignored)
+        shape = _pred_shape(pred)
+        if shape is not None:
+            check_shape(shape, gt.shape, str(pred_path))
+        found = True
+        yield name, gt, pred
+    if not found and skipped:
+        raise DataError(f"all {len(skipped)} images were skipped: no prediction or ground truth files")
+
+
+def evaluate_cams(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
+                  thresholds: Sequence[float] = DEFAULT_THRESHOLDS, missing: str = "error",
+                  ignored: Sequence[int] = ()) -> EvalResult:
+    """Score ``<pred_dir>/<name>.npy`` CAM files (psa or IRN layout, see :func:`infercam.io.load_cams`)
+    against ``<voc_root>/SegmentationClass/<name>.png`` (without the classes ``ignored``)."""
+    skipped: list[str] = []
+    result = evaluate_cam_dicts(_read_pairs(pred_dir, voc_root, names, ".npy", load_cams, missing, skipped,
+                                            ignored), thresholds)
+    return dataclasses.replace(result, num_skipped=len(skipped))
+
+
+def evaluate_labels(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
+                    missing: str = "error", ignored: Sequence[int] = ()) -> EvalResult:
+    """Score ``<pred_dir>/<name>.png`` label maps against ``<voc_root>/SegmentationClass/<name>.png`` (without
+    the classes ``ignored``)."""
+    skipped: list[str] = []
+    result = evaluate_label_maps(_read_pairs(pred_dir, voc_root, names, ".png", read_label_png, missing, skipped,
+                                             ignored))
+    return dataclasses.replace(result, num_skipped=len(skipped))
