@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..demo import DEMO_SEED, run_demo
+from ..demo.run import DEMO_SEED, run_demo
 from ..io import write_json
 from .validate import int_at_least, positive_int
 

@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .data import photos
-from .data.images import load_image
-from .data.synthetic import PART_BODY, PART_DIR, PART_HEAD, make_synthetic
-from .data.voc import VOCDataset, read_label_png
-from .method.engine import InferCam
-from .evaluation import CamSweep, EvalResult, format_threshold
-from .io import ensure_dir, write_json
-from .evaluation.metrics import best_iou, mass_share
-from .models import build_network
-from .evaluation.stats import Interval, paired_bootstrap
+from ..data import photos
+from ..data.images import load_image
+from ..data.synthetic import PART_BODY, PART_DIR, PART_HEAD, make_synthetic
+from ..data.voc import VOCDataset, read_label_png
+from ..evaluation import CamSweep, EvalResult, format_threshold
+from ..evaluation.metrics import best_iou, mass_share
+from ..evaluation.stats import Interval, paired_bootstrap
+from ..io import ensure_dir, write_json
+from ..method.engine import InferCam
+from ..models import build_network
 
 DEMO_SEED = 20221  # the bundled model was trained on seed 0: this split is held out
 MODES = ("default", "fixed", "reference")
@@ -144,7 +144,7 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
              weights: str | None = None, device: str = "cpu", size: int = 176, report_images: int = 24,
              progress: bool = True, max_photos: int | None = None) -> DemoSummary:
     """Run the whole demo into ``out`` and return its figures (also written to ``out/summary.json``)."""
-    from .report import write_report
+    from ..report.page import write_report
 
     start = time.perf_counter()
     out = ensure_dir(out, "demo output folder")

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .classes import voc_colormap
-from .evaluation import cam_to_label
-from .io import atomic_path, ensure_dir, overlay, save_image
-from .method.split import Box
+from ..classes import voc_colormap
+from ..evaluation import cam_to_label
+from ..io import atomic_path, ensure_dir, overlay, save_image
+from ..method.split import Box
 
 if TYPE_CHECKING:
-    from .demo import DemoSummary
+    from ..demo.run import DemoSummary
 
 COLOURS = {"baseline": "#888888", "infercam-default": "#d62728", "infercam-fixed": "#2ca02c",
            "infercam-reference": "#1f77b4"}
