@@ -19,7 +19,7 @@ from infercam import InferCam, models
 from infercam.data import photos
 from infercam.data.synthetic import image_rng, render_scene
 from infercam.io import overlay
-from infercam.report.page import colour_labels, outline
+from infercam.report.pictures import colour_labels, outline
 
 OUT = Path(__file__).with_name("infercam.png")
 PHOTOS = ("dog", "eagle", "horses")

@@ -27,6 +27,7 @@ from ..evaluation.stats import Interval, paired_bootstrap
 from ..io import ensure_dir, write_json
 from ..method.engine import InferCam
 from ..models import build_network
+from ..report.page import ImageRow, MethodScore, PhotoRow, Report, write_report
 
 DEMO_SEED = 20221  # the bundled model was trained on seed 0: this split is held out
 MODES = ("default", "fixed", "reference")
@@ -45,18 +46,6 @@ class PhotoScore:
     method: str
     share: float  # of the map's mass inside the boxes
     iou: float  # best IoU of the thresholded map with the boxes
-
-
-@dataclass
-class MethodScore:
-    """One method's figures on the demo split."""
-
-    miou: float
-    best_threshold: float
-    fg_recall: float
-    fg_precision: float
-    mass: dict[str, float]  # share of CAM mass on the object's head, its body, and outside it
-    per_threshold: dict[str, float] = field(repr=False)
 
 
 @dataclass
@@ -144,8 +133,6 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
              weights: str | None = None, device: str = "cpu", size: int = 176, report_images: int = 24,
              progress: bool = True, max_photos: int | None = None) -> DemoSummary:
     """Run the whole demo into ``out`` and return its figures (also written to ``out/summary.json``)."""
-    from ..report.page import write_report
-
     start = time.perf_counter()
     out = ensure_dir(out, "demo output folder")
     root = demo_data(out, n_images, seed, size, progress)
@@ -154,7 +141,7 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
     engines = {m: InferCam(model, mode=m, device=device) for m in MODES}
     sweeps = {m: CamSweep() for m in METHODS}
     masses = {m: PartMass() for m in METHODS}
-    shown: list[dict[str, Any]] = []
+    shown: list[ImageRow] = []
     for name in tqdm(dataset.names, desc=f"demo: baseline + InferCam ({len(MODES)} modes)", disable=not progress,
                      file=sys.stderr, unit="img"):
         image, labels = load_image(dataset.image_path(name)), dataset.labels(name)
@@ -165,8 +152,7 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
             sweeps[method].add(gt, maps)
             masses[method].add(maps, gt, parts)
         if len(shown) < report_images:
-            shown.append({"name": name, "image": image, "gt": gt, "labels": labels, "cams": cams,
-                          "boxes": results["fixed"].boxes})
+            shown.append(ImageRow(name, image, gt, cams, results["fixed"].boxes))
     results = {m: sweeps[m].result(dataset.names) for m in METHODS}
     scores = {m: _score(results[m], masses[m]) for m in METHODS}
 
@@ -180,14 +166,17 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
                    "infercam-default - infercam-fixed": diff("infercam-fixed", "infercam-default")}
     photo_rows, photo_scores, notes = real_photos(device, progress, max_photos)
     summary = DemoSummary(len(dataset), time.perf_counter() - start, scores, differences, photo_scores, notes)
-    summary.report = str(write_report(out / "report", summary, shown, photo_rows))
+    page = Report("infercam demo", "infercam demo: baseline CAM vs InferCam",
+                  f"{summary.images} held-out synthetic images; label maps use each method's best background "
+                  f"threshold; run time {summary.seconds:.0f} s.", scores, differences, shown, photo_rows,
+                  summary.photo_means(), notes)
+    summary.report = str(write_report(out / "report", page))
     write_json(out / "summary.json", summary.to_dict())
     return summary
 
 
-
 def real_photos(device: str = "cpu", progress: bool = True, max_photos: int | None = None
-                ) -> tuple[list[dict[str, Any]], list[PhotoScore], list[str]]:
+                ) -> tuple[list[PhotoRow], list[PhotoScore], list[str]]:
     """Baseline and InferCam maps of the real ImageNet network on darknet's photos (resized to PHOTO_SIDE; the
     first ``max_photos``), with their scores against the hand-drawn boxes: (report rows, scores, notes on what
     was skipped)."""
@@ -212,5 +201,5 @@ def real_photos(device: str = "cpu", progress: bool = True, max_photos: int | No
             for c in classes:
                 scores.append(PhotoScore(photo.name, names[c], method, mass_share(cams[c], regions[c]),
                                          best_iou(cams[c], regions[c])[0]))
-        rows.append({"name": photo.name, "image": image, "maps": maps, "regions": regions, "classes": names})
+        rows.append(PhotoRow(photo.name, image, maps, regions, names))
     return rows, scores, notes

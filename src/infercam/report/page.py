@@ -1,60 +1,84 @@
-"""A self-contained HTML report of a demo run: summary table, mIoU-vs-threshold plot (inline SVG), and per
-image the picture, its ground truth, the CAMs and the label maps at each method's best threshold.
+"""A self-contained HTML report of CAM results: summary table, mIoU-vs-threshold plot (inline SVG), and per
+image the picture, its ground truth, the CAMs and the label maps at each method's best threshold, then real
+photos with each method's map.
 
-Everything sits in one folder: ``index.html`` and ``img/`` with the PNGs it references by relative path.
+Everything sits in one folder: ``index.html`` and ``img/`` with the PNGs it references by relative path. The
+caller describes the page with the plain data of :class:`Report`; this module knows nothing of who made it.
 """
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..classes import voc_colormap
 from ..evaluation import cam_to_label
+from ..evaluation.stats import Interval
 from ..io import atomic_path, ensure_dir, overlay, save_image
 from ..method.split import Box
-
-if TYPE_CHECKING:
-    from ..demo.run import DemoSummary
+from .pictures import colour_labels, draw_boxes, outline
 
 COLOURS = {"baseline": "#888888", "infercam-default": "#d62728", "infercam-fixed": "#2ca02c",
            "infercam-reference": "#1f77b4"}
-PALETTE = voc_colormap()
+CamMaps = dict[int, np.ndarray]  # class index -> map
 
 
-def colour_labels(label: np.ndarray) -> np.ndarray:
-    """A label map in VOC colours (ignore 255 shown white)."""
-    rgb = PALETTE[label]
-    rgb[label == 255] = 255
-    return rgb
+@dataclass
+class MethodScore:
+    """One method's figures on a labelled split: what the summary table and the threshold plot show."""
+
+    miou: float
+    best_threshold: float
+    fg_recall: float
+    fg_precision: float
+    mass: dict[str, float]  # share of CAM mass on the object's head, its body, and outside it
+    per_threshold: dict[str, float] = field(repr=False)
 
 
-def draw_boxes(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
-    """The image with the four patch boxes outlined (1 px, in distinct colours)."""
-    out = image.copy()
-    for box, colour in zip(boxes, ((255, 255, 0), (0, 255, 255), (255, 0, 255), (255, 128, 0))):
-        b, r = box.bottom - 1, box.right - 1
-        out[box.top, box.left:box.right] = out[b, box.left:box.right] = colour
-        out[box.top:box.bottom, box.left] = out[box.top:box.bottom, r] = colour
-    return out
+@dataclass
+class ImageRow:
+    """One labelled image of the report: the picture, its ground truth, each method's CAMs and the patch boxes."""
+
+    name: str
+    image: np.ndarray
+    gt: np.ndarray
+    cams: dict[str, CamMaps]  # method -> its CAMs
+    boxes: list[Box]
 
 
-def outline(image: np.ndarray, mask: np.ndarray, colour=(0, 255, 0)) -> np.ndarray:
-    """The image with the border of a bool mask drawn (e.g. an object's hand-drawn boxes)."""
-    out = image.copy()
-    inner = mask.copy()
-    inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
-    out[mask & ~inner] = colour
-    return out
+@dataclass
+class PhotoRow:
+    """One real photo: each method's maps, and per class its hand-drawn boxes (a bool mask) and its name."""
+
+    name: str
+    image: np.ndarray
+    maps: dict[str, CamMaps]  # method -> its maps
+    regions: dict[int, np.ndarray]
+    classes: dict[int, str]
 
 
-def threshold_plot(summary: "DemoSummary", width: int = 560, height: int = 300) -> str:
+@dataclass
+class Report:
+    """What a report page shows: its title, heading and opening sentence, each method's scores, the differences
+    between methods, the labelled images, and the real photos with their mean scores (or why there are none)."""
+
+    title: str
+    heading: str
+    intro: str
+    methods: dict[str, MethodScore]
+    differences: dict[str, Interval]
+    images: list[ImageRow]
+    photos: list[PhotoRow] = field(default_factory=list)
+    photo_means: dict[str, tuple[float, float]] = field(default_factory=dict)  # method -> (share, best IoU)
+    photo_notes: list[str] = field(default_factory=list)  # why photos were skipped
+
+
+def threshold_plot(report: Report, width: int = 560, height: int = 300) -> str:
     """mIoU against background threshold for every method, as inline SVG."""
     left, right, top, bottom = 48, 150, 12, 36
     pw, ph = width - left - right, height - top - bottom
-    curves = {m: sorted((float(t), v) for t, v in s.per_threshold.items()) for m, s in summary.methods.items()}
+    curves = {m: sorted((float(t), v) for t, v in s.per_threshold.items()) for m, s in report.methods.items()}
     tmax = max(t for c in curves.values() for t, _ in c)
     vmax = max(v for c in curves.values() for _, v in c)
     ymax = max(10.0, np.ceil(vmax / 10) * 10)
@@ -74,7 +98,7 @@ def threshold_plot(summary: "DemoSummary", width: int = 560, height: int = 300) 
     for i, (method, curve) in enumerate(curves.items()):
         colour = COLOURS.get(method, "#2ca02c")
         points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in curve)
-        best = summary.methods[method]
+        best = report.methods[method]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>'
                      f'<circle cx="{x(best.best_threshold):.1f}" cy="{y(best.miou):.1f}" r="3.5" fill="{colour}"/>'
                      f'<line x1="{left + pw + 10}" x2="{left + pw + 30}" y1="{top + 14 + 18 * i}" '
@@ -84,32 +108,32 @@ def threshold_plot(summary: "DemoSummary", width: int = 560, height: int = 300) 
     return "".join(parts)
 
 
-def _summary_table(summary: "DemoSummary") -> str:
+def _summary_table(report: Report) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{m.miou:.2f}</td><td>{m.best_threshold:.2f}</td>"
         f"<td>{m.fg_recall:.1f}</td><td>{m.fg_precision:.1f}</td><td>{m.mass['head'] * 100:.1f}%</td>"
         f"<td>{m.mass['body'] * 100:.1f}%</td><td>{m.mass['outside'] * 100:.1f}%</td></tr>"
-        for name, m in summary.methods.items())
+        for name, m in report.methods.items())
     diffs = "".join(f"<li>{html.escape(k)}: <b>{v.difference:+.2f}</b> mIoU points, {int(v.level * 100)}% "
                     f"paired bootstrap interval [{v.low:+.2f}, {v.high:+.2f}]</li>"
-                    for k, v in summary.differences.items())
+                    for k, v in report.differences.items())
     return ("<table><tr><th>method</th><th>mIoU (%)</th><th>best threshold</th><th>object recall (%)</th>"
             "<th>object precision (%)</th><th>CAM mass on head</th><th>on body</th><th>outside object</th></tr>"
             f"{rows}</table><ul>{diffs}</ul>")
 
 
-def _image_rows(folder: Path, summary: "DemoSummary", rows: list[dict[str, Any]]) -> str:
-    methods = list(summary.methods)
+def _image_rows(folder: Path, report: Report) -> str:
+    methods = list(report.methods)
     out = []
-    for row in rows:
-        name, image = row["name"], row["image"]
-        cells = [("image + patches", draw_boxes(image, row["boxes"])), ("ground truth", colour_labels(row["gt"]))]
+    for row in report.images:
+        name, image = row.name, row.image
+        cells = [("image + patches", draw_boxes(image, row.boxes)), ("ground truth", colour_labels(row.gt))]
         for method in methods:
-            cams = row["cams"][method]
+            cams = row.cams[method]
             top = np.max(np.stack(list(cams.values())), axis=0)
             cells.append((f"{method} CAM", overlay(image, top)))
         for method in methods:
-            label = cam_to_label(row["cams"][method], summary.methods[method].best_threshold, row["gt"].shape)
+            label = cam_to_label(row.cams[method], report.methods[method].best_threshold, row.gt.shape)
             cells.append((f"{method} labels", colour_labels(label)))
         tds = []
         for k, (caption, picture) in enumerate(cells):
@@ -123,30 +147,30 @@ def _image_rows(folder: Path, summary: "DemoSummary", rows: list[dict[str, Any]]
     return f"<table class='images'>{head}{''.join(out)}</table>"
 
 
-def _photo_section(folder: Path, summary: "DemoSummary", rows: list[dict[str, Any]]) -> str:
+def _photo_section(folder: Path, report: Report) -> str:
     """The real-photo panels: the photo with its boxes, then each method's map (maximum over the photo's classes),
     and the mean scores against the boxes."""
+    rows = report.photos
     if not rows:
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.photo_notes)
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.photo_notes)
         return f"<h2>Real photos</h2><p>Skipped:</p><ul>{notes}</ul>"
-    means = summary.photo_means()
     table = "".join(f"<tr><td>{html.escape(m)}</td><td>{share:.3f}</td><td>{iou:.3f}</td></tr>"
-                    for m, (share, iou) in means.items())
-    methods = list(rows[0]["maps"])
+                    for m, (share, iou) in report.photo_means.items())
+    methods = list(rows[0].maps)
     out = []
     for row in rows:
-        image = row["image"]
-        boxes = np.any(np.stack(list(row["regions"].values())), axis=0)
+        image = row.image
+        boxes = np.any(np.stack(list(row.regions.values())), axis=0)
         cells = [outline(image, boxes)]
-        cells += [overlay(image, np.max(np.stack(list(row["maps"][m].values())), axis=0)) for m in methods]
+        cells += [overlay(image, np.max(np.stack(list(row.maps[m].values())), axis=0)) for m in methods]
         tds = []
         for k, picture in enumerate(cells):
-            rel = f"img/photo_{row['name']}_{k}.png"
+            rel = f"img/photo_{row.name}_{k}.png"
             save_image(folder / rel, picture)
-            tds.append(f'<td><img src="{rel}" alt="{html.escape(row["name"])}" width="{picture.shape[1] // 2}" '
+            tds.append(f'<td><img src="{rel}" alt="{html.escape(row.name)}" width="{picture.shape[1] // 2}" '
                        f'height="{picture.shape[0] // 2}"></td>')
-        classes = ", ".join(html.escape(n) for n in row["classes"].values())
-        out.append(f"<tr><th>{html.escape(row['name'])}<br><small>{classes}</small></th>{''.join(tds)}</tr>")
+        classes = ", ".join(html.escape(n) for n in row.classes.values())
+        out.append(f"<tr><th>{html.escape(row.name)}<br><small>{classes}</small></th>{''.join(tds)}</tr>")
     head = "<tr><th>photo</th><th>photo + boxes</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "</tr>"
     return ("<h2>Real photos: a real ImageNet network</h2><p>EfficientNet-Lite0 with its ImageNet-1k weights, no "
             "training; boxes drawn by hand (green). Share = the map's mass inside the boxes; IoU = the best IoU of "
@@ -167,22 +191,21 @@ b.textContent=(im.length-ok)+' of '+im.length+' pictures failed to load: keep in
 </script>"""
 
 
-def write_report(folder: str | Path, summary: "DemoSummary", rows: list[dict[str, Any]],
-                 photo_rows: list[dict[str, Any]] = ()) -> Path:
-    """Write ``folder/index.html`` (and its images): the synthetic split's figures and images, then the real
-    photos' panels; returns the HTML path."""
+def write_report(folder: str | Path, report: Report) -> Path:
+    """Write ``folder/index.html`` (and its images): the summary, the threshold plot, the labelled images, then the
+    real photos' panels; returns the HTML path."""
     folder = ensure_dir(folder, "report folder")
     ensure_dir(folder / "img", "report image folder")
-    body = (f"<div id='broken'></div><h1>infercam demo: baseline CAM vs InferCam</h1><p>{summary.images} held-out synthetic images; "
-            f"label maps use each method's best background threshold; run time {summary.seconds:.0f} s.</p>"
-            f"<h2>Summary</h2>{_summary_table(summary)}<h2>mIoU against threshold</h2>{threshold_plot(summary)}"
-            f"<h2>Images</h2>{_image_rows(folder, summary, rows)}{_photo_section(folder, summary, list(photo_rows))}")
-    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>infercam demo</title><style>{STYLE}</style>" \
-           f"</head><body>{body}{CHECK_SCRIPT}</body></html>\n"
+    body = (f"<div id='broken'></div><h1>{html.escape(report.heading, quote=False)}</h1>"
+            f"<p>{html.escape(report.intro, quote=False)}</p>"
+            f"<h2>Summary</h2>{_summary_table(report)}<h2>mIoU against threshold</h2>{threshold_plot(report)}"
+            f"<h2>Images</h2>{_image_rows(folder, report)}{_photo_section(folder, report)}")
+    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.title, quote=False)}" \
+           f"</title><style>{STYLE}</style></head><body>{body}{CHECK_SCRIPT}</body></html>\n"
     path = folder / "index.html"
     with atomic_path(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
     return path
 
 
-__all__ = ["colour_labels", "draw_boxes", "outline", "threshold_plot", "write_report"]
+__all__ = ["ImageRow", "MethodScore", "PhotoRow", "Report", "threshold_plot", "write_report"]
