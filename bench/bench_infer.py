@@ -32,6 +32,7 @@ import torch
 from infercam.method.forward import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # naive.py: the straightforward implementation, the tests' oracle
 
 
 class Timer:
@@ -111,7 +112,7 @@ def run_impl(impl: str, args, queue, rank: int = 0, procs: int = 1, barrier=None
         torch.set_num_threads(threads)
     from infercam import InferCam
     from infercam.models import normalization
-    from infercam.naive import naive_infercam
+    from naive import naive_infercam
 
     model = build(args).to(args.device)
     mean, std = normalization(model)

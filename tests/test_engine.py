@@ -5,8 +5,8 @@ import torch
 
 from infercam import InferCam
 from infercam.errors import ImageError, InferCamError, LabelError
-from infercam.naive import naive_infercam
 from infercam.method.split import Box
+from naive import naive_infercam
 from tiny import ColourCamNet, TinyCamNet, blob_image
 
 

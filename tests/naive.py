@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
-from .method.cam import scaled_size
+from infercam.method.cam import scaled_size
 
 
 def _normalize(img: np.ndarray, mean, std) -> torch.Tensor:
