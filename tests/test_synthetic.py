@@ -11,8 +11,8 @@ from PIL import Image
 
 from infercam.classes import NUM_CLASSES, VOC_CLASSES, voc_colormap
 from infercam.cli import main
-from infercam.data.synthetic import (CLASS_LOOKS, SceneDesign, image_rng, make_synthetic,
-                                     render_scene)
+from infercam.data.scenes import CLASS_LOOKS, SceneDesign, image_rng, render_scene
+from infercam.data.synthetic import make_synthetic
 from infercam.data.voc import VOCDataset, labels_from_segmentation, read_image_list
 from infercam.errors import OutputError
 

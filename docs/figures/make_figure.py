@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from infercam import InferCam, models
 from infercam.data import photos
-from infercam.data.synthetic import image_rng, render_scene
+from infercam.data.scenes import image_rng, render_scene
 from infercam.io import overlay
 from infercam.report.pictures import colour_labels, outline
 

@@ -5,7 +5,8 @@ import argparse
 
 from tqdm import tqdm
 
-from ..data.synthetic import SceneDesign, make_synthetic
+from ..data.scenes import SceneDesign
+from ..data.synthetic import make_synthetic
 from ..errors import InferCamError
 from .validate import int_at_least
 

@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from ..data import photos
 from ..data.images import load_image
-from ..data.synthetic import PART_BODY, PART_DIR, PART_HEAD, make_synthetic
+from ..data.scenes import PART_BODY, PART_HEAD
+from ..data.synthetic import PART_DIR, make_synthetic
 from ..data.voc import VOCDataset, read_label_png
 from ..evaluation import CamSweep, EvalResult, format_threshold
 from ..evaluation.metrics import best_iou, mass_share
