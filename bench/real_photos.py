@@ -37,8 +37,8 @@ from infercam.classes import VOC_CLASSES
 from infercam.data import imagenet_voc, photos
 from infercam.evaluation import evaluate_cam_dicts, ignore_classes
 from infercam.evaluation.metrics import best_iou, mass_share, seam_ratio
-from infercam.models.class_map import REDUCTIONS, with_class_map
 from infercam.method.modes import MODES
+from infercam.models.class_map import REDUCTIONS, with_class_map
 
 BASELINE = "baseline"
 

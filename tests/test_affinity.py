@@ -4,12 +4,12 @@ import pytest
 import torch
 from scipy import ndimage
 
-from infercam.train.affinity import affinity_loss, downsample_label
 from infercam.cli import main
 from infercam.data.voc import read_label_png
 from infercam.io import save_label_png
 from infercam.models import build_network, create, list_models, read_checkpoint
 from infercam.models.pixel_pairs import affinity_labels, dense_affinity, pair_affinity, pair_indices, search_offsets
+from infercam.train.affinity import affinity_loss, downsample_label
 from seg_voc import make_seg_voc
 
 

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from infercam.method.cam import (CamJob, MultiScaleCam, check_scales, erase, image_pyramid, normalize_image,
-                          pass_keep_masks, scaled_size)
 from infercam.errors import InferCamError, LabelError
+from infercam.method.cam import (CamJob, MultiScaleCam, check_scales, erase, image_pyramid, normalize_image,
+                                 pass_keep_masks, scaled_size)
 from tiny import TinyCamNet
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from infercam.cli import main
-from infercam.run.distributed import Rank
 from infercam.io import load_cams
+from infercam.run.distributed import Rank
 
 TESTS = Path(__file__).resolve().parent
 

@@ -9,8 +9,8 @@ import torchvision
 from infercam import InferCam
 from infercam.cli import main
 from infercam.errors import InferCamError
-from infercam.method.gradcam import GradCam, with_cam_method
 from infercam.io import load_cams
+from infercam.method.gradcam import GradCam, with_cam_method
 from infercam.models import create
 from tiny import TinyCamNet
 

@@ -12,8 +12,8 @@ from infercam import InferCam
 from infercam.cli import main
 from infercam.data.images import load_image
 from infercam.errors import CheckpointError, InferCamError
-from infercam.method.gradcam import with_cam_method
 from infercam.io import load_cams
+from infercam.method.gradcam import with_cam_method
 from infercam.models import build_network, create, list_models
 
 

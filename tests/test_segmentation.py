@@ -12,8 +12,8 @@ from infercam.cli import main
 from infercam.data.images import load_image
 from infercam.data.voc import VOCDataset, read_label_png
 from infercam.models import IMAGENET_MEAN, IMAGENET_STD, build_network, create, read_checkpoint
-from infercam.train.segmentation import predict, segmentation_loss, train_segmentation
 from infercam.train.loop import TrainConfig, random_crop
+from infercam.train.segmentation import predict, segmentation_loss, train_segmentation
 from seg_voc import make_seg_voc
 
 

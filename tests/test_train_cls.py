@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from infercam.train.classifier import average_precision, crop_or_pad, f1_score
 from infercam.cli import main
 from infercam.models import build_network
+from infercam.train.classifier import average_precision, crop_or_pad, f1_score
 
 
 def test_average_precision_by_hand():

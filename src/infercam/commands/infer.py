@@ -9,9 +9,9 @@ import numpy as np
 from ..data.images import load_image
 from ..method.engine import InferCam
 from ..method.modes import MODES
-from .validate import positive_int, unit_interval
 from .common import Stages, add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, \
     engine_options, load_network, make_outputs, run_over_dataset, size_limits
+from .validate import positive_int, unit_interval
 
 
 def add_method_args(parser: argparse.ArgumentParser) -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 from ..errors import InferCamError
 from ..models import build_network
 from ..models.affinity import affinity_network_name, check_affinity_net
-from ..run.outputs import LabelOutputs
 from ..pseudo import (
     PSA_CRF, PSA_HIGH_ALPHA, PSA_LOW_ALPHA, PSA_RW, PSA_THRESHOLD, Background, RandomWalkParams, cam_labeler,
     confident_labels, crf_labels, rw_labels, threshold_labels,
 )
 from ..pseudo.run import Labeler
+from ..run.outputs import LabelOutputs
 from .common import add_data_args, add_run_args, run_over_dataset
 from .validate import int_at_least, positive_number, unit_interval
 

@@ -5,8 +5,8 @@ import argparse
 from pathlib import Path
 
 from ..method.engine import InferCam
-from ..run.outputs import Outputs
 from ..method.modes import MODES
+from ..run.outputs import Outputs
 from .common import Stages, add_data_args, add_model_args, add_run_args, add_size_args, engine_options, \
     load_network, run_over_dataset, size_limits
 

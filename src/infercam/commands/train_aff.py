@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..train.affinity import PSA_AFF_TRAIN, train_affinity
 from ..models.affinity import affinity_network_name
+from ..train.affinity import PSA_AFF_TRAIN, train_affinity
 from .common import add_data_args, open_dataset
 from .train_common import add_train_args, initial_network, reuse_finished, train_config
 

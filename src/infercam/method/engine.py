@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam, normalize_cam
 from ..errors import ImageError, InferCamError, LabelError
-from .forward import CamForward
 from ..models.registry import normalization
+from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam, normalize_cam
+from .forward import CamForward
 from .modes import MODES, Recipe, recipe
 from .refine import PatchState, RefineConfig, refine
 from .split import DEFAULT_MARGINS, Box, corner_boxes, mass_center, patch_boxes

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InferCamError
-from .pixel_pairs import pair_affinity
 from .compact import CHANNELS, CompactBackbone
+from .pixel_pairs import pair_affinity
 from .registry import BUNDLED_WEIGHTS, register
 from .resnet38 import ResNet38
 

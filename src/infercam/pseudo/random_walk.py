@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InferCamError
-from ..models.registry import normalization
 from ..models.pixel_pairs import dense_affinity, pair_affinity
+from ..models.registry import normalization
 from .threshold import Background, CamDict, class_scores
 
 STRIDE = 8

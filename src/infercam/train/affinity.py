@@ -27,8 +27,8 @@ from ..data.voc import VOCDataset
 from ..models.affinity import check_affinity_net
 from ..models.pixel_pairs import affinity_labels
 from ..models.registry import normalization
-from .resume import partial_path
 from .loop import PSA_JITTER, LabelledImages, TrainConfig, make_loader, save_checkpoint, train_loop
+from .resume import partial_path
 
 STRIDE = 8
 PSA_AFF_TRAIN = TrainConfig(epochs=8, batch_size=8, lr=0.1, weight_decay=5e-4, crop_size=448)

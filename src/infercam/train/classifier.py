@@ -28,8 +28,8 @@ from ..data.voc import VOCDataset
 from ..errors import InferCamError
 from ..io import ensure_dir
 from ..models import create, normalization
-from .resume import load_partial, partial_path, save_partial
 from .loop import save_checkpoint
+from .resume import load_partial, partial_path, save_partial
 
 
 @dataclasses.dataclass

@@ -23,8 +23,8 @@ from ..data.images import load_image
 from ..data.voc import VOCDataset
 from ..io import ensure_dir, save_label_png
 from ..models.registry import normalization
-from .resume import partial_path
 from .loop import LabelledImages, TrainConfig, make_loader, save_checkpoint, train_loop
+from .resume import partial_path
 
 SEG_TRAIN = TrainConfig(epochs=20, batch_size=8, lr=0.01, weight_decay=1e-4, crop_size=320)
 MOMENTUM = 0.9
