@@ -130,7 +130,7 @@ def variants() -> dict[str, tuple]:
         **{f"near {n}": (r(d, accept=AcceptNearUnion(n)), {}) for n in (0.5,)},
         "near with corner patches": (r(d, boxes=corners, merge=merge_blend, accept=AcceptNearUnion(0.5)), {}),
         **{f"near {n} per class": (r(d, accept=AcceptNear(n)), {}) for n in (0.3, 0.7)},
-        **{f"extent {k} per class": (r(d, accept=AcceptNearExtent(k)), {}) for k in (0.25, 0.5, 1.0)},
+        **{f"extent {k} per class": (r(d, accept=AcceptNearExtent(k)), {}) for k in (0.25, 0.5, 1.0, 2.0, 3.0)},
         **{f"extent {k} union": (r(d, accept=AcceptNearExtent(k, per_class=False)), {}) for k in (0.5, 1.0)},
     }
 

@@ -99,3 +99,18 @@ def test_box_scores_on_known_maps():
     score, t = best_iou(cam, region)
     assert score == 1.0 and t > 0.3
     assert mass_share(np.zeros((10, 10)), region) == 0.0
+
+
+def test_the_default_gates_each_class_by_what_that_class_covers():
+    """A class's round counts near its own covered region: class 0 covers the left, class 1 the right, so class 0's
+    new response on the right is dropped, though it lies on what the image's other class covers."""
+    maxima = torch.zeros(2, 10, 40)
+    maxima[0, :, :5] = 1.0  # class 0 covers columns 0-4
+    maxima[1, :, 35:] = 1.0  # class 1 covers columns 35-39
+    new = torch.ones(2, 10, 40)
+    kept = AcceptNear(0.5)(new, maxima, threshold=0.7)  # reach 0.5 x 10 = 5 px
+    assert torch.equal(kept[0, :, :5], torch.ones(10, 5)) and float(kept[0, :, 35:].max()) == 0.0
+    assert torch.equal(kept[1, :, 35:], torch.ones(10, 5)) and float(kept[1, :, :5].max()) == 0.0
+    assert 0.0 < float(kept[0, 0, 7]) < 1.0  # 3 px from class 0's region: a partial weight
+    empty = AcceptNear(0.5)(new, torch.zeros(2, 10, 40), threshold=0.7)
+    assert torch.equal(empty, new)  # nothing covered yet: everything counts

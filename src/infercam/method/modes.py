@@ -4,7 +4,7 @@
 |---|---|---|---|
 | how the image is cut (``boxes``) | four corner patches, a negative start wrapping as numpy does | four corner patches, starts clamped at 0 | no cut: the whole image |
 | erasing mask per pass (``keep_masks``) | chained resizes, not flipped | resized per scale, flipped with its input | resized per scale, flipped with its input |
-| what of a round counts (``accept``) | all of it | all of it | only what lies near the region already covered |
+| what of a round counts (``accept``) | all of it | all of it | per class, only what lies near the region that class already covers |
 | how patches merge (``merge``) | maximum | maximum | maximum (one patch) |
 | when a patch stops (``stop_fraction``) | a round covers < 2 % anew | a round covers < 2 % anew | after ``max_rounds`` rounds |
 
@@ -13,13 +13,13 @@ a real classifier", chosen on development photos and a synthetic development spl
 classifier, the CAM of a corner patch is worse than the image's own CAM cut to that patch (the crop loses the
 context the network uses), and the rounds, once the object's core is erased, respond as strongly to the scene
 around it (water, grass) as to the object's other parts. The default keeps the erasing rounds but runs them on the
-whole image, and a round's map counts only near what is already covered (its weight falls linearly from 1 on the
-covered region to 0 at ``NEAR`` = 0.5 times the image's shorter side), so the map grows along the object round by
-round instead of jumping into the scene; every round runs, since a gated round covers little anew and the
-published 2 % stop would end the growth after one or two rounds.
+whole image, and a class's round counts only near what that class already covers (its weight falls linearly from 1
+on the class's covered region to 0 at ``NEAR`` = 0.5 times the image's shorter side), so each map grows along its
+object round by round instead of jumping into the scene or along another class's object; every round runs, since
+a gated round covers little anew and the published 2 % stop would end the growth after one or two rounds.
 Without patches there are no patch borders, hence no seams, and it costs about a third of the forward passes. On
 the held-out synthetic benchmark it keeps the published method's gain (within its interval); on held-out real
-photos it is far better than the published method but still slightly below the baseline CAM.
+photos it puts slightly more of the map on the objects than the baseline CAM, with a mean IoU at parity.
 """
 from __future__ import annotations
 
