@@ -26,7 +26,7 @@ import torch
 
 from infercam import InferCam, models
 from infercam.data import photos
-from infercam.data.images import load_image
+from infercam.data.images import fit, load_image
 from infercam.data.synthetic import make_synthetic
 from infercam.data.voc import VOCDataset
 from infercam.evaluation import CamSweep
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     table = variants()
     names = args.variants.split(";") if args.variants else list(table)
-    found = [] if args.no_photos else [(p, photos.fit(im, 500)) for p, im in photos.available("dev")[0]]
+    found = [] if args.no_photos else [(p, fit(im, 500)) for p, im in photos.available("dev")[0]]
     lite0 = models.build_network("efficientnet-lite0")[0]
     demo = models.build_network("demo")[0]
     dataset = None

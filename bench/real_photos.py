@@ -35,6 +35,7 @@ import torch
 from infercam import InferCam, models
 from infercam.classes import VOC_CLASSES
 from infercam.data import imagenet_voc, photos
+from infercam.data.images import fit
 from infercam.evaluation import evaluate_cam_dicts, ignore_classes
 from infercam.evaluation.metrics import best_iou, mass_share, seam_ratio
 from infercam.method.modes import MODES
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     net, _ = models.build_network("efficientnet-lite0")
     found, missing = photos.available(args.split)
-    found = [(p, photos.fit(im, args.max_side)) for p, im in found]
+    found = [(p, fit(im, args.max_side)) for p, im in found]
     if args.photos:
         wanted = set(args.photos.split(","))
         found = [(p, im) for p, im in found if p.name in wanted]

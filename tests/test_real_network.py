@@ -13,6 +13,7 @@ from infercam import InferCam, models
 from infercam.classes import VOC_CLASSES
 from infercam.cli import main
 from infercam.data import imagenet_voc, photos
+from infercam.data.images import fit
 from infercam.errors import CheckpointError
 from infercam.models import efficientnet_lite
 from infercam.models.class_map import ClassMapCam, with_class_map
@@ -204,7 +205,7 @@ def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch
     monkeypatch.setitem(__import__("sys").modules, "real_photos", bench)  # dataclasses look their module up
     spec.loader.exec_module(bench)
     photo, image = found[0]
-    image = photos.fit(image, 160)
+    image = fit(image, 160)
     engines = {m: InferCam(lite0, mode="default" if m == bench.BASELINE else m, scales=(1.0, 0.5))
                for m in (bench.BASELINE, "default")}
     rows = bench.measure_photo(engines, photo, image)

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from infercam import InferCam, models
 from infercam.data import photos
+from infercam.data.images import fit
 from infercam.data.scenes import image_rng, render_scene
 from infercam.io import overlay
 from infercam.report.pictures import colour_labels, outline
@@ -30,7 +31,7 @@ CAPTION = 22
 
 def panel(image: np.ndarray, caption: str) -> Image.Image:
     """One captioned cell: the picture fitted to CELL px (its longer side), the caption above it."""
-    pic = Image.fromarray(photos.fit(image, CELL) if max(image.shape[:2]) > CELL else image)
+    pic = Image.fromarray(fit(image, CELL) if max(image.shape[:2]) > CELL else image)
     if max(pic.size) < CELL:
         scale = CELL / max(pic.size)
         pic = pic.resize((round(pic.width * scale), round(pic.height * scale)), Image.NEAREST)
@@ -45,7 +46,7 @@ def top_map(cams: dict[int, np.ndarray]) -> np.ndarray:
 
 
 def photo_row(net, photo: photos.Photo, image: np.ndarray) -> list[Image.Image]:
-    image = photos.fit(image, 500)
+    image = fit(image, 500)
     classes = photo.imagenet_classes()
     default = InferCam(net, mode="default")(image, classes)
     fixed = InferCam(net, mode="fixed")(image, classes)

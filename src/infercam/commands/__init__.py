@@ -10,6 +10,7 @@ COMMANDS: tuple[str, ...] = (
     "make_photos",
     "make_synthetic",
     "pseudo",
+    "report",
     "split",
     "train_aff",
     "train_cls",

@@ -81,3 +81,13 @@ def load_image(path: str | os.PathLike, limits: SizeLimits = SizeLimits()) -> np
         raise ImageError(f"not an image file (format not recognised): {path}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot decode image (corrupt or truncated?): {path}: {exc}") from None
+
+
+def fit(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` resized (PIL bicubic) so that its longer side is at most ``max_side`` (e.g. PASCAL VOC's 500 px, or a thumbnail)."""
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, resample=Image.BICUBIC))

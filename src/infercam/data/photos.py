@@ -86,16 +86,6 @@ class Photo:
         return mask
 
 
-def fit(image: np.ndarray, max_side: int) -> np.ndarray:
-    """``image`` resized (PIL bicubic) so that its longer side is at most ``max_side`` (PASCAL VOC's 500 px)."""
-    height, width = image.shape[:2]
-    scale = max_side / max(height, width)
-    if scale >= 1:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, resample=Image.BICUBIC))
-
-
 def catalogue() -> list[Photo]:
     """Every photo of ``photo_boxes.json`` (whether or not its source is installed)."""
     data = json.loads(BOXES_FILE.read_text(encoding="utf-8"))

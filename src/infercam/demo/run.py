@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data import photos
-from ..data.images import load_image
+from ..data.images import fit, load_image
 from ..data.scenes import PART_BODY, PART_HEAD
 from ..data.synthetic import PART_DIR, make_synthetic
 from ..data.voc import VOCDataset, read_label_png
@@ -156,6 +156,9 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
             shown.append(ImageRow(name, image, gt, cams, results["fixed"].boxes))
     results = {m: sweeps[m].result(dataset.names) for m in METHODS}
     scores = {m: _score(results[m], masses[m]) for m in METHODS}
+    per_image = {m: results[m].per_image_iou() for m in METHODS}
+    for row in shown:
+        row.ious = {m: per_image[m][row.name] for m in METHODS}
 
     def diff(a: str, b: str) -> Interval:
         return paired_bootstrap(results[a].per_image_intersection, results[a].per_image_union,
@@ -184,7 +187,7 @@ def real_photos(device: str = "cpu", progress: bool = True, max_photos: int | No
     if max_photos == 0:
         return [], [], ["real photos not asked for (--photos 0)"]
     found, missing = photos.available("test")
-    found = [(p, photos.fit(image, PHOTO_SIDE)) for p, image in found if p.source == "darknet"][:max_photos]
+    found = [(p, fit(image, PHOTO_SIDE)) for p, image in found if p.source == "darknet"][:max_photos]
     notes = [m for m in missing if "darknet" in m]
     if not found:
         return [], [], notes or ["no real photos found"]

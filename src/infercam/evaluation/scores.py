@@ -148,6 +148,14 @@ class EvalResult:
         return {name: {"iou": 100 * i, "precision": 100 * p, "recall": 100 * r}
                 for name, (i, p, r) in zip(CLASS_NAMES, scores)}
 
+    def per_image_iou(self) -> dict[str, float]:
+        """Image -> its IoU (%) at the best threshold: the mean over the classes in its truth or prediction."""
+        out = {}
+        for name, inter, union in zip(self.names, self.per_image_intersection, self.per_image_union):
+            present = union > 0
+            out[name] = float(100 * np.mean(inter[present] / union[present])) if present.any() else math.nan
+        return out
+
     def to_dict(self) -> dict:
         """The summary as JSON-ready data (no per-image counts); undefined (NaN) scores become None."""
         def num(x: float) -> float | None:

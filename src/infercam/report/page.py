@@ -10,18 +10,30 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping, Protocol
 
 import numpy as np
 
+from ..classes import VOC_CLASSES
 from ..evaluation import cam_to_label
 from ..evaluation.stats import Interval
 from ..io import atomic_path, ensure_dir, overlay, save_image
 from ..method.split import Box
+from .gallery import GALLERY_STYLE, GalleryItem, Panel, write_gallery
 from .pictures import colour_labels, draw_boxes, outline
 
 COLOURS = {"baseline": "#888888", "infercam-default": "#d62728", "infercam-fixed": "#2ca02c",
            "infercam-reference": "#1f77b4"}
+SPARE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 CamMaps = dict[int, np.ndarray]  # class index -> map
+
+
+class Curve(Protocol):
+    """What the threshold plot reads of a method's scores."""
+
+    miou: float
+    best_threshold: float
+    per_threshold: Mapping[float | str, float]
 
 
 @dataclass
@@ -45,6 +57,7 @@ class ImageRow:
     gt: np.ndarray
     cams: dict[str, CamMaps]  # method -> its CAMs
     boxes: list[Box]
+    ious: dict[str, float] = field(default_factory=dict)  # method -> the image's IoU (%) at its best threshold
 
 
 @dataclass
@@ -74,11 +87,12 @@ class Report:
     photo_notes: list[str] = field(default_factory=list)  # why photos were skipped
 
 
-def threshold_plot(report: Report, width: int = 560, height: int = 300) -> str:
-    """mIoU against background threshold for every method, as inline SVG."""
+def threshold_plot(methods: Mapping[str, Curve], width: int = 560, height: int = 300) -> str:
+    """mIoU against background threshold for every method (its ``per_threshold``, with a dot at its best), as
+    inline SVG."""
     left, right, top, bottom = 48, 150, 12, 36
     pw, ph = width - left - right, height - top - bottom
-    curves = {m: sorted((float(t), v) for t, v in s.per_threshold.items()) for m, s in report.methods.items()}
+    curves = {m: sorted((float(t), v) for t, v in s.per_threshold.items()) for m, s in methods.items()}
     tmax = max(t for c in curves.values() for t, _ in c)
     vmax = max(v for c in curves.values() for _, v in c)
     ymax = max(10.0, np.ceil(vmax / 10) * 10)
@@ -96,9 +110,9 @@ def threshold_plot(report: Report, width: int = 560, height: int = 300) -> str:
                  f'<text x="12" y="{top + ph / 2}" transform="rotate(-90 12 {top + ph / 2})" '
                  f'text-anchor="middle">mIoU (%)</text>')
     for i, (method, curve) in enumerate(curves.items()):
-        colour = COLOURS.get(method, "#2ca02c")
+        colour = COLOURS.get(method, SPARE_COLOURS[i % len(SPARE_COLOURS)])
         points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in curve)
-        best = report.methods[method]
+        best = methods[method]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>'
                      f'<circle cx="{x(best.best_threshold):.1f}" cy="{y(best.miou):.1f}" r="3.5" fill="{colour}"/>'
                      f'<line x1="{left + pw + 10}" x2="{left + pw + 30}" y1="{top + 14 + 18 * i}" '
@@ -122,29 +136,22 @@ def _summary_table(report: Report) -> str:
             f"{rows}</table><ul>{diffs}</ul>")
 
 
-def _image_rows(folder: Path, report: Report) -> str:
-    methods = list(report.methods)
-    out = []
+def _gallery_items(report: Report) -> list[GalleryItem]:
+    """The labelled images as gallery rows: the image with its patches, its truth, each method's CAM (with the
+    image's IoU) and label map at the method's best threshold."""
+    items = []
     for row in report.images:
-        name, image = row.name, row.image
-        cells = [("image + patches", draw_boxes(image, row.boxes)), ("ground truth", colour_labels(row.gt))]
-        for method in methods:
-            cams = row.cams[method]
+        panels = [Panel("image + patches", draw_boxes(row.image, row.boxes)), Panel("ground truth", colour_labels(row.gt))]
+        for method, cams in row.cams.items():
             top = np.max(np.stack(list(cams.values())), axis=0)
-            cells.append((f"{method} CAM", overlay(image, top)))
-        for method in methods:
-            label = cam_to_label(row.cams[method], report.methods[method].best_threshold, row.gt.shape)
-            cells.append((f"{method} labels", colour_labels(label)))
-        tds = []
-        for k, (caption, picture) in enumerate(cells):
-            rel = f"img/{name}_{k}.png"
-            save_image(folder / rel, picture)
-            tds.append(f'<td><img src="{rel}" alt="{html.escape(caption)}" width="{picture.shape[1]}" '
-                       f'height="{picture.shape[0]}"></td>')
-        out.append(f"<tr><th>{html.escape(name)}</th>{''.join(tds)}</tr>")
-    captions = ["image + patches", "ground truth"] + [f"{m} CAM" for m in methods] + [f"{m} labels" for m in methods]
-    head = "<tr><th>name</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in captions) + "</tr>"
-    return f"<table class='images'>{head}{''.join(out)}</table>"
+            iou = row.ious.get(method)
+            panels.append(Panel(f"{method} CAM" + ("" if iou is None else f": IoU {iou:.1f}"), overlay(row.image, top)))
+        for method, cams in row.cams.items():
+            label = cam_to_label(cams, report.methods[method].best_threshold, row.gt.shape)
+            panels.append(Panel(f"{method} labels", colour_labels(label)))
+        classes = [VOC_CLASSES[int(v) - 1] for v in np.unique(row.gt) if 1 <= v <= len(VOC_CLASSES)]
+        items.append(GalleryItem(row.name, panels, dict(row.ious), classes))
+    return items
 
 
 def _photo_section(folder: Path, report: Report) -> str:
@@ -198,10 +205,11 @@ def write_report(folder: str | Path, report: Report) -> Path:
     ensure_dir(folder / "img", "report image folder")
     body = (f"<div id='broken'></div><h1>{html.escape(report.heading, quote=False)}</h1>"
             f"<p>{html.escape(report.intro, quote=False)}</p>"
-            f"<h2>Summary</h2>{_summary_table(report)}<h2>mIoU against threshold</h2>{threshold_plot(report)}"
-            f"<h2>Images</h2>{_image_rows(folder, report)}{_photo_section(folder, report)}")
+            f"<h2>Summary</h2>{_summary_table(report)}<h2>mIoU against threshold</h2>{threshold_plot(report.methods)}"
+            f"<h2>Images</h2>{write_gallery(folder, _gallery_items(report), list(report.methods))}"
+            f"{_photo_section(folder, report)}")
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.title, quote=False)}" \
-           f"</title><style>{STYLE}</style></head><body>{body}{CHECK_SCRIPT}</body></html>\n"
+           f"</title><style>{STYLE}{GALLERY_STYLE}</style></head><body>{body}{CHECK_SCRIPT}</body></html>\n"
     path = folder / "index.html"
     with atomic_path(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")

@@ -1,0 +1,138 @@
+"""``infercam report``: two CAM runs and one label run on a tiny VOC folder; the page's files, its scores against
+``infercam eval``'s, missing files, wrong folders, and the gallery's sorting and class filter in headless Chromium."""
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli_run import argv, run
+from infercam.io import save_label_png
+
+NAMES = ("img_a", "img_b", "img_c", "img_d")
+
+
+@pytest.fixture()
+def runs(tiny_voc, tiny_weights, tmp_path, capsys):
+    """A tiny VOC folder with ground truth, and three runs: baseline CAMs, InferCam CAMs, thresholded labels."""
+    seg = tiny_voc / "SegmentationClass"
+    seg.mkdir()
+    table = np.load(tiny_voc / "cls_labels.npy", allow_pickle=True).item()
+    for name in NAMES:
+        with Image.open(tiny_voc / "JPEGImages" / f"{name}.jpg") as img:
+            gt = np.zeros((img.height, img.width), np.uint8)
+        for k, c in enumerate(np.flatnonzero(table[name])):  # one band per labelled class
+            gt[:, 8 * k + 4: 8 * k + 12] = c + 1
+        save_label_png(seg / f"{name}.png", gt)
+    base, ic, labels = tmp_path / "base", tmp_path / "ic", tmp_path / "labels"
+    assert run(capsys, argv(tiny_voc, tiny_weights, base, command="cam"))[0] == 0
+    assert run(capsys, argv(tiny_voc, tiny_weights, ic))[0] == 0
+    assert run(capsys, ["pseudo", "--cam", base, "--voc-root", tiny_voc, "--method", "threshold", "--out", labels,
+                        "--no-progress"])[0] == 0
+    return tiny_voc, {"baseline": base, "infercam": ic, "labels": labels}
+
+
+def report(capsys, voc, folders, out, *extra):
+    specs = [a for name, folder in folders.items() for a in ("--run", f"{name}={folder}")]
+    return run(capsys, ["report", "--voc-root", voc, *specs, "--out", out, "--no-progress", *extra])
+
+
+def eval_miou(capsys, voc, folder, kind, tmp_path):
+    (voc / "all.txt").write_text("\n".join(NAMES) + "\n")
+    out = tmp_path / f"{folder.name}.json"
+    assert run(capsys, ["eval", "--pred", folder, "--voc-root", voc, "--list", voc / "all.txt", "--format", kind,
+                        "--json", out])[0] == 0
+    return json.loads(out.read_text())["miou"]
+
+
+def test_the_report_shows_every_run_and_scores_them_as_eval_does(runs, tmp_path, capsys):
+    voc, folders = runs
+    out = tmp_path / "report"
+    assert report(capsys, voc, folders, out)[0] == 0
+    page = (out / "index.html").read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) == 4 * 5  # per image: photo, truth, three runs
+    assert all(not s.startswith(("/", "http")) and (out / s).is_file() for s in sources)
+    for name, kind in (("baseline", "cam"), ("infercam", "cam"), ("labels", "label")):
+        shown = re.search(rf"<tr><td>{name}</td><td>{kind}</td><td>([0-9.]+)</td>", page)
+        assert shown and float(shown.group(1)) == pytest.approx(eval_miou(capsys, voc, folders[name], kind, tmp_path),
+                                                                abs=0.006)
+    assert page.count("<polyline") == 2  # the two CAM runs have a threshold curve
+    assert "★" in page and page.count('class="item"') == 4
+
+
+def test_missing_files_stop_the_report_or_are_shown_with_skip(runs, tmp_path, capsys):
+    voc, folders = runs
+    (folders["infercam"] / "img_c.npy").unlink()
+    code, err = report(capsys, voc, folders, tmp_path / "r1")
+    assert code == 2 and "run 'infercam' has no .npy file for 1 of the 4 images" in err and "--missing skip" in err
+    code, _ = report(capsys, voc, folders, tmp_path / "r2", "--missing", "skip")
+    page = (tmp_path / "r2" / "index.html").read_text()
+    assert code == 0 and "infercam: 1 missing (img_c)" in page and "infercam: missing" in page
+
+
+@pytest.mark.parametrize("content, message", [
+    (lambda d: None, "holds no CAM .npy files and no label .png files"),
+    (lambda d: (d / "x.npy").write_bytes(b"") or (d / "x.png").write_bytes(b""), "holds both CAM .npy files"),
+])
+def test_a_run_folder_of_no_or_both_kinds_is_refused(content, message, runs, tmp_path, capsys):
+    voc, folders = runs
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    content(odd)
+    code, err = report(capsys, voc, {**folders, "odd": odd}, tmp_path / "r")
+    assert code == 2 and f"run 'odd': {odd} {message}" in err
+
+
+def test_without_ground_truth_the_maps_are_shown_unscored_and_images_picks_the_most_informative(runs, tmp_path,
+                                                                                                 capsys):
+    voc, folders = runs
+    code, _ = report(capsys, voc, folders, tmp_path / "some", "--images", "2")
+    page = (tmp_path / "some" / "index.html").read_text()
+    assert code == 0 and page.count('class="item"') == 2
+    shutil.rmtree(voc / "SegmentationClass")
+    code, _ = report(capsys, voc, folders, tmp_path / "bare")
+    page = (tmp_path / "bare" / "index.html").read_text()
+    assert code == 0 and "without scores" in page and " data-iou0=" not in page and page.count('class="item"') == 4
+
+
+def _visible(dom: str) -> list[str]:
+    """The names of the gallery's shown items, in page order."""
+    tags = re.findall(r'<div class="item"[^>]*>', dom)
+    return [re.search(r'data-name="([^"]+)"', tag).group(1) for tag in tags if " hidden" not in tag]
+
+
+def test_the_gallery_sorts_and_filters_in_a_real_browser(runs, tmp_path, capsys):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium not installed (.ci/run installs it)")
+    voc, folders = runs
+    out = tmp_path / "report"
+    assert report(capsys, voc, {"baseline": folders["baseline"], "infercam": folders["infercam"]}, out)[0] == 0
+    page = (out / "index.html").read_text()
+    ious = {m.group(1): (float(m.group(2)), float(m.group(3))) for m in
+            re.finditer(r'data-name="([^"]+)" data-classes="[^"]*" data-iou0="([0-9.]+)" data-iou1="([0-9.]+)"', page)}
+    assert sorted(ious) == list(NAMES)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=5000", "--allow-file-access-from-files"]
+
+    def dom(state: str) -> str:
+        url = (out / "index.html").as_uri() + state
+        return subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+
+    by_gain = dom("#sort=diff:1:0")
+    loaded = re.search(r'data-images-loaded="(\d+)/(\d+)"', by_gain)
+    assert loaded and loaded.group(1) == loaded.group(2) == "16"
+    gain = sorted(NAMES, key=lambda n: (-(ious[n][1] - ious[n][0]), n))
+    assert _visible(by_gain) == gain
+    assert _visible(dom("#sort=diff:0:1")) == sorted(NAMES, key=lambda n: (-(ious[n][0] - ious[n][1]), n))
+    assert _visible(dom("#sort=name&class=cat")) == ["img_b"]  # img_b alone is labelled cat (and boat)
+    assert _visible(dom("#sort=name&class=")) == list(NAMES)
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1400,900", (out / "index.html").as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000
