@@ -9,6 +9,10 @@ keeps the positive part:
 * Grad-CAM++ (Chattopadhyay et al., 2018): a_kij = G^2 / (2 G^2 + sum_ij(A_k) G^3) (0 where that is
   undefined); w_k = sum_ij a_kij ReLU(G_kij); map = ReLU(sum_k w_k A_k).
 
+Vision transformers: a network with ``token_layout(size) -> (prefix tokens, h, w)`` may name a token layer (output
+(N, prefix + h*w, K)); its patch tokens are reshaped to the (N, K, h, w) grid and the prefix (class, register,
+distillation) tokens dropped.
+
 For a global-average-pooling + linear head and the last feature layer, Grad-CAM is the CAM divided by
 h*w: InferCam's maps, normalised by their maximum, are the same. The InferCam engine calls
 ``forward_cam`` under ``torch.inference_mode()``; the wrapper leaves it (``inference_mode(False)``,
@@ -67,10 +71,19 @@ class GradCam(nn.Module):
         return torch.stack(maps, dim=1)
 
     def _activations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A, logits): the graph starts at the target layer's output A, so a backward stops there."""
+        """(A, logits): the graph starts at the target layer's output A, so a backward stops there. A token layer's
+        output (N, prefix + h*w, K), for a network with ``token_layout``, becomes A = its patch tokens as (N, K, h, w)
+        (the class and any register or distillation tokens dropped)."""
         captured: list[torch.Tensor] = []
+        layout = self.model.token_layout(tuple(x.shape[-2:])) if hasattr(self.model, "token_layout") else None
 
         def capture(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+            if layout is not None and output.dim() == 3:
+                prefix, h, w = layout
+                grid = output[:, prefix:].detach().transpose(1, 2).reshape(output.shape[0], -1, h, w)
+                captured.append(grid.requires_grad_())
+                tokens = captured[-1].flatten(2).transpose(1, 2)
+                return torch.cat([output[:, :prefix], tokens], dim=1)
             captured.append(output.detach().requires_grad_())
             return captured[-1].clone()  # a non-leaf, which later in-place operations may modify
 
@@ -82,7 +95,7 @@ class GradCam(nn.Module):
         if len(captured) != 1 or captured[0].dim() != 4:
             shapes = [tuple(a.shape) for a in captured]
             raise InferCamError(f"target layer {self.target_layer!r} must run once per forward with an (N, C, h, w) "
-                                f"output; got outputs of shapes {shapes}")
+                                f"output (or, in a vision transformer, (N, tokens, C)); got outputs of shapes {shapes}")
         if logits.dim() != 2:
             raise InferCamError(f"{type(self.model).__name__} must return logits (N, C), got {tuple(logits.shape)}")
         return captured[0], logits

@@ -58,7 +58,7 @@ def _extended(mixin: type, base: type) -> type:
     return type(f"{base.__name__}WithCam", (mixin, base), {"__module__": mixin.__module__})
 
 
-def add_cam(model: nn.Module, mixin: type[LinearHeadCam], **attrs: Any) -> nn.Module:
+def add_cam(model: nn.Module, mixin: type, **attrs: Any) -> nn.Module:
     """Give ``model`` the methods of ``mixin`` (a subclass of its class, made once per class) and set ``attrs``.
 
     Module names (not modules) are stored, so the state_dict gains no aliases.

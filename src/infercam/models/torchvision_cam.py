@@ -4,8 +4,9 @@
 weights=None, num_classes=20)``, extended with ``forward_cam`` (see :mod:`.linear_cam`) where the head
 is global average pooling + one linear layer: ResNet, ResNeXt, Wide ResNet, RegNet, ConvNeXt,
 EfficientNet (v1, v2), MobileNetV2, MNASNet, ShuffleNetV2, DenseNet, Swin (v1, v2). The others are
-built as they are, without ``forward_cam`` (VGG, AlexNet, MobileNetV3: MLP heads; ViT: class token;
-...): use Grad-CAM for them. The state_dict is torchvision's own, so a fine-tuned model's loads as it is.
+built as they are, without ``forward_cam`` (VGG, AlexNet, MobileNetV3: MLP heads; ...): use Grad-CAM for them.
+ViT (``vit_b_16`` ...) reads its class token: it takes any input size and Grad-CAM runs over its tokens
+(:mod:`.vit_any_size`). The state_dict is torchvision's own, so a fine-tuned model's loads as it is.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from torchvision import models as tvm
 from ..errors import InferCamError
 from .linear_cam import LinearHeadCam, add_cam
 from .registry import register_prefix
+from .vit_any_size import AnySizeVit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +82,9 @@ def torchvision_network(name: str, num_classes: int = 20, **kwargs: Any) -> nn.M
     head is GAP + linear, and ``cam_target_layer`` (Grad-CAM's default layer) where its family is known."""
     check_torchvision_name(name)
     net = tvm.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    if isinstance(net, tvm.VisionTransformer):  # class token: Grad-CAM over the tokens, at any input size
+        last = list(net.encoder.layers.named_children())[-1][0]
+        return add_cam(net, AnySizeVit, cam_target_layer=f"encoder.layers.{last}.ln_1")
     layout = _LAYOUTS.get(type(net))
     if layout is None:
         return net

@@ -122,13 +122,16 @@ def _item(name: str, voc_root: Path, runs: list[Run], scores: dict[str, RunScore
         if not path.is_file():
             panels.append(Panel(f"{run.name}: missing", np.full_like(image, 200)))
             continue
-        if run.kind == "cam":
-            cams = load_cams(path)
-            classes |= {c for c in cams if c < len(VOC_CLASSES)}
-            picture = overlay(image, np.max(np.stack(list(cams.values())), axis=0)) if cams else image
-        else:
-            label = read_label_png(path)
-            picture = colour_labels(label)
+        try:
+            if run.kind == "cam":
+                cams = load_cams(path)
+                classes |= {c for c in cams if c < len(VOC_CLASSES)}
+                picture = overlay(image, np.max(np.stack(list(cams.values())), axis=0)) if cams else image
+            else:
+                picture = colour_labels(read_label_png(path))
+        except InferCamError:  # a damaged file: shown as such (scoring left it out with a note)
+            panels.append(Panel(f"{run.name}: unreadable", np.full_like(image, 120)))
+            continue
         panels.append(Panel(caption, picture))
         ious[run.name] = iou
     return GalleryItem(name, panels, ious, [VOC_CLASSES[c] for c in sorted(classes)])
