@@ -19,7 +19,7 @@ from ..errors import ImageError
 # Decompression-bomb guard: PIL warns from ~89 Mpx; refuse clearly instead.
 MAX_PIXELS = 16384 * 16384
 MIN_SIDE = 8  # the networks' output stride: a shorter side gives a CAM of a single cell
-DEFAULT_MAX_SIDE = 4096
+DEFAULT_MAX_SIDE = 1280  # worst case (a square image, psa's ResNet-38, default scales, CPU) about 17 GB: BENCHMARKS.md, "Memory"
 
 
 @dataclass(frozen=True)
