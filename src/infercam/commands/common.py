@@ -138,8 +138,7 @@ CHECKPOINT_OPTIONS = ("weights", "aff_weights")
 INTERNAL_OPTIONS = ("func", "command_line", "class_names")
 # Options that do not change what a run writes: a rerun into the same folder may give other values.
 RUN_CONTROL_OPTIONS = ("overwrite", "on_error", "workers", "no_progress", "device", "batch_size", "compile",
-                       "channels_last", "voc_root", "list_file", "labels", "max_side", "out_cam", "heatmap",
-                       "save_splits", "out")
+                       "channels_last", "voc_root", "list_file", "labels", "max_side", *OUTPUT_PATH_OPTIONS)
 
 
 def run_record(args: argparse.Namespace) -> dict[str, Any]:
@@ -234,8 +233,8 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
     record = run_record(args)
     if not args.overwrite:
         check_same_run(outputs.folder / rank.manifest_name(), record)
-    summary = run_dataset(dataset, compute, outputs,
-                          names=distributed.shard(dataset.names, rank.rank, rank.world_size), overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
+    summary = run_dataset(dataset, compute, outputs, names=distributed.shard(dataset.names, rank.rank, rank.world_size),
+                          overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
                           progress=not args.no_progress, manifest=record,
                           manifest_name=rank.manifest_name(), desc=rank.label(desc), limits=limits, prepare=prepare)
     distributed.finish(rank, outputs.folder)

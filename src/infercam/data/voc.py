@@ -150,10 +150,14 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
         raise LabelError(f"cannot read label PNG {path}: {exc}") from None
 
 
+def labels_in(label: np.ndarray) -> list[int]:
+    """Class indices present in a VOC label map (1..20 -> 0..19; background 0 and ignore 255 left out)."""
+    return [int(v) - 1 for v in np.unique(label) if 1 <= v <= NUM_CLASSES]
+
+
 def labels_from_segmentation(path: str | os.PathLike) -> list[int]:
-    """Class indices present in a VOC segmentation mask (1..20 -> 0..19; 0 and 255 ignored)."""
-    values = np.unique(read_label_png(path))
-    return [int(v) - 1 for v in values if 1 <= v <= NUM_CLASSES]
+    """Class indices present in a VOC segmentation mask file."""
+    return labels_in(read_label_png(path))
 
 
 def find_image(root: Path, name: str) -> Path:
@@ -235,5 +239,5 @@ class VOCDataset:
 
 __all__ = [
     "IGNORE_INDEX", "VOCDataset", "find_image", "labels_from_segmentation", "labels_from_xml",
-    "labels_to_indices", "load_cls_labels", "read_image_list", "read_label_png", "voc_annotation",
+    "labels_in", "labels_to_indices", "load_cls_labels", "read_image_list", "read_label_png", "voc_annotation",
 ]

@@ -8,10 +8,10 @@ pooled vector allowed, as in ConvNeXt), which is checked on random features when
 pretrained config's; the state_dict is timm's own.
 
 Swin (``swin*``) is built with ``strict_img_size=False`` and its input padded to whole patches (:class:`PadToPatch`);
-its head is GAP + linear, so it has ``forward_cam``. Vision transformers (timm's ``VisionTransformer`` family: ``vit_*``, ``deit_*``, ``eva02_*``, ...) are built with
-dynamic input sizes (position embeddings interpolated to each input's token grid, the input padded to whole
-patches), since InferCam feeds every scale of every patch. One whose head averages the patch tokens
-(``global_pool="avg"``) gets ``forward_cam``: the head's weights on every patch token after the final norm, with the
+its head is GAP + linear, so it has ``forward_cam``. Vision transformers (timm's ``VisionTransformer`` family:
+``vit_*``, ``deit_*``, ``eva02_*``, ...) are built with dynamic input sizes (position embeddings interpolated to
+each input's token grid, the input padded to whole patches), since InferCam feeds every scale of every patch. One
+whose head averages the patch tokens (``global_pool="avg"``) gets ``forward_cam``: the head's weights on every patch token after the final norm, with the
 head's own LayerNorm of the pooled vector (exact: the maps' spatial mean is the logits minus the bias). One that
 reads its class token gets Grad-CAM over the tokens of the last block's attention input (``blocks.<last>.norm1``,
 see :mod:`.vit_any_size` for why not the block's output); class, register and distillation tokens are dropped.
@@ -107,8 +107,12 @@ def _cam_head(net: nn.Module, channels_last: bool) -> tuple[str, str | None] | N
         net.train(training)
     if not torch.allclose(offset[0], offset[1], rtol=0, atol=1e-4 * (1 + float(logits.abs().max()))):
         return None
-    names = {id(m): key for key, m in net.named_modules()}
-    return names[id(linear)], None if norm is None else names[id(norm)]
+    return _module_name(net, linear), None if norm is None else _module_name(net, norm)
+
+
+def _module_name(net: nn.Module, module: nn.Module) -> str:
+    """The name of ``module`` inside ``net`` (the CAM mixins store names, not modules)."""
+    return next(key for key, m in net.named_modules() if m is module)
 
 
 def timm_network(name: str, num_classes: int = 20, **kwargs: Any) -> nn.Module:
@@ -117,15 +121,14 @@ def timm_network(name: str, num_classes: int = 20, **kwargs: Any) -> nn.Module:
     timm = _timm()
     if not timm.is_model(name):
         raise InferCamError(f"unknown timm model {name!r}; the names are timm.list_models()")
-    net = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
-    if _is_vit(net):  # again, taking any input size (same modules, same state_dict)
-        net = timm.create_model(name, pretrained=False, num_classes=num_classes,
-                                **{"dynamic_img_size": True, "dynamic_img_pad": True, **kwargs})
-    swin = type(net).__name__.startswith("SwinTransformer")
-    if swin:
-        net = timm.create_model(name, pretrained=False, num_classes=num_classes, **{"strict_img_size": False, **kwargs})
+    with torch.device("meta"):  # the family decides how it is built to take any input size: structure only
+        probe = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+    vit, swin = _is_vit(probe), type(probe).__name__.startswith("SwinTransformer")
+    any_size = ({"dynamic_img_size": True, "dynamic_img_pad": True} if vit
+                else {"strict_img_size": False} if swin else {})
+    net = timm.create_model(name, pretrained=False, num_classes=num_classes, **{**any_size, **kwargs})
     net.mean, net.std = tuple(net.pretrained_cfg["mean"]), tuple(net.pretrained_cfg["std"])
-    if _is_vit(net):
+    if vit:
         return _vit(net)
     channels_last = getattr(net, "output_fmt", "NCHW") == "NHWC"
     if not channels_last and getattr(net, "feature_info", None):  # Grad-CAM needs (N, C, h, w) activations
@@ -149,9 +152,8 @@ def _vit(net: nn.Module) -> nn.Module:
     head = net.get_classifier()
     if getattr(net, "global_pool", None) == "avg" and isinstance(head, nn.Linear):
         fc_norm = getattr(net, "fc_norm", None)
-        names = {id(m): key for key, m in net.named_modules()}
-        norm = names[id(fc_norm)] if isinstance(fc_norm, nn.LayerNorm) else None
-        return add_cam(net, TimmVitCam, cam_head=names[id(head)], cam_norm=norm)
+        norm = _module_name(net, fc_norm) if isinstance(fc_norm, nn.LayerNorm) else None
+        return add_cam(net, TimmVitCam, cam_head=_module_name(net, head), cam_norm=norm)
     return add_cam(net, TimmVit)
 
 

@@ -15,6 +15,7 @@ from typing import Mapping, Protocol
 import numpy as np
 
 from ..classes import VOC_CLASSES
+from ..data.voc import labels_in
 from ..evaluation import cam_to_label
 from ..evaluation.stats import Interval
 from ..io import atomic_path, ensure_dir, overlay, save_image
@@ -141,7 +142,8 @@ def _gallery_items(report: Report) -> list[GalleryItem]:
     image's IoU) and label map at the method's best threshold."""
     items = []
     for row in report.images:
-        panels = [Panel("image + patches", draw_boxes(row.image, row.boxes)), Panel("ground truth", colour_labels(row.gt))]
+        panels = [Panel("image + patches", draw_boxes(row.image, row.boxes)),
+                  Panel("ground truth", colour_labels(row.gt))]
         for method, cams in row.cams.items():
             top = np.max(np.stack(list(cams.values())), axis=0)
             iou = row.ious.get(method)
@@ -149,7 +151,7 @@ def _gallery_items(report: Report) -> list[GalleryItem]:
         for method, cams in row.cams.items():
             label = cam_to_label(cams, report.methods[method].best_threshold, row.gt.shape)
             panels.append(Panel(f"{method} labels", colour_labels(label)))
-        classes = [VOC_CLASSES[int(v) - 1] for v in np.unique(row.gt) if 1 <= v <= len(VOC_CLASSES)]
+        classes = [VOC_CLASSES[c] for c in labels_in(row.gt)]
         items.append(GalleryItem(row.name, panels, dict(row.ious), classes))
     return items
 
@@ -203,17 +205,23 @@ def write_report(folder: str | Path, report: Report) -> Path:
     real photos' panels; returns the HTML path."""
     folder = ensure_dir(folder, "report folder")
     ensure_dir(folder / "img", "report image folder")
-    body = (f"<div id='broken'></div><h1>{html.escape(report.heading, quote=False)}</h1>"
-            f"<p>{html.escape(report.intro, quote=False)}</p>"
+    body = (f"<h1>{html.escape(report.heading, quote=False)}</h1><p>{html.escape(report.intro, quote=False)}</p>"
             f"<h2>Summary</h2>{_summary_table(report)}<h2>mIoU against threshold</h2>{threshold_plot(report.methods)}"
             f"<h2>Images</h2>{write_gallery(folder, _gallery_items(report), list(report.methods))}"
             f"{_photo_section(folder, report)}")
-    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.title, quote=False)}" \
-           f"</title><style>{STYLE}{GALLERY_STYLE}</style></head><body>{body}{CHECK_SCRIPT}</body></html>\n"
+    return write_page(folder, report.title, body)
+
+
+def write_page(folder: Path, title: str, body: str, style: str = "") -> Path:
+    """Write ``folder/index.html`` atomically: ``body`` with the reports' style (and ``style``), the gallery's,
+    and the check that every picture loaded; returns its path."""
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title, quote=False)}</title>"
+            f"<style>{STYLE}{GALLERY_STYLE}{style}</style></head><body><div id='broken'></div>{body}{CHECK_SCRIPT}"
+            "</body></html>\n")
     path = folder / "index.html"
     with atomic_path(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
     return path
 
 
-__all__ = ["ImageRow", "MethodScore", "PhotoRow", "Report", "threshold_plot", "write_report"]
+__all__ = ["ImageRow", "MethodScore", "PhotoRow", "Report", "threshold_plot", "write_page", "write_report"]

@@ -19,15 +19,16 @@ from tqdm import tqdm
 
 from ..classes import VOC_CLASSES
 from ..data.images import load_image
-from ..data.voc import SEG_DIR, find_image, read_label_png
+from ..data.voc import SEG_DIR, find_image, labels_in, read_label_png
 from ..errors import DataError, InferCamError
 from ..evaluation import DEFAULT_THRESHOLDS, evaluate_cams, evaluate_labels
-from ..io import atomic_path, ensure_dir, load_cams, overlay
-from .gallery import GALLERY_STYLE, GalleryItem, Panel, sort_value, write_gallery
-from .page import CHECK_SCRIPT, STYLE, threshold_plot
+from ..io import ensure_dir, load_cams, overlay
+from .gallery import GalleryItem, Panel, sort_value, write_gallery
+from .page import threshold_plot, write_page
 from .pictures import colour_labels
 
 KINDS = {"cam": ".npy", "label": ".png"}
+RUNS_STYLE = "td.best{font-weight:bold}table.classes td,table.classes th{font-size:11px;padding:2px 3px}"
 
 
 @dataclass
@@ -112,7 +113,7 @@ def _item(name: str, voc_root: Path, runs: list[Run], scores: dict[str, RunScore
     if gt_path.is_file():
         gt = read_label_png(gt_path)
         panels.append(Panel("ground truth", colour_labels(gt)))
-        classes |= {int(v) - 1 for v in np.unique(gt) if 1 <= v <= len(VOC_CLASSES)}
+        classes |= set(labels_in(gt))
     ious = {}
     for run in runs:
         score = scores.get(run.name)
@@ -152,7 +153,8 @@ def _summary(runs: list[Run], scores: dict[str, RunScore], missing: dict[str, li
     table = ("<table><tr><th>run</th><th>kind</th><th>mIoU (%)</th><th>threshold</th><th>images scored</th>"
              f"<th>missing files</th></tr>{''.join(rows)}</table>")
     if not scored_any:
-        return table + "<p>No ground truth (SegmentationClass/) for these images: the maps are shown without scores.</p>"
+        return table + ("<p>No ground truth (SegmentationClass/) for these images: the maps are shown without "
+                        "scores.</p>")
     classes = list(next(iter(scores.values())).per_class)
     best = {c: max((s.per_class[c] for s in scores.values() if not math.isnan(s.per_class[c])), default=math.nan)
             for c in classes}
@@ -203,16 +205,10 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
     plot = threshold_plot(curves) if curves else ""
     missing_notes = "".join(f"<li>{html.escape(r)}: {len(v)} missing ({html.escape(', '.join(v[:10]))}"
                             f"{', ...' if len(v) > 10 else ''})</li>" for r, v in absent.items() if v)
-    body = (f"<div id='broken'></div><h1>infercam report</h1><p>{len(names)} images, {len(runs)} runs; "
+    body = (f"<h1>infercam report</h1><p>{len(names)} images, {len(runs)} runs; "
             f"{len(shown)} shown{' (the most informative)' if images is not None else ''}.</p>"
             f"<h2>Summary</h2>{_summary(runs, scores, absent, scored_any)}"
             + (f"<ul>{missing_notes}</ul>" if missing_notes else "")
             + (f"<h2>mIoU against threshold</h2>{plot}" if plot else "")
             + f"<h2>Images</h2>{write_gallery(folder, items, names_of_runs, sort_value(sort, names_of_runs))}")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>infercam report</title>"
-            f"<style>{STYLE}{GALLERY_STYLE}td.best{{font-weight:bold}}table.classes td,table.classes th{{font-size:11px;padding:2px 3px}}</style></head><body>{body}{CHECK_SCRIPT}"
-            "</body></html>\n")
-    path = folder / "index.html"
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(page, encoding="utf-8")
-    return path
+    return write_page(folder, "infercam report", body, RUNS_STYLE)
