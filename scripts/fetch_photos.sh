@@ -37,7 +37,7 @@ debian_photos() {
 }
 
 debian_photos darknet usr/share/darknet/data dog.jpg eagle.jpg giraffe.jpg horses.jpg kite.jpg person.jpg
-debian_photos opencv-doc usr/share/doc/opencv-doc/examples/data butterfly.jpg fruits.jpg squirrel_cls.jpg messi5.jpg
+debian_photos opencv-doc usr/share/doc/opencv-doc/examples/data butterfly.jpg fruits.jpg squirrel_cls.jpg messi5.jpg stuff.jpg basketball1.png
 
 if ! ls "$cache"/wheels/scikit_image-*.whl >/dev/null 2>&1; then
   if "$python" -m pip download -q --no-deps --only-binary=:all: -d "$cache/wheels" scikit-image==0.26.0 \

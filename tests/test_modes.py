@@ -8,6 +8,7 @@ import torch
 
 from infercam import InferCam
 from infercam.evaluation.metrics import best_iou, mass_share, seam_ratio
+from infercam.method.refine import PatchState
 from infercam.method.modes import MODES, RECIPES, AcceptNear, accept_all, chained_masks, near_weight, per_scale_masks, \
     whole_image
 from infercam.method.split import Box, merge_max, patch_boxes
@@ -108,9 +109,9 @@ def test_the_default_gates_each_class_by_what_that_class_covers():
     maxima[0, :, :5] = 1.0  # class 0 covers columns 0-4
     maxima[1, :, 35:] = 1.0  # class 1 covers columns 35-39
     new = torch.ones(2, 10, 40)
-    kept = AcceptNear(0.5)(new, maxima, threshold=0.7)  # reach 0.5 x 10 = 5 px
+    kept = AcceptNear(0.5)(new, new, PatchState([], (10, 40), maxima=maxima), threshold=0.7)  # reach 0.5 x 10 = 5 px
     assert torch.equal(kept[0, :, :5], torch.ones(10, 5)) and float(kept[0, :, 35:].max()) == 0.0
     assert torch.equal(kept[1, :, 35:], torch.ones(10, 5)) and float(kept[1, :, :5].max()) == 0.0
     assert 0.0 < float(kept[0, 0, 7]) < 1.0  # 3 px from class 0's region: a partial weight
-    empty = AcceptNear(0.5)(new, torch.zeros(2, 10, 40), threshold=0.7)
+    empty = AcceptNear(0.5)(new, new, PatchState([], (10, 40), maxima=torch.zeros(2, 10, 40)), threshold=0.7)
     assert torch.equal(empty, new)  # nothing covered yet: everything counts

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,11 @@ from .split import DEFAULT_MARGINS, Box, clamp_start, corner_patches, merge_max,
 Boxes = Callable[[Sequence[tuple[int, int]], int, int, tuple[int, int]], list[Box]]
 Masks = Callable[[torch.Tensor, Sequence[tuple[int, int]]], list[torch.Tensor]]
 Merge = Callable[[Sequence[tuple[Box, np.ndarray]], tuple[int, ...]], np.ndarray]
+# (a round's normalised map L x h x w, its raw map, the patch's state before it, erase threshold) -> what counts
+Accept = Callable[[torch.Tensor, torch.Tensor, "PatchState", float], torch.Tensor]
+
+if TYPE_CHECKING:
+    from .refine import PatchState
 
 
 def whole_image(centers: Sequence[tuple[int, int]], height: int, width: int,
@@ -55,7 +60,7 @@ def chained_masks(keep: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[
     return pass_keep_masks(keep, sizes, reference=True)
 
 
-def accept_all(cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
+def accept_all(cam: torch.Tensor, raw: torch.Tensor, state: PatchState, threshold: float) -> torch.Tensor:
     """A round's normalised map (L x h x w) counts as it is (the published method)."""
     return cam
 
@@ -67,7 +72,8 @@ class AcceptNear:
 
     near: float
 
-    def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
+    def __call__(self, cam: torch.Tensor, raw: torch.Tensor, state: PatchState, threshold: float) -> torch.Tensor:
+        maxima = state.maxima
         radius = self.near * min(maxima.shape[-2:])
         return torch.stack([cam[i] * near_weight(maxima[i] >= threshold, radius) for i in range(len(cam))])
 
@@ -89,9 +95,10 @@ class Recipe:
     name: str
     boxes: Boxes
     keep_masks: Masks
-    accept: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # (round's map, maxima, erase threshold)
+    accept: Accept
     merge: Merge
     stop_fraction: float = 0.02  # stop a patch when a round covers less than this anew (the engine may override)
+    describes: bool = False  # whether ``accept`` reads round 0's response to every class (``PatchState.descriptor``)
 
 
 NEAR = 0.5  # the default's reach, as a fraction of the image's shorter side (chosen on the development data)

@@ -35,6 +35,10 @@ class PatchState:
     pyramid: Sequence[torch.Tensor]
     size: tuple[int, int]
     maxima: torch.Tensor | None = None
+    first: torch.Tensor | None = None
+    first_raw: torch.Tensor | None = None
+    descriptor: torch.Tensor | None = None
+    round_descriptor: torch.Tensor | None = None
     covered: torch.Tensor | None = None
     rounds: int = 0
     covered_fraction: list[float] = field(default_factory=list)
@@ -44,7 +48,10 @@ class PatchState:
         """Fold one round's raw CAM (L x h x w) into A, normalised by its own peak and kept where the mode's
         ``accept`` rule says, and decide whether the patch is finished."""
         cam = normalize_cam(raw)
-        self.maxima = cam if self.maxima is None else torch.maximum(self.maxima, recipe.accept(cam, self.maxima, config.erase_threshold))
+        if self.maxima is None:
+            self.maxima, self.first, self.first_raw = cam, cam, raw
+        else:
+            self.maxima = torch.maximum(self.maxima, recipe.accept(cam, raw, self, config.erase_threshold))
         covered = self.maxima.amax(dim=0) >= config.erase_threshold
         before = 0 if self.covered is None else int(self.covered.sum())
         gained = (int(covered.sum()) - before) / covered.numel()
@@ -63,7 +70,9 @@ def refine(cams: MultiScaleCam, states: Sequence[PatchState], classes: Sequence[
            config: RefineConfig) -> None:
     """Run the rounds on every patch until each is done; a state already holding round 0 skips it."""
     fresh = [s for s in states if s.maxima is None]
-    for state, raw in zip(fresh, cams.compute_raw([CamJob(s.pyramid, s.size) for s in fresh], classes)):
+    raws, descriptors = cams.compute_described([CamJob(s.pyramid, s.size) for s in fresh], classes, recipe.describes)
+    for i, (state, raw) in enumerate(zip(fresh, raws)):
+        state.descriptor = None if descriptors is None else descriptors[i]
         state.update(raw, recipe, config)
     active = [s for s in states if not s.done]
     while active:
