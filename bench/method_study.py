@@ -25,14 +25,13 @@ import numpy as np
 import torch
 
 from infercam import InferCam, models
-from infercam.method.cam import CamJob
 from infercam.data import photos
 from infercam.data.images import fit, load_image
 from infercam.data.synthetic import make_synthetic
 from infercam.data.voc import VOCDataset
 from infercam.evaluation import CamSweep
 from infercam.evaluation.metrics import best_iou, mass_share, seam_ratio
-from infercam.method.modes import NEAR, RECIPES, AcceptNear, near_weight, whole_image
+from infercam.method.modes import RECIPES, AcceptNear, near_weight, whole_image
 from infercam.method.split import Box
 
 DEV_SEED = 777
@@ -85,8 +84,7 @@ class AcceptNearUnion:
 
     near: float
 
-    def __call__(self, cam: torch.Tensor, raw: torch.Tensor, state, threshold: float) -> torch.Tensor:
-        maxima = state.maxima
+    def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
         return cam * near_weight(maxima.amax(dim=0) >= threshold, self.near * min(maxima.shape[-2:]))
 
 
@@ -98,129 +96,12 @@ class AcceptNearExtent:
     k: float
     per_class: bool = True
 
-    def __call__(self, cam: torch.Tensor, raw: torch.Tensor, state, threshold: float) -> torch.Tensor:
-        maxima = state.maxima
+    def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
         side = min(maxima.shape[-2:])
         masks = [maxima[i] >= threshold for i in range(len(cam))] if self.per_class \
             else [maxima.amax(dim=0) >= threshold] * len(cam)
         return torch.stack([cam[i] * near_weight(m, min(side, self.k * float(m.sum()) ** 0.5))
                             for i, m in enumerate(masks)])
-
-
-# Third round (issue 13): what a round may add, judged by what the network saw in round 0.
-def similarity(descriptor: torch.Tensor, covered: torch.Tensor, size: tuple[int, int], centred: bool) -> torch.Tensor:
-    """h x w cosine similarity (clipped at 0) of each location's all-class response to the mean response over
-    ``covered``, computed on the descriptor's grid and upsampled bilinearly (all 1 where nothing is covered)."""
-    if not bool(covered.any()):
-        return torch.ones(size)
-    d = descriptor - descriptor.mean(dim=(1, 2), keepdim=True) if centred else descriptor
-    frac = torch.nn.functional.interpolate(covered[None, None].float(), size=d.shape[-2:], mode="area")[0, 0]
-    if float(frac.sum()) == 0:
-        frac = torch.nn.functional.interpolate(covered[None, None].float(), size=d.shape[-2:], mode="bilinear",
-                                               align_corners=False)[0, 0]
-    proto = (d * frac).sum(dim=(1, 2)) / frac.sum().clamp(min=1e-6)
-    sim = (torch.nn.functional.normalize(d, dim=0) * torch.nn.functional.normalize(proto, dim=0)[:, None, None]).sum(0)
-    return torch.nn.functional.interpolate(sim.clamp(min=0)[None, None], size=size, mode="bilinear",
-                                           align_corners=False)[0, 0]
-
-
-@dataclass(frozen=True)
-class AcceptSimilar:
-    """The default's near gate times the similarity of what the network saw (round 0, every class) at a location
-    to what it saw on the class's covered region, raised to ``power``; ``near`` 0: no near gate."""
-
-    near: float
-    power: float = 1.0
-    centred: bool = False
-
-    def __call__(self, cam: torch.Tensor, raw: torch.Tensor, state, threshold: float) -> torch.Tensor:
-        maxima, size = state.maxima, tuple(state.maxima.shape[-2:])
-        out = []
-        for i in range(len(cam)):
-            covered = maxima[i] >= threshold
-            w = similarity(state.descriptor, covered, size, self.centred) ** self.power
-            if self.near:
-                w = w * near_weight(covered, self.near * min(size))
-            out.append(cam[i] * w)
-        return torch.stack(out)
-
-
-@dataclass(frozen=True)
-class AcceptSupport:
-    """The near gate times a ramp on the baseline: a location counts fully where round 0 is >= ``floor``."""
-
-    near: float
-    floor: float
-
-    def __call__(self, cam: torch.Tensor, raw: torch.Tensor, state, threshold: float) -> torch.Tensor:
-        near = AcceptNear(self.near)(cam, raw, state, threshold)
-        return near * (state.first / self.floor).clamp(max=1.0)
-
-
-@dataclass(frozen=True)
-class AcceptEvidence:
-    """The near gate, and a class's round counts only while its pooled raw map is >= ``ratio`` x round 0's
-    (the network still sees the class in the erased input)."""
-
-    near: float
-    ratio: float
-
-    def __call__(self, cam: torch.Tensor, raw: torch.Tensor, state, threshold: float) -> torch.Tensor:
-        near = AcceptNear(self.near)(cam, raw, state, threshold)
-        kept = raw.mean(dim=(1, 2)) >= self.ratio * state.first_raw.mean(dim=(1, 2))
-        return near * kept[:, None, None]
-
-
-@dataclass(frozen=True)
-class AcceptPeakEvidence:
-    """The near gate, and a class's round counts only while the peak of its raw map is >= ``ratio`` x round 0's
-    peak: once its most telling parts are erased and the network finds only weak evidence of the class, what that
-    round shows is context. ``sticky``: a class that failed once never counts again."""
-
-    near: float
-    ratio: float
-    sticky: bool = True
-
-    def __call__(self, cam: torch.Tensor, raw: torch.Tensor, state, threshold: float) -> torch.Tensor:
-        near = AcceptNear(self.near)(cam, raw, state, threshold)
-        kept = raw.amax(dim=(1, 2)) >= self.ratio * state.first_raw.amax(dim=(1, 2))
-        if self.sticky:
-            kept = kept & state.__dict__.get("_kept", kept)
-            state.__dict__["_kept"] = kept
-        return near * kept[:, None, None]
-
-
-class AcceptAboveContext:
-    """The near gate, and per class only what a round shows above the network's response to the scene without
-    the object: ``context`` = the raw multi-scale CAM of the image erased wherever the baseline is >= ``support``
-    (computed once per class; 8 passes more). ``pixelwise``: each location keeps the part of the round's raw
-    response above the context's (relative to the round's peak); else a class's round counts only while its peak
-    is above the context's peak."""
-
-    def __init__(self, near: float, support: float, pixelwise: bool) -> None:
-        self.near, self.support, self.pixelwise = near, support, pixelwise
-        self.cams = None  # set by the harness: the engine's MultiScaleCam
-        self.classes = None
-
-    def context(self, state) -> torch.Tensor:
-        if "_context" not in state.__dict__:
-            sizes = [tuple(level.shape[-2:]) for level in state.pyramid]
-            maps = []
-            for i in range(len(state.first)):
-                keep = state.first[i] < self.support
-                job = CamJob(state.pyramid, state.size, RECIPES["default"].keep_masks(keep, sizes))
-                maps.append(self.cams.compute_raw([job], self.classes)[0][i])
-            state.__dict__["_context"] = torch.stack(maps)
-        return state.__dict__["_context"]
-
-    def __call__(self, cam: torch.Tensor, raw: torch.Tensor, state, threshold: float) -> torch.Tensor:
-        near = AcceptNear(self.near)(cam, raw, state, threshold)
-        ctx = self.context(state)
-        if self.pixelwise:
-            above = (raw - ctx).clamp(min=0) / (raw.amax(dim=(1, 2), keepdim=True) + 1e-5)
-            return torch.minimum(near, above)
-        kept = raw.amax(dim=(1, 2)) > ctx.amax(dim=(1, 2))
-        return near * kept[:, None, None]
 
 
 def variants() -> dict[str, tuple]:
@@ -251,22 +132,8 @@ def variants() -> dict[str, tuple]:
         **{f"near {n} per class": (r(d, accept=AcceptNear(n)), {}) for n in (0.3, 0.7)},
         **{f"extent {k} per class": (r(d, accept=AcceptNearExtent(k)), {}) for k in (0.25, 0.5, 1.0, 2.0, 3.0)},
         **{f"extent {k} union": (r(d, accept=AcceptNearExtent(k, per_class=False)), {}) for k in (0.5, 1.0)},
-        **{f"similar near {n} power {p}{' centred' if c else ''}": (r(d, accept=AcceptSimilar(n, p, c), describes=True), {})
-           for n in (0.0, 0.5) for p in (1.0, 2.0, 4.0) for c in (False, True)},
-        **{f"support {t}": (r(d, accept=AcceptSupport(NEAR, t)), {}) for t in (0.1, 0.2, 0.3)},
-        **{f"evidence {t}": (r(d, accept=AcceptEvidence(NEAR, t)), {}) for t in (0.3, 0.5, 0.7)},
-        **{f"peak evidence {t}": (r(d, accept=AcceptPeakEvidence(NEAR, t)), {}) for t in (0.4, 0.5, 0.6, 0.7)},
-        **{f"above context {t}{' pixelwise' if px else ''}": (r(d, accept=AcceptAboveContext(NEAR, t, px)), {})
-           for t in (0.15, 0.3) for px in (False, True)},
-        "peak evidence 0.5 not sticky": (r(d, accept=AcceptPeakEvidence(NEAR, 0.5, False)), {}),
+        **{f"peak evidence {t}": (r(d, evidence=t), {}) for t in (0.4, 0.5, 0.6, 0.7)},
     }
-
-
-def run(engine: InferCam, image: np.ndarray, classes: list[int]):
-    """engine(image, classes), handing a rule that runs passes of its own the engine's CAM computer."""
-    if isinstance(engine.recipe.accept, AcceptAboveContext):
-        engine.recipe.accept.cams, engine.recipe.accept.classes = engine.cams, sorted(set(classes))
-    return engine(image, classes)
 
 
 def photo_scores(engine: InferCam, found) -> dict[str, float]:
@@ -274,7 +141,7 @@ def photo_scores(engine: InferCam, found) -> dict[str, float]:
     for photo, image in found:
         classes = photo.imagenet_classes()
         engine.cams.forward_passes = 0
-        result = run(engine, image, classes)
+        result = engine(image, classes)
         passes.append(engine.cams.forward_passes)
         for c in classes:
             region = photo.region(c, shape=image.shape[:2])
@@ -292,7 +159,7 @@ def synthetic_scores(engine: InferCam, dataset: VOCDataset, baseline: bool = Fal
     for name in dataset.names:
         image, labels = load_image(dataset.image_path(name)), dataset.labels(name)
         engine.cams.forward_passes = 0
-        maps = engine.baseline(image, labels) if baseline else run(engine, image, labels).cams
+        maps = engine.baseline(image, labels) if baseline else engine(image, labels).cams
         passes.append(engine.cams.forward_passes)
         sweep.add(dataset.ground_truth(name), maps)
     result = sweep.result(dataset.names)

@@ -32,7 +32,8 @@ def demo_run(tmp_path_factory):
 def test_demo_summary(demo_run):
     out, summary = demo_run
     assert summary["images"] == 3
-    assert set(summary["methods"]) == {"baseline", "infercam-default", "infercam-fixed", "infercam-reference"}
+    assert set(summary["methods"]) == {"baseline", "infercam-default", "infercam-evidence", "infercam-fixed",
+                                          "infercam-reference"}
     for method in summary["methods"].values():
         assert 0 <= method["miou"] <= 100 and 0 <= method["best_threshold"] <= 0.95
         assert abs(sum(method["mass"].values()) - 1) < 1e-3
@@ -41,7 +42,7 @@ def test_demo_summary(demo_run):
         assert diff["low"] <= diff["difference"] <= diff["high"]
     assert json.loads((out / "summary.json").read_text()) == summary
     photo_methods = {p["method"] for p in summary["photos"]}
-    assert photo_methods in (set(), {"baseline", "infercam-default", "infercam-fixed"})
+    assert photo_methods in (set(), {"baseline", "infercam-default", "infercam-evidence", "infercam-fixed"})
     assert all(0 <= p["share"] <= 1 and 0 <= p["iou"] <= 1 for p in summary["photos"])
     assert summary["photos"] or summary["photo_notes"]  # run, or said why not
 
@@ -74,3 +75,19 @@ def test_report_renders_in_headless_chromium(demo_run, tmp_path):
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1400,900", url],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_demo_with_grad_cam_and_a_wrong_layer(tmp_path, capsys):
+    """--cam-method gradcam gives every method's maps from Grad-CAM; a layer the network lacks is a clear error."""
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    torch.save({"state_dict": create("small-resnet", **TINY).state_dict(),
+                "config": {"arch": "small-resnet", "arch_kwargs": TINY, "num_classes": 20}}, weights)
+    args = ["demo", "--images", "2", "--network", "small-resnet", "--weights", str(weights), "--photos", "0",
+            "--report-images", "0", "--no-progress", "--cam-method", "gradcam"]
+    out = ["--out", str(tmp_path / "a"), "--json", str(tmp_path / "s.json"), "--target-layer", "stages"]
+    assert main(args + out) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert all(0 <= m["miou"] <= 100 for m in summary["methods"].values())
+    assert main(args + ["--out", str(tmp_path / "b"), "--target-layer", "no_such_layer"]) == 2
+    assert "no_such_layer" in capsys.readouterr().err

@@ -8,7 +8,6 @@ import torch
 
 from infercam import InferCam
 from infercam.evaluation.metrics import best_iou, mass_share, seam_ratio
-from infercam.method.refine import PatchState
 from infercam.method.modes import MODES, RECIPES, AcceptNear, accept_all, chained_masks, near_weight, per_scale_masks, \
     whole_image
 from infercam.method.split import Box, merge_max, patch_boxes
@@ -16,7 +15,11 @@ from tiny import ColourCamNet
 
 
 def test_each_mode_is_one_recipe_of_named_rules():
-    assert MODES == ("default", "fixed", "reference")
+    assert MODES == ("default", "evidence", "fixed", "reference")
+    evidence = RECIPES["evidence"]
+    assert evidence.evidence == 0.5 and all(r.evidence == 0.0 for r in RECIPES.values() if r is not evidence)
+    assert (evidence.boxes, evidence.keep_masks, evidence.accept, evidence.stop_fraction) == \
+        (RECIPES["default"].boxes, RECIPES["default"].keep_masks, RECIPES["default"].accept, 0.0)
     ref, default, near = RECIPES["reference"], RECIPES["fixed"], RECIPES["default"]
     assert ref.keep_masks is chained_masks and default.keep_masks is per_scale_masks is near.keep_masks
     assert ref.accept is accept_all and default.accept is accept_all and isinstance(near.accept, AcceptNear)
@@ -69,6 +72,53 @@ def test_near_reaches_what_lies_close_to_the_covered_region():
     assert near[20, 29] > base[20, 29] + 0.2
 
 
+def disc_with_a_part(part: int) -> np.ndarray:
+    """A bright red disc and, beside it, a smaller part of red level ``part``."""
+    img = np.zeros((64, 64, 3), np.uint8) + 10
+    yy, xx = np.mgrid[:64, :64]
+    img[..., 0][(yy - 20) ** 2 + (xx - 20) ** 2 <= 25] = 250
+    img[..., 0][(yy - 20) ** 2 + (xx - 29) ** 2 <= 9] = part
+    return img
+
+
+def test_evidence_stops_a_class_whose_erased_input_no_longer_shows_it():
+    """Once the bright disc is erased, a part of level 150 peaks at about 0.2 of round 0 (below the evidence
+    ratio 0.5): the evidence mode drops that round and stops; the default counts it. A part of level 200 (about 0.61)
+    counts in both modes."""
+    kwargs = {"scales": (1.0,), "stop_fraction": 0.0, "max_rounds": 5}
+    for part, counts in ((150, False), (200, True)):
+        img = disc_with_a_part(part)
+        base = InferCam(ColourCamNet(), **kwargs).baseline(img, [0])[0]
+        default = InferCam(ColourCamNet(), mode="default", **kwargs)(img, [0]).cams[0]
+        engine = InferCam(ColourCamNet(), mode="evidence", **kwargs)
+        result = engine(img, [0])
+        assert default[20, 29] > base[20, 29] + 0.2
+        if counts:
+            assert result.cams[0][20, 29] > base[20, 29] + 0.2
+        else:
+            assert np.array_equal(result.cams[0], base)
+            assert result.rounds == [2] and engine.cams.forward_passes == 4  # round 0 and the one that failed
+
+
+def test_evidence_is_per_class_and_for_good():
+    """A class that failed once stays out even if a later round shows it strongly again; the patch ends when no
+    class counts any more."""
+    from infercam.method.refine import PatchState, RefineConfig
+    state = PatchState([], (4, 4))
+    config = RefineConfig(stop_fraction=0.0, max_rounds=10)
+    recipe = RECIPES["evidence"]
+    peaks = [(10.0, 10.0), (6.0, 3.0), (2.0, 9.0)]
+    for k, (a, b) in enumerate(peaks):
+        raw = torch.zeros(2, 4, 4)
+        raw[0, k, 0], raw[1, k, 3] = a, b
+        state.update(raw, recipe, config)
+        if k == 1:
+            assert state.active.tolist() == [True, False] and not state.done
+            assert float(state.maxima[1, 1, 3]) == 0.0  # class 1's round did not count
+    assert state.active.tolist() == [False, False] and state.done and state.rounds == 3
+    assert float(state.maxima[1, 2, 3]) == 0.0  # class 1 stays out though its peak is back at 0.9 of round 0
+
+
 def test_default_costs_fewer_passes_than_the_published_rounds():
     img = two_blob_image()
     counts = {}
@@ -109,9 +159,9 @@ def test_the_default_gates_each_class_by_what_that_class_covers():
     maxima[0, :, :5] = 1.0  # class 0 covers columns 0-4
     maxima[1, :, 35:] = 1.0  # class 1 covers columns 35-39
     new = torch.ones(2, 10, 40)
-    kept = AcceptNear(0.5)(new, new, PatchState([], (10, 40), maxima=maxima), threshold=0.7)  # reach 0.5 x 10 = 5 px
+    kept = AcceptNear(0.5)(new, maxima, threshold=0.7)  # reach 0.5 x 10 = 5 px
     assert torch.equal(kept[0, :, :5], torch.ones(10, 5)) and float(kept[0, :, 35:].max()) == 0.0
     assert torch.equal(kept[1, :, 35:], torch.ones(10, 5)) and float(kept[1, :, :5].max()) == 0.0
     assert 0.0 < float(kept[0, 0, 7]) < 1.0  # 3 px from class 0's region: a partial weight
-    empty = AcceptNear(0.5)(new, new, PatchState([], (10, 40), maxima=torch.zeros(2, 10, 40)), threshold=0.7)
+    empty = AcceptNear(0.5)(new, torch.zeros(2, 10, 40), threshold=0.7)
     assert torch.equal(empty, new)  # nothing covered yet: everything counts

@@ -5,6 +5,7 @@ import argparse
 
 from ..demo.run import DEMO_SEED, run_demo
 from ..io import write_json
+from ..method.gradcam import CAM_METHODS
 from .validate import int_at_least, positive_int
 
 
@@ -22,6 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help=f"generator seed (default: {DEMO_SEED})")
     parser.add_argument("--network", default="demo", help="network (default: demo, the bundled classifier)")
     parser.add_argument("--weights", default=None, help="checkpoint (default: the network's bundled weights)")
+    parser.add_argument("--cam-method", choices=CAM_METHODS, default="cam",
+                        help="cam: the network's own CAM head (default); gradcam / gradcam++ at --target-layer")
+    parser.add_argument("--target-layer", default=None, metavar="NAME",
+                        help="module for gradcam/gradcam++ (default: the family's last feature layer)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--report-images", type=int_at_least(0), default=24, help="images shown in the report (default: 24)")
     parser.add_argument("--photos", type=int_at_least(0), default=None, metavar="N",
@@ -34,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     summary = run_demo(args.out, n_images=args.images, seed=args.seed, network=args.network, weights=args.weights,
                        device=args.device, report_images=args.report_images, progress=not args.no_progress,
-                       max_photos=args.photos)
+                       max_photos=args.photos, cam_method=args.cam_method, target_layer=args.target_layer)
     print(summary.table())
     print(f"\nreport: {summary.report}")
     if args.json:

@@ -27,15 +27,16 @@ from ..evaluation.metrics import best_iou, mass_share
 from ..evaluation.stats import Interval, paired_bootstrap
 from ..io import ensure_dir, write_json
 from ..method.engine import InferCam
+from ..method.gradcam import with_cam_method
 from ..models import build_network
 from ..report.page import ImageRow, MethodScore, PhotoRow, Report, write_report
 
 DEMO_SEED = 20221  # the bundled model was trained on seed 0: this split is held out
-MODES = ("default", "fixed", "reference")
+MODES = ("default", "evidence", "fixed", "reference")
 METHODS = ("baseline",) + tuple(f"infercam-{m}" for m in MODES)
 PHOTO_NETWORK = "efficientnet-lite0"
 PHOTO_SIDE = 400  # the photos' longer side in the demo (bench/real_photos.py uses VOC's 500)
-PHOTO_METHODS = ("baseline", "infercam-default", "infercam-fixed")
+PHOTO_METHODS = ("baseline", "infercam-default", "infercam-evidence", "infercam-fixed")
 
 
 @dataclass
@@ -132,13 +133,15 @@ def _score(result: EvalResult, mass: PartMass) -> MethodScore:
 
 def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network: str = "demo",
              weights: str | None = None, device: str = "cpu", size: int = 176, report_images: int = 24,
-             progress: bool = True, max_photos: int | None = None) -> DemoSummary:
-    """Run the whole demo into ``out`` and return its figures (also written to ``out/summary.json``)."""
+             progress: bool = True, max_photos: int | None = None, cam_method: str = "cam",
+             target_layer: str | None = None) -> DemoSummary:
+    """Run the whole demo into ``out`` and return its figures (also written to ``out/summary.json``); the
+    synthetic part's maps come from ``network`` by ``cam_method`` (its own CAM head, or Grad-CAM at a layer)."""
     start = time.perf_counter()
     out = ensure_dir(out, "demo output folder")
     root = demo_data(out, n_images, seed, size, progress)
     dataset = VOCDataset.open(root, root / "ImageSets/Segmentation/val.txt")
-    model, _ = build_network(network, weights)
+    model = with_cam_method(build_network(network, weights)[0], cam_method, target_layer)
     engines = {m: InferCam(model, mode=m, device=device) for m in MODES}
     sweeps = {m: CamSweep() for m in METHODS}
     masses = {m: PartMass() for m in METHODS}
@@ -165,6 +168,7 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
                                 results[b].per_image_intersection, results[b].per_image_union)
 
     differences = {"infercam-default - baseline": diff("baseline", "infercam-default"),
+                   "infercam-evidence - baseline": diff("baseline", "infercam-evidence"),
                    "infercam-reference - baseline": diff("baseline", "infercam-reference"),
                    "infercam-fixed - baseline": diff("baseline", "infercam-fixed"),
                    "infercam-default - infercam-fixed": diff("infercam-fixed", "infercam-default")}

@@ -140,12 +140,9 @@ class MultiScaleCam:
         """The image's normalised pyramid on the compute device."""
         return self.to_device(self.cpu_pyramid(image))
 
-    def _forward(self, inputs: list[torch.Tensor], classes: list[int],
-                 describe: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
-        """forward_cam of every input (grouped by size into batches): the labelled channels, and with
-        ``describe`` every channel too."""
+    def _forward(self, inputs: list[torch.Tensor], classes: list[int]) -> list[torch.Tensor]:
+        """forward_cam of every input (grouped by size into batches), the labelled channels only."""
         outputs: list[torch.Tensor | None] = [None] * len(inputs)
-        full: list[torch.Tensor | None] | None = [None] * len(inputs) if describe else None
         groups: dict[tuple[int, int], list[int]] = {}
         for idx, x in enumerate(inputs):
             groups.setdefault(tuple(x.shape[-2:]), []).append(idx)
@@ -155,49 +152,36 @@ class MultiScaleCam:
                 cams = self.forward(torch.stack([inputs[i] for i in chunk]))
                 if max(classes) >= cams.shape[1]:
                     raise LabelError(f"class index {max(classes)} out of range: the network has {cams.shape[1]} classes")
+                cams = cams[:, classes].float()  # reduced-precision maps: fp32 from here on
                 self.forward_passes += len(chunk)
                 self.input_pixels += len(chunk) * inputs[chunk[0]].shape[-2] * inputs[chunk[0]].shape[-1]
                 for i, cam in zip(chunk, cams):
-                    outputs[i] = cam[classes].float()  # reduced-precision maps: fp32 from here on
-                    if full is not None:
-                        full[i] = cam.float()
-        return outputs, full  # type: ignore[return-value]
+                    outputs[i] = cam
+        return outputs  # type: ignore[return-value]
 
     def compute_raw(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
         """Summed, unnormalised multi-scale CAMs (L x H x W, one channel per class in ``classes``) of every job."""
-        return self.compute_described(jobs, classes, describe=False)[0]
-
-    def compute_described(self, jobs: Sequence[CamJob], classes: Sequence[int],
-                          describe: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
-        """compute_raw's maps and, with ``describe``, each job's response to every class (C x g_h x g_w)."""
         classes = list(classes)
         flat: list[torch.Tensor] = []
         for job in jobs:
             flat += job.inputs()
-        outputs, full = self._forward(flat, classes, describe)
+        outputs = self._forward(flat, classes)
+        results = []
         per_job = 2 * len(self.scales)
-        results = [_sum_passes(outputs[j * per_job:(j + 1) * per_job], job.out_size) for j, job in enumerate(jobs)]
-        if full is None:
-            return results, None
-        descriptors = []
-        for j in range(len(jobs)):
-            passes = full[j * per_job:(j + 1) * per_job]
-            grid = max((tuple(p.shape[-2:]) for p in passes), key=lambda s: s[0] * s[1])
-            descriptors.append(_sum_passes(passes, grid))
-        return results, descriptors
+        for j, job in enumerate(jobs):
+            total = None
+            for level in range(len(self.scales)):
+                plain, flipped = outputs[j * per_job + 2 * level: j * per_job + 2 * level + 2]
+                # upsampling is linear and mirror-symmetric: un-flip and add first, upsample once
+                up = F.interpolate((plain + flipped.flip(-1))[None], size=job.out_size, mode="bilinear",
+                                   align_corners=False)[0]
+                total = up if total is None else total + up
+            results.append(total)
+        return results
 
     def compute(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
         """Normalised CAMs (L x H x W, one channel per class in ``classes``) of every job."""
         return [normalize_cam(total) for total in self.compute_raw(jobs, classes)]
-
-
-def _sum_passes(outputs: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-    total = None
-    for level in range(len(outputs) // 2):
-        plain, flipped = outputs[2 * level: 2 * level + 2]
-        up = F.interpolate((plain + flipped.flip(-1))[None], size=size, mode="bilinear", align_corners=False)[0]
-        total = up if total is None else total + up
-    return total
 
 
 def normalize_cam(cam: torch.Tensor) -> torch.Tensor:

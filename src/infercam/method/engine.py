@@ -159,7 +159,7 @@ class InferCam:
         """Baseline CAM, centres of mass and the four patch boxes, without refinement (``cams`` empty)."""
         prepared, classes = self._prepared(image), check_labels(labels)
         with torch.inference_mode():
-            _, raw, base, centers, boxes, _ = self._split(prepared, classes)
+            _, raw, base, centers, boxes = self._split(prepared, classes)
         return InferCamResult(cams={}, baseline=_to_dict(classes, base.cpu().numpy()), boxes=boxes, centers=centers)
 
     def __call__(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> InferCamResult:
@@ -168,14 +168,14 @@ class InferCam:
         image = prepared.image
         height, width = image.shape[:2]
         with torch.inference_mode():
-            pyramid, raw, base, centers, boxes, descriptor = self._split(prepared, classes, self.recipe.describes)
+            pyramid, raw, base, centers, boxes = self._split(prepared, classes)
             whole = Box(0, 0, height, width)
             states: dict[Box, PatchState] = {}
             for box in boxes:  # identical boxes (e.g. 3+ classes: the whole image) are run once
                 if box in states:
                     continue
                 if box == whole:  # round 0 of the whole image is the baseline
-                    states[box] = PatchState(pyramid, (height, width), descriptor=descriptor)
+                    states[box] = PatchState(pyramid, (height, width))
                     states[box].update(raw, self.recipe, self.config)
                 else:
                     rows, cols = box.slices()
@@ -222,18 +222,19 @@ class InferCam:
                                 "prepare it with this engine")
         return image
 
-    def _baseline(self, prepared: Prepared, classes: list[int], describe: bool = False):
+    def _baseline(self, prepared: Prepared, classes: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(pyramid on the device, raw summed baseline CAM L x H x W) of a prepared image."""
         pyramid = self.cams.to_device(prepared.pyramid)
-        raws, descriptors = self.cams.compute_described([CamJob(pyramid, prepared.image.shape[:2])], classes, describe)
-        return pyramid, raws[0], None if descriptors is None else descriptors[0]
+        return pyramid, self.cams.compute_raw([CamJob(pyramid, prepared.image.shape[:2])], classes)[0]
 
-    def _split(self, prepared: Prepared, classes: list[int], describe: bool = False):
-        pyramid, raw, descriptor = self._baseline(prepared, classes, describe)
+    def _split(self, prepared: Prepared, classes: list[int]):
+        """(pyramid, raw baseline, normalised baseline L x H x W, centres, boxes) of a prepared image."""
+        pyramid, raw = self._baseline(prepared, classes)
         base = normalize_cam(raw)
         base_np = base.cpu().numpy()
         centers = [mass_center(base_np[i]) for i in range(len(classes))]
         boxes = patch_boxes(centers, *prepared.image.shape[:2], self.recipe, self.margins)
-        return pyramid, raw, base, centers, boxes, descriptor
+        return pyramid, raw, base, centers, boxes
 
 
 def _to_dict(classes: Sequence[int], maps: np.ndarray) -> dict[int, np.ndarray]:

@@ -35,10 +35,8 @@ class PatchState:
     pyramid: Sequence[torch.Tensor]
     size: tuple[int, int]
     maxima: torch.Tensor | None = None
-    first: torch.Tensor | None = None
-    first_raw: torch.Tensor | None = None
-    descriptor: torch.Tensor | None = None
-    round_descriptor: torch.Tensor | None = None
+    first_peak: torch.Tensor | None = None  # per class: the peak of round 0's raw map
+    active: torch.Tensor | None = None  # per class: whether its rounds still count (the mode's evidence rule)
     covered: torch.Tensor | None = None
     rounds: int = 0
     covered_fraction: list[float] = field(default_factory=list)
@@ -49,16 +47,21 @@ class PatchState:
         ``accept`` rule says, and decide whether the patch is finished."""
         cam = normalize_cam(raw)
         if self.maxima is None:
-            self.maxima, self.first, self.first_raw = cam, cam, raw
+            self.maxima, self.first_peak = cam, raw.amax(dim=(-2, -1))
+            self.active = torch.ones(len(raw), dtype=torch.bool, device=raw.device)
         else:
-            self.maxima = torch.maximum(self.maxima, recipe.accept(cam, raw, self, config.erase_threshold))
+            accepted = recipe.accept(cam, self.maxima, config.erase_threshold)
+            if recipe.evidence:  # a class whose erased input no longer shows it stops counting, for good
+                self.active &= raw.amax(dim=(-2, -1)) >= recipe.evidence * self.first_peak
+                accepted = accepted * self.active[:, None, None]
+            self.maxima = torch.maximum(self.maxima, accepted)
         covered = self.maxima.amax(dim=0) >= config.erase_threshold
         before = 0 if self.covered is None else int(self.covered.sum())
         gained = (int(covered.sum()) - before) / covered.numel()
         self.covered = covered
         self.rounds += 1
         self.covered_fraction.append(float(covered.float().mean()))
-        self.done = gained < config.stop_fraction or self.rounds >= config.max_rounds
+        self.done = gained < config.stop_fraction or self.rounds >= config.max_rounds or not bool(self.active.any())
 
     def next_job(self, recipe: Recipe) -> CamJob:
         """The CAM job of the next round: every pass erased where the patch is already covered."""
@@ -70,9 +73,7 @@ def refine(cams: MultiScaleCam, states: Sequence[PatchState], classes: Sequence[
            config: RefineConfig) -> None:
     """Run the rounds on every patch until each is done; a state already holding round 0 skips it."""
     fresh = [s for s in states if s.maxima is None]
-    raws, descriptors = cams.compute_described([CamJob(s.pyramid, s.size) for s in fresh], classes, recipe.describes)
-    for i, (state, raw) in enumerate(zip(fresh, raws)):
-        state.descriptor = None if descriptors is None else descriptors[i]
+    for state, raw in zip(fresh, cams.compute_raw([CamJob(s.pyramid, s.size) for s in fresh], classes)):
         state.update(raw, recipe, config)
     active = [s for s in states if not s.done]
     while active:
