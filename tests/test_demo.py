@@ -52,11 +52,11 @@ def test_report_references_only_files_that_exist(demo_run):
     page = (out / "report" / "index.html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', page)
     photos = [s for s in sources if s.startswith("img/photo_")]
-    assert len(sources) - len(photos) == 3 * 10  # 3 images x (image, truth, 4 CAMs, 4 label maps)
-    assert len(photos) in (0, 4)  # one real photo: photo + boxes, 3 maps
+    assert len(sources) - len(photos) == 3 * 12  # 3 images x (image, truth, 5 CAMs, 5 label maps)
+    assert len(photos) in (0, 5)  # one real photo: photo + boxes, 4 maps
     for src in sources:
         assert not src.startswith(("/", "http")) and (out / "report" / src).is_file()
-    assert page.count("<polyline") == 4  # one mIoU curve per method
+    assert page.count("<polyline") == 5  # one mIoU curve per method
 
 
 def test_report_renders_in_headless_chromium(demo_run, tmp_path):
