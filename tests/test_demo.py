@@ -14,14 +14,20 @@ from infercam.models import create
 TINY = {"widths": [8, 8, 16, 16], "depths": [1, 1, 1, 1]}
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """`infercam demo` on 3 images with a tiny small-resnet (random weights: the plumbing, not the quality)."""
-    folder = tmp_path_factory.mktemp("demo")
+def tiny_weights(folder: Path) -> Path:
+    """A checkpoint of a tiny small-resnet with seeded random weights (the plumbing, not the quality)."""
     torch.manual_seed(0)
     weights = folder / "tiny.pt"
     torch.save({"state_dict": create("small-resnet", **TINY).state_dict(),
                 "config": {"arch": "small-resnet", "arch_kwargs": TINY, "num_classes": 20}}, weights)
+    return weights
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """`infercam demo` on 3 images with a tiny small-resnet (random weights: the plumbing, not the quality)."""
+    folder = tmp_path_factory.mktemp("demo")
+    weights = tiny_weights(folder)
     out = folder / "out"
     code = main(["demo", "--out", str(out), "--images", "3", "--network", "small-resnet", "--weights", str(weights),
                  "--json", str(folder / "summary.json"), "--photos", "1", "--no-progress"])
@@ -79,10 +85,7 @@ def test_report_renders_in_headless_chromium(demo_run, tmp_path):
 
 def test_demo_with_grad_cam_and_a_wrong_layer(tmp_path, capsys):
     """--cam-method gradcam gives every method's maps from Grad-CAM; a layer the network lacks is a clear error."""
-    torch.manual_seed(0)
-    weights = tmp_path / "tiny.pt"
-    torch.save({"state_dict": create("small-resnet", **TINY).state_dict(),
-                "config": {"arch": "small-resnet", "arch_kwargs": TINY, "num_classes": 20}}, weights)
+    weights = tiny_weights(tmp_path)
     args = ["demo", "--images", "2", "--network", "small-resnet", "--weights", str(weights), "--photos", "0",
             "--report-images", "0", "--no-progress", "--cam-method", "gradcam"]
     out = ["--out", str(tmp_path / "a"), "--json", str(tmp_path / "s.json"), "--target-layer", "stages"]

@@ -61,17 +61,6 @@ def test_published_rounds_jump_to_a_far_response_and_near_rounds_do_not():
     assert np.allclose(near, base)  # beyond 0.5 x 64 px of the covered disc the round does not count
 
 
-def test_near_reaches_what_lies_close_to_the_covered_region():
-    img = np.zeros((64, 64, 3), np.uint8) + 10
-    yy, xx = np.mgrid[:64, :64]
-    img[..., 0][(yy - 20) ** 2 + (xx - 20) ** 2 <= 25] = 250
-    img[..., 0][(yy - 20) ** 2 + (xx - 29) ** 2 <= 9] = 150  # a dimmer part beside it
-    kwargs = {"scales": (1.0,), "stop_fraction": 0.0, "max_rounds": 2}
-    base = InferCam(ColourCamNet(), **kwargs).baseline(img, [0])[0]
-    near = InferCam(ColourCamNet(), mode="default", **kwargs)(img, [0]).cams[0]
-    assert near[20, 29] > base[20, 29] + 0.2
-
-
 def disc_with_a_part(part: int) -> np.ndarray:
     """A bright red disc and, beside it, a smaller part of red level ``part``."""
     img = np.zeros((64, 64, 3), np.uint8) + 10
@@ -79,6 +68,14 @@ def disc_with_a_part(part: int) -> np.ndarray:
     img[..., 0][(yy - 20) ** 2 + (xx - 20) ** 2 <= 25] = 250
     img[..., 0][(yy - 20) ** 2 + (xx - 29) ** 2 <= 9] = part
     return img
+
+
+def test_near_reaches_what_lies_close_to_the_covered_region():
+    img = disc_with_a_part(150)  # a dimmer part beside the disc
+    kwargs = {"scales": (1.0,), "stop_fraction": 0.0, "max_rounds": 2}
+    base = InferCam(ColourCamNet(), **kwargs).baseline(img, [0])[0]
+    near = InferCam(ColourCamNet(), mode="default", **kwargs)(img, [0]).cams[0]
+    assert near[20, 29] > base[20, 29] + 0.2
 
 
 def test_evidence_stops_a_class_whose_erased_input_no_longer_shows_it():
