@@ -3,7 +3,10 @@
 Used by ``bench/real_photos.py`` and the demo for photos with hand-drawn boxes (no pixel ground truth):
 
 * :func:`mass_share`: the share of the map's mass inside the region (1 = nothing outside);
-* :func:`best_iou`: the best IoU of the thresholded map (map >= t) with the region over thresholds;
+* :func:`best_iou`: the best IoU of the thresholded map (map >= t) with the region over thresholds, each object at
+  its own best threshold (an upper bound: a pseudo label uses one threshold for every image);
+* :func:`iou_curve` and :func:`common_threshold`: the IoU at every threshold, and the one threshold best for a set
+  of objects together (chosen on some objects, it can be applied to others);
 * :func:`seam_ratio`: the mean absolute step of the map across the borders of the patch boxes, against the mean
   step between neighbouring rows/columns elsewhere. A merge without seams gives about 1 (a border is like any
   other row); a map that jumps at the borders gives more.
@@ -28,11 +31,21 @@ def iou(mask: np.ndarray, region: np.ndarray) -> float:
     return float(np.logical_and(mask, region).sum() / union) if union else 0.0
 
 
+def iou_curve(cam: np.ndarray, region: np.ndarray, thresholds: Sequence[float] = BOX_THRESHOLDS) -> np.ndarray:
+    """The IoU of ``cam >= t`` with ``region`` at each of ``thresholds`` (maps in [0, 1])."""
+    return np.array([iou(cam >= t, region) for t in thresholds])
+
+
 def best_iou(cam: np.ndarray, region: np.ndarray, thresholds: Sequence[float] = BOX_THRESHOLDS) -> tuple[float, float]:
     """(best IoU, its threshold) of ``cam >= t`` with ``region`` over ``thresholds`` (maps in [0, 1])."""
-    scores = [iou(cam >= t, region) for t in thresholds]
+    scores = iou_curve(cam, region, thresholds)
     best = int(np.argmax(scores))
-    return scores[best], float(thresholds[best])
+    return float(scores[best]), float(thresholds[best])
+
+
+def common_threshold(curves: Sequence[Sequence[float]], thresholds: Sequence[float] = BOX_THRESHOLDS) -> float:
+    """The one threshold with the best mean IoU over objects, from their :func:`iou_curve` s."""
+    return float(thresholds[int(np.argmax(np.mean(np.asarray(curves, dtype=np.float64), axis=0)))])
 
 
 def _border_lines(boxes: Iterable[Sequence[int]], height: int, width: int) -> tuple[set[int], set[int]]:

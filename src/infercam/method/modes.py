@@ -89,6 +89,11 @@ def near_weight(covered: torch.Tensor, radius: float) -> torch.Tensor:
     return torch.from_numpy(weight.astype(np.float32)).to(covered.device)
 
 
+def full_weight(round_index: int) -> float:
+    """Every round enters the returned map as found (the published method)."""
+    return 1.0
+
+
 @dataclass(frozen=True)
 class Recipe:
     """The rules that make a mode (see the table in this module's docstring)."""
@@ -100,6 +105,7 @@ class Recipe:
     merge: Merge
     stop_fraction: float = 0.02  # stop a patch when a round covers less than this anew (the engine may override)
     evidence: float = 0.0  # a class stops counting once its raw peak is below this times round 0's (0: never)
+    round_weight: Callable[[int], float] = full_weight  # weight of erasing round k >= 1 in the returned map
 
 
 NEAR = 0.5  # the default's reach, as a fraction of the image's shorter side (chosen on the development data)

@@ -35,6 +35,7 @@ class PatchState:
     pyramid: Sequence[torch.Tensor]
     size: tuple[int, int]
     maxima: torch.Tensor | None = None
+    output: torch.Tensor | None = None  # the map the patch returns: rounds folded in at the mode's round weight
     first_peak: torch.Tensor | None = None  # per class: the peak of round 0's raw map
     active: torch.Tensor | None = None  # per class: whether its rounds still count (the mode's evidence rule)
     covered: torch.Tensor | None = None
@@ -47,7 +48,8 @@ class PatchState:
         ``accept`` rule says, and decide whether the patch is finished."""
         cam = normalize_cam(raw)
         if self.maxima is None:
-            self.maxima, self.first_peak = cam, raw.amax(dim=(-2, -1))
+            self.maxima = self.output = cam
+            self.first_peak = raw.amax(dim=(-2, -1))
             self.active = torch.ones(len(raw), dtype=torch.bool, device=raw.device)
         else:
             accepted = recipe.accept(cam, self.maxima, config.erase_threshold)
@@ -55,6 +57,7 @@ class PatchState:
                 self.active &= raw.amax(dim=(-2, -1)) >= recipe.evidence * self.first_peak
                 accepted = accepted * self.active[:, None, None]
             self.maxima = torch.maximum(self.maxima, accepted)
+            self.output = torch.maximum(self.output, recipe.round_weight(self.rounds) * accepted)
         covered = self.maxima.amax(dim=0) >= config.erase_threshold
         before = 0 if self.covered is None else int(self.covered.sum())
         gained = (int(covered.sum()) - before) / covered.numel()
