@@ -31,7 +31,7 @@ from infercam.data.synthetic import make_synthetic
 from infercam.data.voc import VOCDataset
 from infercam.evaluation import CamSweep
 from infercam.evaluation.metrics import BOX_THRESHOLDS, common_threshold, iou_curve, mass_share, seam_ratio
-from infercam.method.modes import RECIPES, AcceptNear, near_weight, whole_image
+from infercam.method.modes import RECIPES, AcceptNear, PeakEvidence, TopK, near_weight, whole_image
 from infercam.method.split import Box
 
 DEV_SEED = 777
@@ -104,17 +104,6 @@ class AcceptNearExtent:
                             for i, m in enumerate(masks)])
 
 
-@dataclass(frozen=True)
-class Discount:
-    """Fourth round: erasing round k enters the returned map at ``d`` (``geometric``: d ** k)."""
-
-    d: float
-    geometric: bool = False
-
-    def __call__(self, k: int) -> float:
-        return self.d ** k if self.geometric else self.d
-
-
 def variants() -> dict[str, tuple]:
     """name -> (recipe, engine keyword arguments). Rows measured with rules no mode uses any more (normalising
     by the image's peak, an evidence gate, anchoring to the baseline, a blurred fill, the baseline as a patch's
@@ -143,10 +132,8 @@ def variants() -> dict[str, tuple]:
         **{f"near {n} per class": (r(d, accept=AcceptNear(n)), {}) for n in (0.3, 0.7)},
         **{f"extent {k} per class": (r(d, accept=AcceptNearExtent(k)), {}) for k in (0.25, 0.5, 1.0, 2.0, 3.0)},
         **{f"extent {k} union": (r(d, accept=AcceptNearExtent(k, per_class=False)), {}) for k in (0.5, 1.0)},
-        **{f"peak evidence {t}": (r(d, evidence=t), {}) for t in (0.4, 0.5, 0.6, 0.7)},
-        **{f"discount {w}": (r(d, round_weight=Discount(w)), {}) for w in (0.5, 0.7, 0.8, 0.9, 0.95)},
-        **{f"discount {w} geometric": (r(d, round_weight=Discount(w, True)), {}) for w in (0.7, 0.8, 0.9, 0.95)},
-        **{f"evidence + discount {w}": (r(d, evidence=0.5, round_weight=Discount(w)), {}) for w in (0.8, 0.9)},
+        **{f"peak evidence {t}": (r(d, counts=PeakEvidence(t)), {}) for t in (0.4, 0.5, 0.6, 0.7)},
+        **{f"top-{k}": (r(d, counts=TopK(k)), {}) for k in (1, 3, 5, 10, 15, 20, 30)},
     }
 
 

