@@ -18,7 +18,8 @@ from tiny import ColourCamNet
 def test_each_mode_is_one_recipe_of_named_rules():
     assert MODES == ("default", "evidence", "fixed", "reference")
     evidence = RECIPES["evidence"]
-    assert evidence.counts == PeakEvidence(0.5) and all(r.counts is None for r in RECIPES.values() if r is not evidence)
+    assert evidence.counts == PeakEvidence(0.5) and RECIPES["default"].counts == TopK(10)
+    assert RECIPES["fixed"].counts is None and RECIPES["reference"].counts is None
     assert (evidence.boxes, evidence.keep_masks, evidence.accept, evidence.stop_fraction) == \
         (RECIPES["default"].boxes, RECIPES["default"].keep_masks, RECIPES["default"].accept, 0.0)
     ref, default, near = RECIPES["reference"], RECIPES["fixed"], RECIPES["default"]
