@@ -31,7 +31,7 @@ from infercam.data.synthetic import make_synthetic
 from infercam.data.voc import VOCDataset
 from infercam.evaluation import CamSweep
 from infercam.evaluation.metrics import BOX_THRESHOLDS, common_threshold, iou_curve, mass_share, seam_ratio
-from infercam.method.modes import RECIPES, AcceptNear, PeakEvidence, TopK, near_weight, whole_image
+from infercam.method.modes import RECIPES, AcceptNear, PeakEvidence, near_weight, whole_image
 from infercam.method.split import Box
 
 DEV_SEED = 777
@@ -133,7 +133,6 @@ def variants() -> dict[str, tuple]:
         **{f"extent {k} per class": (r(d, accept=AcceptNearExtent(k)), {}) for k in (0.25, 0.5, 1.0, 2.0, 3.0)},
         **{f"extent {k} union": (r(d, accept=AcceptNearExtent(k, per_class=False)), {}) for k in (0.5, 1.0)},
         **{f"peak evidence {t}": (r(d, counts=PeakEvidence(t)), {}) for t in (0.4, 0.5, 0.6, 0.7)},
-        **{f"top-{k}": (r(d, counts=TopK(k)), {}) for k in (1, 3, 5, 10, 15, 20, 30)},
     }
 
 

@@ -1,7 +1,6 @@
 """The modes' rules on small inputs with tiny deterministic models, and the scores bench/real_photos.py reports."""
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +8,7 @@ import torch
 
 from infercam import InferCam
 from infercam.evaluation.metrics import best_iou, mass_share, seam_ratio
-from infercam.method.modes import MODES, RECIPES, AcceptNear, PeakEvidence, TopK, accept_all, chained_masks, near_weight, \
+from infercam.method.modes import MODES, RECIPES, AcceptNear, PeakEvidence, accept_all, chained_masks, near_weight, \
     per_scale_masks, whole_image
 from infercam.method.split import Box, merge_max, patch_boxes
 from tiny import ColourCamNet
@@ -18,8 +17,7 @@ from tiny import ColourCamNet
 def test_each_mode_is_one_recipe_of_named_rules():
     assert MODES == ("default", "evidence", "fixed", "reference")
     evidence = RECIPES["evidence"]
-    assert evidence.counts == PeakEvidence(0.5) and RECIPES["default"].counts == TopK(10)
-    assert RECIPES["fixed"].counts is None and RECIPES["reference"].counts is None
+    assert evidence.counts == PeakEvidence(0.5) and all(r.counts is None for r in RECIPES.values() if r is not evidence)
     assert (evidence.boxes, evidence.keep_masks, evidence.accept, evidence.stop_fraction) == \
         (RECIPES["default"].boxes, RECIPES["default"].keep_masks, RECIPES["default"].accept, 0.0)
     ref, default, near = RECIPES["reference"], RECIPES["fixed"], RECIPES["default"]
@@ -116,45 +114,6 @@ def test_evidence_is_per_class_and_for_good():
             assert float(state.maxima[1, 1, 3]) == 0.0  # class 1's round did not count
     assert state.active.tolist() == [False, False] and state.done and state.rounds == 3
     assert float(state.maxima[1, 2, 3]) == 0.0  # class 1 stays out though its peak is back at 0.9 of round 0
-
-
-def test_top_k_stops_a_class_the_erased_input_no_longer_ranks_among_the_strongest():
-    """Once the red disc is erased, a green square makes ColourCamNet's 7 green classes outrank red on the erased
-    input: under TopK(3) red's round no longer counts and the image stops; without the square red still ranks
-    first (ties with the other red classes count in its favour) and its round counts."""
-    recipe = dataclasses.replace(RECIPES["default"], counts=TopK(3))
-    kwargs = {"scales": (1.0,), "stop_fraction": 0.0, "max_rounds": 3}
-    for green, counts in ((False, True), (True, False)):
-        img = disc_with_a_part(200)
-        if green:
-            img[40:60, 40:60, 1] = 200
-        base = InferCam(ColourCamNet(), **kwargs).baseline(img, [0])[0]
-        engine = InferCam(ColourCamNet(), mode=recipe, **kwargs)
-        result = engine(img, [0])
-        if counts:
-            assert result.cams[0][20, 29] > base[20, 29] + 0.2 and result.rounds == [3]
-        else:
-            assert np.array_equal(result.cams[0], base)
-            assert result.rounds == [2] and engine.cams.forward_passes == 4
-
-
-def test_class_ranks_count_ties_in_the_class_favour():
-    from infercam.method.refine import class_ranks
-    scores = torch.tensor([0.5, 2.0, 0.5, 1.0, 0.1])
-    assert class_ranks(scores, [0, 1, 4]).tolist() == [3, 1, 5]
-
-
-def test_top_k_reads_the_ranks_per_class_and_for_good():
-    from infercam.method.refine import PatchState, RefineConfig
-    state = PatchState([], (4, 4))
-    config = RefineConfig(stop_fraction=0.0, max_rounds=10)
-    recipe = dataclasses.replace(RECIPES["default"], accept=accept_all, counts=TopK(2))
-    for k, ranks in enumerate([None, (1, 3), (2, 1)]):
-        raw = torch.zeros(2, 4, 4)
-        raw[:, k, 1] = 5.0
-        state.update(raw, recipe, config, None if ranks is None else torch.tensor(ranks))
-    assert state.active.tolist() == [True, False] and not state.done
-    assert float(state.maxima[0, 2, 1]) > 0.9 and float(state.maxima[1, 2, 1]) == 0.0
 
 
 def test_default_costs_fewer_passes_than_the_published_rounds():

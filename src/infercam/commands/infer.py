@@ -18,9 +18,8 @@ def add_method_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("method")
     group.add_argument("--mode", choices=MODES, default="default",
                        help="default: erasing rounds on the whole image that count only near what is already "
-                            "covered, while the erased image still ranks the class among the network's 10 "
-                            "strongest (no spill, no seams); evidence: as default, but a class stops counting once "
-                            "the erased image's peak response to it is below half of round 0's; "
+                            "covered (no spill, no seams); evidence: default, and a class stops counting once the "
+                            "erased image's peak response to it is below half of round 0's (for real photos); "
                             "fixed: the published method with its code's quirks fixed; "
                             "reference: the authors' code exactly (see README)")
     group.add_argument("--erase-threshold", type=unit_interval, default=0.7,

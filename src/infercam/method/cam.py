@@ -140,10 +140,9 @@ class MultiScaleCam:
         """The image's normalised pyramid on the compute device."""
         return self.to_device(self.cpu_pyramid(image))
 
-    def _forward(self, inputs: list[torch.Tensor], classes: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(labelled channels of forward_cam, every class's spatial mean) of every input, grouped by size into
-        batches."""
-        outputs: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(inputs)
+    def _forward(self, inputs: list[torch.Tensor], classes: list[int]) -> list[torch.Tensor]:
+        """forward_cam of every input (grouped by size into batches), the labelled channels only."""
+        outputs: list[torch.Tensor | None] = [None] * len(inputs)
         groups: dict[tuple[int, int], list[int]] = {}
         for idx, x in enumerate(inputs):
             groups.setdefault(tuple(x.shape[-2:]), []).append(idx)
@@ -153,17 +152,15 @@ class MultiScaleCam:
                 cams = self.forward(torch.stack([inputs[i] for i in chunk]))
                 if max(classes) >= cams.shape[1]:
                     raise LabelError(f"class index {max(classes)} out of range: the network has {cams.shape[1]} classes")
-                pooled = cams.float().mean(dim=(-2, -1))
                 cams = cams[:, classes].float()  # reduced-precision maps: fp32 from here on
                 self.forward_passes += len(chunk)
                 self.input_pixels += len(chunk) * inputs[chunk[0]].shape[-2] * inputs[chunk[0]].shape[-1]
-                for i, cam, scores in zip(chunk, cams, pooled):
-                    outputs[i] = (cam, scores)
+                for i, cam in zip(chunk, cams):
+                    outputs[i] = cam
         return outputs  # type: ignore[return-value]
 
-    def compute_scored(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(summed, unnormalised multi-scale CAM L x H x W of the labelled ``classes``, every class's pooled map
-        C averaged over the passes) of every job: the pooled maps rank what the network sees in the job's input."""
+    def compute_raw(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
+        """Summed, unnormalised multi-scale CAMs (L x H x W, one channel per class in ``classes``) of every job."""
         classes = list(classes)
         flat: list[torch.Tensor] = []
         for job in jobs:
@@ -172,20 +169,15 @@ class MultiScaleCam:
         results = []
         per_job = 2 * len(self.scales)
         for j, job in enumerate(jobs):
-            passes = outputs[j * per_job:(j + 1) * per_job]
             total = None
             for level in range(len(self.scales)):
-                (plain, _), (flipped, _) = passes[2 * level: 2 * level + 2]
+                plain, flipped = outputs[j * per_job + 2 * level: j * per_job + 2 * level + 2]
                 # upsampling is linear and mirror-symmetric: un-flip and add first, upsample once
                 up = F.interpolate((plain + flipped.flip(-1))[None], size=job.out_size, mode="bilinear",
                                    align_corners=False)[0]
                 total = up if total is None else total + up
-            results.append((total, torch.stack([scores for _, scores in passes]).mean(dim=0)))
+            results.append(total)
         return results
-
-    def compute_raw(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
-        """Summed, unnormalised multi-scale CAMs (L x H x W, one channel per class in ``classes``) of every job."""
-        return [raw for raw, _ in self.compute_scored(jobs, classes)]
 
     def compute(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
         """Normalised CAMs (L x H x W, one channel per class in ``classes``) of every job."""

@@ -109,10 +109,8 @@ class InferCam:
     """Class-conditional CAM inference with any network that has ``forward_cam``.
 
     ``mode`` picks the recipe of rules (:mod:`infercam.method.modes`, README "Modes"): ``"default"`` whole-image rounds
-    that count only near what is already covered and while the erased image still ranks the class among the
-    network's 10 strongest (no spill into the scene, no seams), ``"evidence"`` the same rounds judged by the class's
-    peak instead, ``"fixed"`` the published method with its code's three quirks fixed, ``"reference"`` the
-    authors' code exactly.
+    that count only near what is already covered (no spill into the scene, no seams), ``"fixed"`` the published
+    method with its code's three quirks fixed, ``"reference"`` the authors' code exactly.
     Speed options (:mod:`infercam.method.forward`, docs/speed.md): ``precision`` "fp32" (default, exact), "bf16" or
     "fp16" (autocast around forward_cam only), ``compile`` (torch.compile, done here), ``channels_last`` (the
     model is converted in place, as it is moved to ``device``).

@@ -42,12 +42,9 @@ class PatchState:
     covered_fraction: list[float] = field(default_factory=list)
     done: bool = False
 
-    def update(self, raw: torch.Tensor, recipe: Recipe, config: RefineConfig,
-               ranks: torch.Tensor | None = None) -> None:
+    def update(self, raw: torch.Tensor, recipe: Recipe, config: RefineConfig) -> None:
         """Fold one round's raw CAM (L x h x w) into A, normalised by its own peak and kept where the mode's
-        ``accept`` rule says, and decide whether the patch is finished. ``ranks``: where each labelled class
-        ranks among all the network's classes on this round's input (1 = first; needed by a ``counts`` rule
-        that reads them)."""
+        ``accept`` rule says, and decide whether the patch is finished."""
         cam = normalize_cam(raw)
         if self.maxima is None:
             self.maxima, self.first_peak = cam, raw.amax(dim=(-2, -1))
@@ -55,7 +52,7 @@ class PatchState:
         else:
             accepted = recipe.accept(cam, self.maxima, config.erase_threshold)
             if recipe.counts is not None:  # a class the erased input no longer shows stops counting, for good
-                self.active &= recipe.counts(raw.amax(dim=(-2, -1)), self.first_peak, ranks)
+                self.active &= recipe.counts(raw.amax(dim=(-2, -1)), self.first_peak)
                 accepted = accepted * self.active[:, None, None]
             self.maxima = torch.maximum(self.maxima, accepted)
         covered = self.maxima.amax(dim=0) >= config.erase_threshold
@@ -72,12 +69,6 @@ class PatchState:
         return CamJob(self.pyramid, self.size, recipe.keep_masks(~self.covered, sizes))
 
 
-def class_ranks(scores: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-    """Where each of ``classes`` ranks (1 = highest) among all ``scores`` (C), ties counted in its favour."""
-    own = scores[list(classes)]
-    return 1 + (scores[None, :] > own[:, None]).sum(dim=1)
-
-
 def refine(cams: MultiScaleCam, states: Sequence[PatchState], classes: Sequence[int], recipe: Recipe,
            config: RefineConfig) -> None:
     """Run the rounds on every patch until each is done; a state already holding round 0 skips it."""
@@ -86,7 +77,7 @@ def refine(cams: MultiScaleCam, states: Sequence[PatchState], classes: Sequence[
         state.update(raw, recipe, config)
     active = [s for s in states if not s.done]
     while active:
-        results = cams.compute_scored([s.next_job(recipe) for s in active], classes)
-        for state, (raw, scores) in zip(active, results):
-            state.update(raw, recipe, config, class_ranks(scores, classes))
+        results = cams.compute_raw([s.next_job(recipe) for s in active], classes)
+        for state, raw in zip(active, results):
+            state.update(raw, recipe, config)
         active = [s for s in active if not s.done]
