@@ -8,7 +8,7 @@ import torchvision
 
 from infercam import InferCam
 from infercam.cli import main
-from infercam.errors import InferCamError
+from infercam.errors import InferCamError, LabelError
 from infercam.io import load_cams
 from infercam.method.gradcam import GradCam, with_cam_method
 from infercam.models import create
@@ -55,6 +55,37 @@ def test_batch_images_are_independent_and_frozen_weights_work():
         single = wrapper.forward_cam(x[1:])
     assert both.shape == (2, 4, 2, 2) and float(both.min()) >= 0 and float(both.max()) > 0
     torch.testing.assert_close(both[1:], single, rtol=1e-4, atol=1e-6)
+
+
+def test_gradcam_of_chosen_classes_only(resnet18):
+    x = torch.randn(2, 3, 48, 64)
+    wrapper = GradCam(resnet18)
+    with torch.inference_mode():
+        every, chosen = wrapper.forward_cam(x), wrapper.forward_cam(x, [4, 1])
+    torch.testing.assert_close(chosen, every[:, [4, 1]], rtol=0, atol=0)
+    with pytest.raises(LabelError, match="class index 6 out of range: the network has 6 classes"):
+        wrapper.forward_cam(x, [6])
+
+
+def test_infercam_asks_gradcam_for_the_labelled_classes_only(resnet18, monkeypatch):
+    """One backward per labelled class and pass (not one per class of the network), with the same maps."""
+    img = (np.random.default_rng(0).random((40, 52, 3)) * 255).astype(np.uint8)
+    backwards = []
+    grad = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: backwards.append(1) or grad(*a, **k))
+
+    class EveryClass(GradCam):
+        cam_takes_classes = False
+
+    results = {}
+    for name, wrapper in (("chosen", GradCam(resnet18)), ("every", EveryClass(resnet18))):
+        backwards.clear()
+        engine = InferCam(wrapper, scales=(1.0, 0.5), batch_size=1)
+        results[name] = engine(img, [2, 5])
+        results[name + " backwards"] = len(backwards) / engine.cams.forward_passes
+    assert results["chosen backwards"] == 2 and results["every backwards"] == 6
+    for c in (2, 5):
+        np.testing.assert_allclose(results["chosen"].cams[c], results["every"].cams[c], rtol=1e-5, atol=1e-6)
 
 
 def test_infercam_with_gradcam_equals_cam_for_a_gap_linear_head(resnet18):

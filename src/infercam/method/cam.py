@@ -149,10 +149,15 @@ class MultiScaleCam:
         for members in groups.values():
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start:start + self.batch_size]
-                cams = self.forward(torch.stack([inputs[i] for i in chunk]))
-                if max(classes) >= cams.shape[1]:
-                    raise LabelError(f"class index {max(classes)} out of range: the network has {cams.shape[1]} classes")
-                cams = cams[:, classes].float()  # reduced-precision maps: fp32 from here on
+                batch = torch.stack([inputs[i] for i in chunk])
+                if getattr(self.forward, "takes_classes", False):  # e.g. Grad-CAM: only the labelled classes
+                    cams = self.forward(batch, classes).float()
+                else:
+                    cams = self.forward(batch)
+                    if max(classes) >= cams.shape[1]:
+                        raise LabelError(f"class index {max(classes)} out of range: the network has {cams.shape[1]} "
+                                         "classes")
+                    cams = cams[:, classes].float()  # reduced-precision maps: fp32 from here on
                 self.forward_passes += len(chunk)
                 self.input_pixels += len(chunk) * inputs[chunk[0]].shape[-2] * inputs[chunk[0]].shape[-1]
                 for i, cam in zip(chunk, cams):

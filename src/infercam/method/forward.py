@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -52,7 +53,8 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 class CamForward:
-    """``model.forward_cam`` with the engine's speed options; called on (N, 3, h, w) float32 batches."""
+    """``model.forward_cam`` with the engine's speed options; called on (N, 3, h, w) float32 batches. A model whose
+    ``cam_takes_classes`` is true (Grad-CAM) is asked for the labelled ``classes`` only (``takes_classes``)."""
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32", compile: bool = False,
                  channels_last: bool = False) -> None:
@@ -63,15 +65,17 @@ class CamForward:
         if channels_last:
             model.to(memory_format=torch.channels_last)
         self.fn = model.forward_cam
+        self.takes_classes = bool(getattr(model, "cam_takes_classes", False))
         if compile:
             self._compile(model)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, classes: Sequence[int] | None = None) -> torch.Tensor:
+        """Maps (N, C, h, w); (N, L, h, w) of ``classes`` where the model ``takes_classes`` and they are given."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         cast = contextlib.nullcontext() if self.dtype is None else torch.autocast(self.device.type, dtype=self.dtype)
         with cast:
-            return self.fn(x)
+            return self.fn(x) if classes is None else self.fn(x, classes)
 
     def _compile(self, model: nn.Module) -> None:
         """torch.compile ``forward_cam`` (dynamic shapes) and compile it now, on a dummy batch."""

@@ -13,6 +13,9 @@ Vision transformers: a network with ``token_layout(size) -> (prefix tokens, h, w
 (N, prefix + h*w, K)); its patch tokens are reshaped to the (N, K, h, w) grid and the prefix (class, register,
 distillation) tokens dropped.
 
+``forward_cam(x, classes)`` computes the listed classes only (one backward each), and the engine asks for its
+labelled classes only (``cam_takes_classes``): with an ImageNet network that is 1-3 backwards per pass, not 1000.
+
 For a global-average-pooling + linear head and the last feature layer, Grad-CAM is the CAM divided by
 h*w: InferCam's maps, normalised by their maximum, are the same. The InferCam engine calls
 ``forward_cam`` under ``torch.inference_mode()``; the wrapper leaves it (``inference_mode(False)``,
@@ -25,7 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InferCamError
+from typing import Sequence
+
+from ..errors import InferCamError, LabelError
 
 CAM_METHODS = ("cam", "gradcam", "gradcam++")
 
@@ -33,6 +38,8 @@ CAM_METHODS = ("cam", "gradcam", "gradcam++")
 class GradCam(nn.Module):
     """Grad-CAM (``plus=False``) or Grad-CAM++ maps of every class at ``target_layer`` (a module name;
     default: the network's ``cam_target_layer``), as ``forward_cam``; ``forward`` is the network's."""
+
+    cam_takes_classes = True  # forward_cam(x, classes) computes only those classes (see the module docstring)
 
     def __init__(self, model: nn.Module, target_layer: str | None = None, plus: bool = False) -> None:
         super().__init__()
@@ -56,13 +63,17 @@ class GradCam(nn.Module):
         """The network's logits (N, C)."""
         return self.model(x)
 
-    def forward_cam(self, x: torch.Tensor) -> torch.Tensor:
-        """Non-negative maps (N, C, h, w) of every class at the target layer's resolution."""
+    def forward_cam(self, x: torch.Tensor, classes: Sequence[int] | None = None) -> torch.Tensor:
+        """Non-negative maps (N, C, h, w) of every class at the target layer's resolution, or (N, L, h, w) of the
+        L ``classes`` given, in their order."""
         with torch.inference_mode(False), torch.enable_grad():
             acts, logits = self._activations(x.clone())
+            wanted = list(range(logits.shape[1])) if classes is None else [int(c) for c in classes]
+            if wanted and (max(wanted) >= logits.shape[1] or min(wanted) < 0):
+                raise LabelError(f"class index {max(wanted)} out of range: the network has {logits.shape[1]} classes")
             maps = []
-            for c in range(logits.shape[1]):
-                (grads,) = torch.autograd.grad(logits[:, c].sum(), acts, retain_graph=c + 1 < logits.shape[1],
+            for i, c in enumerate(wanted):
+                (grads,) = torch.autograd.grad(logits[:, c].sum(), acts, retain_graph=i + 1 < len(wanted),
                                                allow_unused=True)
                 if grads is None:
                     raise InferCamError(f"the logits do not depend on target layer {self.target_layer!r}")
