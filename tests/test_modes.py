@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from infercam import InferCam
-from infercam.evaluation.metrics import best_iou, mass_share, seam_ratio
+from infercam.evaluation.metrics import best_iou, common_threshold, iou_curve, mass_share, seam_ratio
 from infercam.method.modes import MODES, RECIPES, AcceptNear, PeakEvidence, accept_all, chained_masks, near_weight, \
     per_scale_masks, whole_image
 from infercam.method.split import Box, merge_max, patch_boxes
@@ -147,6 +147,20 @@ def test_box_scores_on_known_maps():
     score, t = best_iou(cam, region)
     assert score == 1.0 and t > 0.3
     assert mass_share(np.zeros((10, 10)), region) == 0.0
+
+
+def test_one_threshold_for_all_objects_is_the_best_mean_iou():
+    """Object a is best at t 0.2 (IoU 1), object b at t 0.8; together 0.2 wins (mean IoU 0.75 against 0.5 and 0.5)."""
+    region = np.zeros((1, 4), bool)
+    region[0, :2] = True
+    a = np.array([[0.3, 0.6, 0.1, 0.1]])  # >= 0.2: exact; >= 0.5: half of it; >= 0.8: nothing
+    b = np.array([[0.9, 0.9, 0.6, 0.6]])  # >= 0.2 or 0.5: twice the region; >= 0.8: exact
+    thresholds = (0.2, 0.5, 0.8)
+    curves = [iou_curve(a, region, thresholds), iou_curve(b, region, thresholds)]
+    np.testing.assert_allclose(curves, [[1.0, 0.5, 0.0], [0.5, 0.5, 1.0]])
+    assert best_iou(a, region, thresholds) == (1.0, 0.2) and best_iou(b, region, thresholds) == (1.0, 0.8)
+    assert common_threshold(curves, thresholds) == 0.2  # one threshold cannot fit both
+    assert common_threshold(curves[1:], thresholds) == 0.8
 
 
 def test_the_default_gates_each_class_by_what_that_class_covers():
