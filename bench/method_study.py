@@ -31,7 +31,7 @@ from infercam.data.synthetic import make_synthetic
 from infercam.data.voc import VOCDataset
 from infercam.evaluation import CamSweep
 from infercam.evaluation.metrics import BOX_THRESHOLDS, common_threshold, iou_curve, mass_share, seam_ratio
-from infercam.method.modes import RECIPES, AcceptNear, PeakEvidence, near_weight, whole_image
+from infercam.method.modes import RECIPES, AcceptNear, PeakEvidence, near_weight, per_scale_masks, whole_image
 from infercam.method.split import Box
 
 DEV_SEED = 777
@@ -104,6 +104,20 @@ class AcceptNearExtent:
                             for i, m in enumerate(masks)])
 
 
+@dataclass(frozen=True)
+class DilatedErase:
+    """Research-only (fifth round): erase the covered region widened by ``margin`` x the shorter side (a square
+    max-pool), so the erased hole no longer shows the object's outline; then the default's per-scale masks."""
+
+    margin: float
+
+    def __call__(self, keep: torch.Tensor, sizes) -> list[torch.Tensor]:
+        radius = max(1, round(self.margin * min(keep.shape)))
+        covered = torch.nn.functional.max_pool2d((~keep).float()[None, None], 2 * radius + 1, stride=1,
+                                                 padding=radius)[0, 0] > 0.5
+        return per_scale_masks(~covered, sizes)
+
+
 def variants() -> dict[str, tuple]:
     """name -> (recipe, engine keyword arguments). Rows measured with rules no mode uses any more (normalising
     by the image's peak, an evidence gate, anchoring to the baseline, a blurred fill, the baseline as a patch's
@@ -133,6 +147,7 @@ def variants() -> dict[str, tuple]:
         **{f"extent {k} per class": (r(d, accept=AcceptNearExtent(k)), {}) for k in (0.25, 0.5, 1.0, 2.0, 3.0)},
         **{f"extent {k} union": (r(d, accept=AcceptNearExtent(k, per_class=False)), {}) for k in (0.5, 1.0)},
         **{f"peak evidence {t}": (r(d, counts=PeakEvidence(t)), {}) for t in (0.4, 0.5, 0.6, 0.7)},
+        **{f"dilated erase {m}": (r(d, keep_masks=DilatedErase(m)), {}) for m in (0.02, 0.05, 0.1)},
     }
 
 
