@@ -14,7 +14,7 @@ from infercam.classes import VOC_CLASSES
 from infercam.cli import main
 from infercam.data import imagenet_voc, photos
 from infercam.data.images import fit
-from infercam.errors import CheckpointError
+from infercam.errors import CheckpointError, LabelError
 from infercam.models import efficientnet_lite
 from infercam.models.class_map import ClassMapCam, with_class_map
 
@@ -219,6 +219,31 @@ def test_make_photos_writes_the_photos_the_bench_scores(tmp_path):
                  for o in xml.iter("object")]
         x0, y0, x1, y1 = photos.scaled_box(voc[0].box, photo.size, (small.shape[1], small.shape[0]))
         assert (voc[0].voc, (x0 + 1, y0 + 1, x1, y1)) in boxes
+
+
+def test_class_map_over_gradcam_asks_for_the_members_only(monkeypatch):
+    """A VOC class's map through Grad-CAM needs only its members' backwards; the maps equal the all-class path's."""
+    from infercam.method.gradcam import GradCam
+    from infercam.models import create
+
+    torch.manual_seed(0)
+    net = create("torchvision:mobilenet_v3_small", num_classes=1000).eval()
+    wrapped = ClassMapCam(GradCam(net), [(3, 7), (), (11,)], "max")
+    asked = []
+    inner = wrapped.model.forward_cam
+    monkeypatch.setattr(wrapped.model, "forward_cam", lambda x, classes=None: asked.append(classes) or inner(x, classes))
+    x = torch.randn(2, 3, 40, 40)
+    with torch.inference_mode():
+        some = wrapped.forward_cam(x, [2, 0, 1])
+        every = wrapped.forward_cam(x)
+    assert wrapped.cam_takes_classes and asked == [[3, 7, 11], None]
+    torch.testing.assert_close(some, every[:, [2, 0, 1]], rtol=0, atol=0)
+    assert float(some[:, 2].abs().max()) == 0.0  # no member: an all-zero map
+    with torch.inference_mode():
+        assert wrapped.forward_cam(x, [1]).shape == (2, 1, *every.shape[2:])
+    with pytest.raises(LabelError, match="class index 3 out of range: the class map has 3 classes"):
+        wrapped.forward_cam(x, [3])
+    assert not with_class_map(net, "imagenet-voc").cam_takes_classes  # a CAM head: every class in one pass
 
 
 def test_catalogue_boxes_fit_their_photos():

@@ -9,15 +9,19 @@ is made from its members' maps (``reduce``):
 * ``top``: the map of the one member with the largest pooled map (the spatial mean of its CAM, the logit up to
   the head's bias) on this input; each pass (scale, flip, patch, erasing round) picks on its own input.
 
-A class with no member (VOC person) gets an all-zero map. BENCHMARKS.md measures the three on real photos.
+A class with no member (VOC person) gets an all-zero map. BENCHMARKS.md measures the three on real photos. Over a
+network that computes a subset of its classes (Grad-CAM), the engine's labelled classes ask it for their members
+only.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from ..data import imagenet_voc
-from ..errors import InferCamError
+from ..errors import InferCamError, LabelError
 
 CLASS_MAPS = imagenet_voc.CLASS_MAPS
 REDUCTIONS = ("max", "sum", "top")
@@ -41,24 +45,41 @@ class ClassMapCam(nn.Module):
             if hasattr(model, attr):
                 setattr(self, attr, getattr(model, attr))
 
-    def forward_cam(self, x: torch.Tensor) -> torch.Tensor:
-        cams = self.model.forward_cam(x)
-        needed = max((max(m) for m in self.members if m), default=-1)
-        if needed >= cams.shape[1]:
-            raise InferCamError(f"class map {self.name or 'given'} needs class {needed}, but the network has "
-                                f"{cams.shape[1]} classes (an ImageNet-1k network is needed for {imagenet_voc.NAME})")
-        out = cams.new_zeros(cams.shape[0], len(self.members), *cams.shape[2:])
-        for c, idx in enumerate(self.members):
-            if not idx:
+    @property
+    def cam_takes_classes(self) -> bool:
+        """``forward_cam(x, classes)`` asks the network for those classes' members only, where the network can
+        compute a subset of its classes (Grad-CAM: one backward per member instead of one per ImageNet class)."""
+        return bool(getattr(self.model, "cam_takes_classes", False))
+
+    def forward_cam(self, x: torch.Tensor, classes: Sequence[int] | None = None) -> torch.Tensor:
+        """Maps (N, T, h, w) of every target class, or (N, L, h, w) of the L target ``classes`` given."""
+        targets = list(range(len(self.members))) if classes is None else [int(c) for c in classes]
+        if targets and max(targets) >= len(self.members):
+            raise LabelError(f"class index {max(targets)} out of range: the class map has {len(self.members)} classes")
+        if classes is not None and self.cam_takes_classes:
+            needed = sorted({m for c in targets for m in self.members[c]})
+            cams = self.model.forward_cam(x, needed or [0])  # no member at all: one class, for the maps' size
+            column = {m: i for i, m in enumerate(needed)}
+        else:
+            cams = self.model.forward_cam(x)
+            needed = max((max(m) for m in self.members if m), default=-1)
+            if needed >= cams.shape[1]:
+                raise InferCamError(f"class map {self.name or 'given'} needs class {needed}, but the network has "
+                                    f"{cams.shape[1]} classes (an ImageNet-1k network is needed for "
+                                    f"{imagenet_voc.NAME})")
+            column = {m: m for m in range(cams.shape[1])}
+        out = cams.new_zeros(cams.shape[0], len(targets), *cams.shape[2:])
+        for j, c in enumerate(targets):
+            if not self.members[c]:
                 continue
-            maps = cams[:, list(idx)]
+            maps = cams[:, [column[m] for m in self.members[c]]]
             if self.reduce == "max":
-                out[:, c] = maps.amax(dim=1)
+                out[:, j] = maps.amax(dim=1)
             elif self.reduce == "sum":
-                out[:, c] = maps.sum(dim=1)
+                out[:, j] = maps.sum(dim=1)
             else:
                 best = maps.mean(dim=(2, 3)).argmax(dim=1)
-                out[:, c] = maps[torch.arange(maps.shape[0], device=maps.device), best]
+                out[:, j] = maps[torch.arange(maps.shape[0], device=maps.device), best]
         return out
 
 
