@@ -75,7 +75,7 @@ class CamForward:
             x = x.contiguous(memory_format=torch.channels_last)
         cast = contextlib.nullcontext() if self.dtype is None else torch.autocast(self.device.type, dtype=self.dtype)
         with cast:
-            return self.fn(x) if classes is None else self.fn(x, classes)
+            return self.fn(x, classes) if classes is not None and self.takes_classes else self.fn(x)
 
     def _compile(self, model: nn.Module) -> None:
         """torch.compile ``forward_cam`` (dynamic shapes) and compile it now, on a dummy batch."""
