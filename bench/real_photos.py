@@ -8,7 +8,8 @@ Photos are resized to a longer side of at most 500 px (PASCAL VOC's size, which 
 
 * share: the share of the map's mass inside the boxes; IoU: the best IoU of ``map >= t`` with the boxes over
   t = 0.05..0.95, each object at its own best t; IoU at one t: at the one threshold best for the method's dev
-  objects together, for every object (what a pseudo label, one threshold for all images, gets); seam: the mean step across the patch borders over the mean step elsewhere (1 = no seam);
+  objects together, for every object (what a pseudo label, one threshold for all images, gets); seam: the mean
+  step across the patch borders over the mean step elsewhere (1 = no seam);
 * rounds (erasing rounds over the image's distinct patches), forward passes, input Mpx and seconds per image.
 
 Then the means per split (``dev``: scikit-image's photos, which may be looked at to choose a method's rules;
@@ -38,7 +39,8 @@ from infercam.classes import VOC_CLASSES
 from infercam.data import imagenet_voc, photos
 from infercam.data.images import fit
 from infercam.evaluation import evaluate_cam_dicts, ignore_classes
-from infercam.evaluation.metrics import BOX_THRESHOLDS, best_iou, common_threshold, iou_curve, mass_share, seam_ratio
+from infercam.evaluation.metrics import (BOX_THRESHOLDS, best_iou, best_on_curve, common_threshold, iou_curve,
+                                        mass_share, seam_ratio)
 from infercam.method.modes import MODES
 from infercam.models.class_map import REDUCTIONS, with_class_map
 
@@ -85,8 +87,8 @@ def measure_photo(engines: dict[str, InferCam], photo: photos.Photo, image: np.n
         maps, boxes, rounds, passes, mpx, seconds = run_method(engine, image, classes, method)
         for c in classes:
             region = photo.region(c, shape=image.shape[:2])
-            score, t = best_iou(maps[c], region)
             curve = iou_curve(maps[c], region)
+            score, t = best_on_curve(curve)
             seam = seam_ratio(maps[c], boxes) if boxes else float("nan")
             name = next(o.imagenet_name for o in photo.objects if o.imagenet == c)
             rows.append(Row(photo.name, photo.split, f"{c} {name}", method, mass_share(maps[c], region), score, t,

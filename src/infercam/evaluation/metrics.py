@@ -36,11 +36,15 @@ def iou_curve(cam: np.ndarray, region: np.ndarray, thresholds: Sequence[float] =
     return np.array([iou(cam >= t, region) for t in thresholds])
 
 
+def best_on_curve(curve: Sequence[float], thresholds: Sequence[float] = BOX_THRESHOLDS) -> tuple[float, float]:
+    """(best IoU, its threshold) of an :func:`iou_curve` taken at ``thresholds``."""
+    best = int(np.argmax(curve))
+    return float(curve[best]), float(thresholds[best])
+
+
 def best_iou(cam: np.ndarray, region: np.ndarray, thresholds: Sequence[float] = BOX_THRESHOLDS) -> tuple[float, float]:
     """(best IoU, its threshold) of ``cam >= t`` with ``region`` over ``thresholds`` (maps in [0, 1])."""
-    scores = iou_curve(cam, region, thresholds)
-    best = int(np.argmax(scores))
-    return float(scores[best]), float(thresholds[best])
+    return best_on_curve(iou_curve(cam, region, thresholds), thresholds)
 
 
 def common_threshold(curves: Sequence[Sequence[float]], thresholds: Sequence[float] = BOX_THRESHOLDS) -> float:

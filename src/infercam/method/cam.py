@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import InferCamError, LabelError
+from ..errors import InferCamError, check_class_range
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
 NORM_EPS = 1e-5
@@ -154,9 +154,7 @@ class MultiScaleCam:
                     cams = self.forward(batch, classes).float()
                 else:
                     cams = self.forward(batch)
-                    if max(classes) >= cams.shape[1]:
-                        raise LabelError(f"class index {max(classes)} out of range: the network has {cams.shape[1]} "
-                                         "classes")
+                    check_class_range(classes, cams.shape[1])
                     cams = cams[:, classes].float()  # reduced-precision maps: fp32 from here on
                 self.forward_passes += len(chunk)
                 self.input_pixels += len(chunk) * inputs[chunk[0]].shape[-2] * inputs[chunk[0]].shape[-1]

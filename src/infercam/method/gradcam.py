@@ -24,13 +24,13 @@ part in autograd. The network must be in eval mode, so that the images of a batc
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from typing import Sequence
-
-from ..errors import InferCamError, LabelError
+from ..errors import InferCamError, check_class_range
 
 CAM_METHODS = ("cam", "gradcam", "gradcam++")
 
@@ -69,8 +69,7 @@ class GradCam(nn.Module):
         with torch.inference_mode(False), torch.enable_grad():
             acts, logits = self._activations(x.clone())
             wanted = list(range(logits.shape[1])) if classes is None else [int(c) for c in classes]
-            if wanted and (max(wanted) >= logits.shape[1] or min(wanted) < 0):
-                raise LabelError(f"class index {max(wanted)} out of range: the network has {logits.shape[1]} classes")
+            check_class_range(wanted, logits.shape[1])
             maps = []
             for i, c in enumerate(wanted):
                 (grads,) = torch.autograd.grad(logits[:, c].sum(), acts, retain_graph=i + 1 < len(wanted),

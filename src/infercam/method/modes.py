@@ -113,7 +113,8 @@ class Recipe:
     accept: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # (round's map, maxima, erase threshold)
     merge: Merge
     stop_fraction: float = 0.02  # stop a patch when a round covers less than this anew (the engine may override)
-    counts: Counts | None = None  # whether each class's erasing round still counts (once not, never again); None: always
+    # whether each class's erasing rounds still count (once not, never again); None: always
+    counts: Counts | None = None
 
 
 NEAR = 0.5  # the default's reach, as a fraction of the image's shorter side (chosen on the development data)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..data import imagenet_voc
-from ..errors import InferCamError, LabelError
+from ..errors import InferCamError, check_class_range
 
 CLASS_MAPS = imagenet_voc.CLASS_MAPS
 REDUCTIONS = ("max", "sum", "top")
@@ -54,12 +54,12 @@ class ClassMapCam(nn.Module):
     def forward_cam(self, x: torch.Tensor, classes: Sequence[int] | None = None) -> torch.Tensor:
         """Maps (N, T, h, w) of every target class, or (N, L, h, w) of the L target ``classes`` given."""
         targets = list(range(len(self.members))) if classes is None else [int(c) for c in classes]
-        if targets and max(targets) >= len(self.members):
-            raise LabelError(f"class index {max(targets)} out of range: the class map has {len(self.members)} classes")
+        check_class_range(targets, len(self.members), "the class map")
+        position = None  # where each member's map is in the network's output (None: at its own index)
         if classes is not None and self.cam_takes_classes:
             needed = sorted({m for c in targets for m in self.members[c]})
             cams = self.model.forward_cam(x, needed or [0])  # no member at all: one class, for the maps' size
-            column = {m: i for i, m in enumerate(needed)}
+            position = {m: i for i, m in enumerate(needed)}
         else:
             cams = self.model.forward_cam(x)
             needed = max((max(m) for m in self.members if m), default=-1)
@@ -67,12 +67,12 @@ class ClassMapCam(nn.Module):
                 raise InferCamError(f"class map {self.name or 'given'} needs class {needed}, but the network has "
                                     f"{cams.shape[1]} classes (an ImageNet-1k network is needed for "
                                     f"{imagenet_voc.NAME})")
-            column = {m: m for m in range(cams.shape[1])}
         out = cams.new_zeros(cams.shape[0], len(targets), *cams.shape[2:])
         for j, c in enumerate(targets):
             if not self.members[c]:
                 continue
-            maps = cams[:, [column[m] for m in self.members[c]]]
+            members = list(self.members[c])
+            maps = cams[:, members if position is None else [position[m] for m in members]]
             if self.reduce == "max":
                 out[:, j] = maps.amax(dim=1)
             elif self.reduce == "sum":
