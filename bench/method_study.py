@@ -31,7 +31,8 @@ from infercam.data.synthetic import make_synthetic
 from infercam.data.voc import VOCDataset
 from infercam.evaluation import CamSweep
 from infercam.evaluation.metrics import BOX_THRESHOLDS, common_threshold, iou_curve, mass_share, seam_ratio
-from infercam.method.modes import RECIPES, AcceptNear, PeakEvidence, near_weight, per_scale_masks, whole_image
+from infercam.method.cam import CamJob
+from infercam.method.modes import NEAR, RECIPES, AcceptNear, PeakEvidence, near_weight, per_scale_masks, whole_image
 from infercam.method.split import Box
 
 DEV_SEED = 777
@@ -118,6 +119,85 @@ class DilatedErase:
         return per_scale_masks(~covered, sizes)
 
 
+class AcceptNearRival:
+    """Research-only (sixth round): the default's near gate times how much of what the network sees at a pixel is
+    the class, in round 0 (the whole image, nothing erased): the class's summed multi-scale response over the
+    strongest response of any of the network's classes there, ramped to full weight at ``full``. A round's gain
+    counts where the un-erased image already says "this class" (a horse's flank), not where another class owns the
+    pixel (the table under a lighter). :meth:`prepare` sets the prior per image before the engine runs."""
+
+    def __init__(self, near: float, full: float) -> None:
+        self.near, self.full = near, full
+        self.prior: torch.Tensor | None = None
+
+    def prepare(self, engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
+        """This image's share of each labelled class in round 0's all-class response (on a quarter-size grid; its
+        8 passes are left out of the pass count, since the engine's own round 0 could return every class's map)."""
+        h, w = image.shape[:2]
+        cams, passes, pixels = engine.cams, engine.cams.forward_passes, engine.cams.input_pixels
+        with torch.inference_mode():
+            pyramid = cams.pyramid(image)
+            probe = cams.forward(pyramid[0][None])
+            every = list(range(probe.shape[1]))
+            total = cams.compute_raw([CamJob(pyramid, (max(1, h // 4), max(1, w // 4)))], every)[0]
+        cams.forward_passes, cams.input_pixels = passes, pixels
+        self.prior = total[classes] / (total.amax(dim=0, keepdim=True) + 1e-5)
+
+    def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
+        near = AcceptNear(self.near)(cam, maxima, threshold)
+        prior = torch.nn.functional.interpolate(self.prior[None], size=cam.shape[-2:], mode="bilinear",
+                                                align_corners=False)[0]
+        return near * (prior / self.full).clamp(0, 1)
+
+
+class AcceptNearColour:
+    """Research-only (seventh round): the default's near gate times how much a pixel's colour looks like the
+    class's round-0 region (its map >= the erase threshold) rather than the rest of the image: p_in / (p_in +
+    p_out) from two colour histograms (``levels`` per channel, each bin's frequency plus 1e-4), full weight from ``full`` up. A
+    round's gain counts on the object's colours (the ball's white, the lighter's red), not on the leg or the table
+    beside it. The colour model is built at the first erasing round of each image (when the running maximum is
+    round 0's map); :meth:`prepare` hands over the image. No forward pass."""
+
+    def __init__(self, near: float, full: float, levels: int = 8) -> None:
+        self.near, self.full, self.levels = near, full, levels
+        self.image: torch.Tensor | None = None
+        self.weight: torch.Tensor | None = None
+
+    def prepare(self, engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
+        """Keep this image (H x W x 3, uint8) and forget the previous image's colour model."""
+        self.image, self.weight = torch.tensor(image).permute(2, 0, 1).float(), None
+
+    def colour_weight(self, covered: torch.Tensor) -> torch.Tensor:
+        """L x h x w: p_in / (p_in + p_out) of each pixel's colour bin, per class (1 where nothing is covered)."""
+        rgb = torch.nn.functional.interpolate(self.image[None], size=covered.shape[-2:], mode="bilinear",
+                                              align_corners=False)[0]
+        q = (rgb.clamp(0, 255) * self.levels / 256).long().clamp(0, self.levels - 1)
+        bins = (q[0] * self.levels + q[1]) * self.levels + q[2]
+        n = self.levels ** 3
+        weights = []
+        for inside in covered:
+            if not bool(inside.any()):
+                weights.append(torch.ones(inside.shape))
+                continue
+            p_in = torch.bincount(bins[inside], minlength=n).float() / int(inside.sum()) + 1e-4
+            p_out = torch.bincount(bins[~inside], minlength=n).float() / max(1, int((~inside).sum())) + 1e-4
+            weights.append((p_in / (p_in + p_out))[bins])
+        return torch.stack(weights).to(covered.device)
+
+    def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
+        if self.weight is None:
+            self.weight = self.colour_weight(maxima.cpu() >= threshold)
+        near = AcceptNear(self.near)(cam, maxima, threshold)
+        return near * (self.weight / self.full).clamp(0, 1)
+
+
+def prepare_rule(engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
+    """Hand this image to the engine's accept rule if it needs one (the research rules above)."""
+    prepare = getattr(engine.recipe.accept, "prepare", None)
+    if prepare is not None:
+        prepare(engine, image, classes)
+
+
 def variants() -> dict[str, tuple]:
     """name -> (recipe, engine keyword arguments). Rows measured with rules no mode uses any more (normalising
     by the image's peak, an evidence gate, anchoring to the baseline, a blurred fill, the baseline as a patch's
@@ -148,16 +228,20 @@ def variants() -> dict[str, tuple]:
         **{f"extent {k} union": (r(d, accept=AcceptNearExtent(k, per_class=False)), {}) for k in (0.5, 1.0)},
         **{f"peak evidence {t}": (r(d, counts=PeakEvidence(t)), {}) for t in (0.4, 0.5, 0.6, 0.7)},
         **{f"dilated erase {m}": (r(d, keep_masks=DilatedErase(m)), {}) for m in (0.02, 0.05, 0.1)},
+        **{f"rival {f}": (r(d, accept=AcceptNearRival(NEAR, f)), {}) for f in (0.3, 0.5, 0.7, 1.0)},
+        **{f"colour {f}": (r(d, accept=AcceptNearColour(NEAR, f)), {}) for f in (0.3, 0.5, 0.7)},
+        **{f"evidence colour {f}": (r(RECIPES["evidence"], accept=AcceptNearColour(NEAR, f)), {}) for f in (0.3, 0.5, 0.7)},
     }
 
 
 def photo_scores(engine: InferCam, found, baseline: bool = False) -> dict[str, float]:
     """Mean share, best IoU (each object at its own threshold), IoU at the one threshold best for all the objects
     together, seam and passes of one method on the photos."""
-    shares, curves, seams, passes = [], [], [], []
+    shares, curves, seams, passes, objects = [], [], [], [], []
     for photo, image in found:
         classes = photo.imagenet_classes()
         engine.cams.forward_passes = 0
+        prepare_rule(engine, image, classes)
         result = None if baseline else engine(image, classes)
         maps = engine.baseline(image, classes) if baseline else result.cams
         passes.append(engine.cams.forward_passes)
@@ -165,13 +249,15 @@ def photo_scores(engine: InferCam, found, baseline: bool = False) -> dict[str, f
             region = photo.region(c, shape=image.shape[:2])
             shares.append(mass_share(maps[c], region))
             curves.append(iou_curve(maps[c], region))
+            objects.append(f"{photo.name}/{c} {shares[-1]:.3f}/{max(curves[-1]):.3f}")
             seam = float("nan") if baseline else seam_ratio(maps[c], [tuple(b) for b in result.boxes])
             if not np.isnan(seam):
                 seams.append(seam)
     t = common_threshold(curves)
     one_t = float(np.mean([curve[list(BOX_THRESHOLDS).index(t)] for curve in curves]))
     return {"share": statistics.fmean(shares), "iou": float(np.mean([max(c) for c in curves])), "one_t": one_t,
-            "t": t, "seam": statistics.fmean(seams) if seams else float("nan"), "passes": statistics.fmean(passes)}
+            "t": t, "seam": statistics.fmean(seams) if seams else float("nan"), "passes": statistics.fmean(passes),
+            "objects": objects}
 
 
 def synthetic_scores(engine: InferCam, dataset: VOCDataset, baseline: bool = False) -> dict[str, float]:
@@ -179,6 +265,7 @@ def synthetic_scores(engine: InferCam, dataset: VOCDataset, baseline: bool = Fal
     for name in dataset.names:
         image, labels = load_image(dataset.image_path(name)), dataset.labels(name)
         engine.cams.forward_passes = 0
+        prepare_rule(engine, image, labels)
         maps = engine.baseline(image, labels) if baseline else engine(image, labels).cams
         passes.append(engine.cams.forward_passes)
         sweep.add(dataset.ground_truth(name), maps)
@@ -191,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=None, help="semicolon-separated variant names (default: all)")
     parser.add_argument("--synthetic", type=int, default=40, help="synthetic development images (0: none)")
     parser.add_argument("--no-photos", action="store_true")
+    parser.add_argument("--per-object", action="store_true", help="also print each dev object's share / IoU")
     args = parser.parse_args(argv)
     table = variants()
     names = args.variants.split(";") if args.variants else list(table)
@@ -216,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             s = synthetic_scores(InferCam(demo, mode=rec or "default", **kwargs), dataset, baseline=rec is None)
         print(f"| {name} | {p['share']:.3f} | {p['iou']:.3f} | {p['one_t']:.3f} ({p['t']:.2f}) | {p['seam']:.2f} | "
               f"{p['passes']:.0f} | {s['miou']:.2f} | {s['t']:.2f} | {s['passes']:.0f} |", flush=True)
+        if args.per_object and found:
+            print("    " + "; ".join(p["objects"]), flush=True)
     return 0
 
 
