@@ -52,31 +52,34 @@ def common_threshold(curves: Sequence[Sequence[float]], thresholds: Sequence[flo
     return float(thresholds[int(np.argmax(np.mean(np.asarray(curves, dtype=np.float64), axis=0)))])
 
 
-def _border_lines(boxes: Iterable[Sequence[int]], height: int, width: int) -> tuple[set[int], set[int]]:
-    """Rows r and columns c (1..H-1 / 1..W-1) where a box edge lies between r-1 and r (c-1 and c)."""
-    rows, cols = set(), set()
+def _border_masks(boxes: Iterable[Sequence[int]], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where a box edge lies inside the image: (H-1) x W marks of the steps between rows r-1 and r along a
+    horizontal edge, H x (W-1) marks of the steps between columns c-1 and c along a vertical one."""
+    at_dy, at_dx = np.zeros((height - 1, width), bool), np.zeros((height, width - 1), bool)
     for top, left, bottom, right in boxes:
-        rows.update(v for v in (top, bottom) if 0 < v < height)
-        cols.update(v for v in (left, right) if 0 < v < width)
-    return rows, cols
+        for r in (top, bottom):
+            if 0 < r < height:
+                at_dy[r - 1, left:right] = True
+        for c in (left, right):
+            if 0 < c < width:
+                at_dx[top:bottom, c - 1] = True
+    return at_dy, at_dx
 
 
 def seam_ratio(cam: np.ndarray, boxes: Iterable[Sequence[int]]) -> float:
-    """Mean |step| across the box borders (top, left, bottom, right boxes) over the mean |step| elsewhere.
+    """Mean |step| across the box edges (top, left, bottom, right boxes; each edge where it runs) over the mean
+    |step| elsewhere.
 
-    Steps are between neighbouring rows (for a horizontal border) and columns (vertical); NaN where the boxes
-    have no border inside the image (e.g. every patch is the whole image) or the map is flat elsewhere.
+    Steps are between neighbouring rows (for a horizontal edge) and columns (vertical); NaN where the boxes
+    have no edge inside the image (e.g. every patch is the whole image) or the map is flat elsewhere.
     """
     height, width = cam.shape
-    rows, cols = _border_lines(boxes, height, width)
-    if not rows and not cols:
+    at_dy, at_dx = _border_masks(boxes, height, width)
+    if not at_dy.any() and not at_dx.any():
         return float("nan")
     dy = np.abs(np.diff(cam, axis=0))  # dy[r-1] is the step between rows r-1 and r
     dx = np.abs(np.diff(cam, axis=1))
-    at_rows, at_cols = np.zeros(height - 1, bool), np.zeros(width - 1, bool)
-    at_rows[[r - 1 for r in rows]] = True
-    at_cols[[c - 1 for c in cols]] = True
-    border = np.concatenate([dy[at_rows].ravel(), dx[:, at_cols].ravel()])
-    other = np.concatenate([dy[~at_rows].ravel(), dx[:, ~at_cols].ravel()])
+    border = np.concatenate([dy[at_dy], dx[at_dx]])
+    other = np.concatenate([dy[~at_dy], dx[~at_dx]])
     base = float(other.mean()) if other.size else 0.0
     return float(border.mean()) / base if base > 0 else float("nan")
