@@ -34,7 +34,6 @@ from infercam.evaluation.metrics import BOX_THRESHOLDS, common_threshold, iou_cu
 from infercam.method.cam import CamJob
 from infercam.method.modes import NEAR, RECIPES, AcceptNear, PeakEvidence, near_weight, per_scale_masks, whole_image
 from infercam.method.split import Box
-from infercam.method.zoom import ZoomSmall
 
 DEV_SEED = 777
 
@@ -233,13 +232,6 @@ def variants() -> dict[str, tuple]:
         **{f"colour {f}": (r(d, accept=AcceptNearColour(NEAR, f)), {}) for f in (0.3, 0.5, 0.7)},
         **{f"evidence colour {f}": (r(RECIPES["evidence"], accept=AcceptNearColour(NEAR, f)), {})
            for f in (0.3, 0.5, 0.7)},
-        **{f"zoom 0.3 min {z}": (r(d, zoom=ZoomSmall(min_zoom=z)), {}) for z in (1.05, 1.5, 2.0, 3.0)},
-        **{f"zoom peak {t}": (r(d, zoom=ZoomSmall(threshold=t, peak_only=True)), {}) for t in (0.3, 0.5)},
-        **{f"zoom 0.3 min 2.0 max {z}": (r(d, zoom=ZoomSmall(max_zoom=z)), {}) for z in (2.0, 3.0)},
-        **{f"zoom 0.3 min 2.0 rounds {k}": (r(d, zoom=ZoomSmall(rounds=k)), {}) for k in (3, 4, 5)},
-        **{f"zoom {t}": (r(d, zoom=ZoomSmall(threshold=t, min_zoom=1.05)), {}) for t in (0.2, 0.5)},
-        **{f"zoom 0.3 margin {m}": (r(d, zoom=ZoomSmall(margin=m, min_zoom=1.05)), {}) for m in (0.25, 1.0)},
-        **{f"evidence zoom 0.3 min {z}": (r(RECIPES["evidence"], zoom=ZoomSmall(min_zoom=z)), {}) for z in (1.05, 2.0)},
     }
 
 
@@ -259,8 +251,7 @@ def photo_scores(engine: InferCam, found, baseline: bool = False) -> dict[str, f
             shares.append(mass_share(maps[c], region))
             curves.append(iou_curve(maps[c], region))
             objects.append(f"{photo.name}/{c} {shares[-1]:.3f}/{max(curves[-1]):.3f}")
-            seam = float("nan") if baseline else seam_ratio(maps[c], [tuple(b) for b in result.boxes]
-                                                                   + ([tuple(result.zooms[c])] if c in result.zooms else []))
+            seam = float("nan") if baseline else seam_ratio(maps[c], [tuple(b) for b in result.boxes])
             if not np.isnan(seam):
                 seams.append(seam)
     t = common_threshold(curves)

@@ -10,7 +10,7 @@ Photos are resized to a longer side of at most 500 px (PASCAL VOC's size, which 
 * share: the share of the map's mass inside the boxes; IoU: the best IoU of ``map >= t`` with the boxes over
   t = 0.05..0.95, each object at its own best t; IoU at one t: at the one threshold best for the method's dev
   objects together, for every object (what a pseudo label, one threshold for all images, gets); seam: the mean
-  step across the patch and zoom box borders over the mean step elsewhere (1 = no seam);
+  step across the patch borders over the mean step elsewhere (1 = no seam);
 * rounds (erasing rounds over the image's distinct patches), forward passes, input Mpx and seconds per image.
 
 Then the means per split (``dev``: the photos that may be looked at to choose a method's rules; ``test``: the
@@ -70,17 +70,14 @@ class Row:
 
 
 def run_method(engine: InferCam, image: np.ndarray, classes: list[int], method: str):
-    """(maps by class, each class's patch and zoom boxes, rounds, passes, Mpx, seconds) of ``method`` (baseline
-    or a mode) on one image."""
+    """(maps by class, boxes, rounds, passes, Mpx, seconds) of ``method`` (baseline or a mode) on one image."""
     engine.cams.forward_passes = engine.cams.input_pixels = 0
     start = time.perf_counter()
     if method == BASELINE:
-        maps, boxes, rounds = engine.baseline(image, classes), {}, 0
+        maps, boxes, rounds = engine.baseline(image, classes), [], 0
     else:
         result = engine(image, classes)
-        boxes = {c: [tuple(b) for b in result.boxes] + ([tuple(result.zooms[c])] if c in result.zooms else [])
-                 for c in classes}
-        maps, rounds = result.cams, sum(result.rounds)
+        maps, boxes, rounds = result.cams, [tuple(b) for b in result.boxes], sum(result.rounds)
     seconds = time.perf_counter() - start
     return maps, boxes, rounds, engine.cams.forward_passes, engine.cams.input_pixels / 1e6, seconds
 
@@ -95,7 +92,7 @@ def measure_photo(engines: dict[str, InferCam], photo: photos.Photo, image: np.n
             region = photo.region(c, shape=image.shape[:2])
             curve = iou_curve(maps[c], region)
             score, t = best_on_curve(curve)
-            seam = seam_ratio(maps[c], boxes[c]) if boxes else float("nan")
+            seam = seam_ratio(maps[c], boxes) if boxes else float("nan")
             name = next(o.imagenet_name for o in photo.objects if o.imagenet == c)
             rows.append(Row(photo.name, photo.split, f"{c} {name}", method, mass_share(maps[c], region), score, t,
                             seam, rounds, passes, mpx, seconds, [float(v) for v in curve]))

@@ -176,3 +176,17 @@ def test_the_default_gates_each_class_by_what_that_class_covers():
     assert 0.0 < float(kept[0, 0, 7]) < 1.0  # 3 px from class 0's region: a partial weight
     empty = AcceptNear(0.5)(new, torch.zeros(2, 10, 40), threshold=0.7)
     assert torch.equal(empty, new)  # nothing covered yet: everything counts
+
+
+def test_seam_ratio_measures_a_box_inside_the_image_along_its_own_edges():
+    """A map pasted into a box in the middle steps at the box's edges; the rows and columns beyond the box, where
+    the edges' lines run on, do not count as border."""
+    yy, xx = np.mgrid[:60, :60] / 60.0
+    smooth = (0.5 * xx + 0.3 * yy).astype(np.float32)
+    box = Box(20, 20, 40, 40)
+    pasted = smooth.copy()
+    pasted[20:40, 20:40] += 0.3
+    # a step of 0.3 along the edges against a mean step of about 0.0067 elsewhere: about 45 (counting the edges'
+    # whole rows and columns would dilute it to about 16)
+    assert seam_ratio(pasted, [box]) > 40
+    assert abs(seam_ratio(smooth, [box]) - 1.0) < 0.05

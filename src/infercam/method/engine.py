@@ -11,7 +11,6 @@ with identical results.
 """
 from __future__ import annotations
 
-import dataclasses
 import platform
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -27,7 +26,6 @@ from .forward import CamForward
 from .modes import MODES, Recipe, recipe
 from .refine import PatchState, RefineConfig, refine
 from .split import DEFAULT_MARGINS, Box, corner_boxes, mass_center, patch_boxes
-from .zoom import blend, enlarge
 
 
 @dataclass
@@ -39,7 +37,6 @@ class InferCamResult:
     boxes: list[Box]
     centers: list[tuple[int, int]] = field(default_factory=list)
     rounds: list[int] = field(default_factory=list)  # erasing rounds run, per distinct patch
-    zooms: dict[int, Box] = field(default_factory=dict)  # class -> the box its closer look covered
 
 
 @dataclass(frozen=True)
@@ -172,69 +169,27 @@ class InferCam:
         height, width = image.shape[:2]
         with torch.inference_mode():
             pyramid, raw, base, centers, boxes = self._split(prepared, classes)
-            zooms = self._zoom_boxes(base)
-            erased = [i for i in range(len(classes)) if i not in zooms]
-            refined = base.cpu().numpy().copy()
+            whole = Box(0, 0, height, width)
             states: dict[Box, PatchState] = {}
-            if erased:
-                states = self._refine_rounds(image, pyramid, raw[erased], [classes[i] for i in erased], boxes)
-                maps = [(box, s.maxima.cpu().numpy()) for box, s in states.items()]
-                refined[erased] = self.recipe.merge(maps, (len(erased), height, width))
-            zoomed, zoom_rounds = self._zoomed(image, base, classes, zooms)
-            for i, cam in zoomed.items():
-                refined[i] = cam
+            for box in boxes:  # identical boxes (e.g. 3+ classes: the whole image) are run once
+                if box in states:
+                    continue
+                if box == whole:  # round 0 of the whole image is the baseline
+                    states[box] = PatchState(pyramid, (height, width))
+                    states[box].update(raw, self.recipe, self.config)
+                else:
+                    rows, cols = box.slices()
+                    states[box] = PatchState(self.cams.pyramid(image[rows, cols]), (box.height, box.width))
+            refine(self.cams, list(states.values()), classes, self.recipe, self.config)
+            maps = [(box, s.maxima.cpu().numpy()) for box, s in states.items()]
+        refined = self.recipe.merge(maps, (len(classes), height, width))
         return InferCamResult(
             cams=_to_dict(classes, refined),
             baseline=_to_dict(classes, base.cpu().numpy()),
             boxes=boxes,
             centers=centers,
-            rounds=[s.rounds for s in states.values()] + zoom_rounds,
-            zooms={classes[i]: box for i, (box, _) in zooms.items()},
+            rounds=[s.rounds for s in states.values()],
         )
-
-    def _refine_rounds(self, image: np.ndarray, pyramid: list[torch.Tensor], raw: torch.Tensor,
-                       classes: list[int], boxes: list[Box]) -> dict[Box, PatchState]:
-        """The erasing rounds of every distinct patch box for these classes (their raw baseline ``raw``)."""
-        height, width = image.shape[:2]
-        whole = Box(0, 0, height, width)
-        states: dict[Box, PatchState] = {}
-        for box in boxes:  # identical boxes (e.g. 3+ classes: the whole image) are run once
-            if box in states:
-                continue
-            if box == whole:  # round 0 of the whole image is the baseline
-                states[box] = PatchState(pyramid, (height, width))
-                states[box].update(raw, self.recipe, self.config)
-            else:
-                rows, cols = box.slices()
-                states[box] = PatchState(self.cams.pyramid(image[rows, cols]), (box.height, box.width))
-        refine(self.cams, list(states.values()), classes, self.recipe, self.config)
-        return states
-
-    def _zoom_boxes(self, base: torch.Tensor) -> dict[int, tuple[Box, float]]:
-        """Class position -> (box, factor) of the classes the mode's zoom rule takes a closer look at."""
-        if self.recipe.zoom is None:
-            return {}
-        base_np = base.cpu().numpy()
-        found = {i: self.recipe.zoom.box(base_np[i]) for i in range(len(base_np))}
-        return {i: z for i, z in found.items() if z is not None}
-
-    def _zoomed(self, image: np.ndarray, base: torch.Tensor, classes: list[int],
-                zooms: dict[int, tuple[Box, float]]) -> tuple[dict[int, np.ndarray], list[int]]:
-        """Class position -> its baseline with the map of its enlarged box blended in: the box's CAM, then (if the
-        zoom rule says so) erasing rounds on it, by the mode's rules, for that class alone."""
-        if not zooms:
-            return {}, []
-        height, width = image.shape[:2]
-        config = dataclasses.replace(self.config, max_rounds=self.recipe.zoom.rounds)
-        out, rounds = {}, []
-        for i, (box, factor) in zooms.items():
-            big = enlarge(image, box, factor)
-            state = PatchState(self.cams.pyramid(big), big.shape[:2])
-            refine(self.cams, [state], [classes[i]], self.recipe, config)
-            window = self.recipe.zoom.window(box, height, width)
-            out[i] = blend(base[i], box, state.maxima[0], window).cpu().numpy()
-            rounds.append(state.rounds)
-        return out, rounds
 
     def refine_patches(self, shape: tuple[int, int], patches: Sequence[np.ndarray],
                        labels: Iterable[int]) -> InferCamResult:

@@ -41,7 +41,6 @@ from scipy import ndimage
 
 from .cam import pass_keep_masks
 from .split import DEFAULT_MARGINS, Box, clamp_start, corner_patches, merge_max, wrap_start
-from .zoom import ZoomSmall
 
 Boxes = Callable[[Sequence[tuple[int, int]], int, int, tuple[int, int]], list[Box]]
 Masks = Callable[[torch.Tensor, Sequence[tuple[int, int]]], list[torch.Tensor]]
@@ -116,9 +115,6 @@ class Recipe:
     stop_fraction: float = 0.02  # stop a patch when a round covers less than this anew (the engine may override)
     # whether each class's erasing rounds still count (once not, never again); None: always
     counts: Counts | None = None
-    # research (BENCHMARKS.md, eighth round; no mode uses it): which classes get a closer look (an enlarged patch
-    # round them) instead of erasing rounds; None: none
-    zoom: ZoomSmall | None = None
 
 
 NEAR = 0.5  # the default's reach, as a fraction of the image's shorter side (chosen on the development data)
