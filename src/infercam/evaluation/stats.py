@@ -43,3 +43,24 @@ def paired_bootstrap(inter_a: np.ndarray, union_a: np.ndarray, inter_b: np.ndarr
     full = miou_from_counts(inter_b.sum(0), union_b.sum(0)) - miou_from_counts(inter_a.sum(0), union_a.sum(0))
     tail = (1 - level) / 2 * 100
     return Interval(full, float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail)), level)
+
+
+def paired_mean_bootstrap(a: np.ndarray, b: np.ndarray, groups: np.ndarray | None = None, samples: int = 2000,
+                          level: float = 0.95, seed: int = 0) -> Interval:
+    """Mean of ``b - a`` over paired items (e.g. two methods' IoU per object), with a percentile interval from
+    resampling ``groups`` with replacement (e.g. photos: the objects of one photo are not independent, so they
+    are drawn together); without groups each item is its own group."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"expected two equal 1-d arrays, got shapes {a.shape} and {b.shape}")
+    if a.size == 0:
+        raise ValueError("no items to resample")
+    labels = np.arange(a.size) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    n = int(labels.max()) + 1
+    diff_sum = np.bincount(labels, weights=b - a, minlength=n)  # per group: sum of differences, item count
+    size = np.bincount(labels, minlength=n).astype(np.float64)
+    picks = np.random.default_rng(seed).integers(0, n, size=(samples, n))
+    diffs = diff_sum[picks].sum(axis=1) / size[picks].sum(axis=1)
+    tail = (1 - level) / 2 * 100
+    return Interval(float(np.mean(b - a)), float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail)),
+                    level)
