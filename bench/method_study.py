@@ -191,6 +191,61 @@ class AcceptNearColour:
         return near * (self.weight / self.full).clamp(0, 1)
 
 
+@dataclass(frozen=True)
+class AcceptCapped:
+    """Research-only (ninth round): the default's near gate, each round's gain capped at ``cap`` (None: the erase
+    threshold), so what a round reveals once the core is erased can reach "covered" (and be erased next) but never
+    outranks the core round 0 found: above the cap the map is the baseline's."""
+
+    near: float
+    cap: float | None = None
+
+    def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
+        return AcceptNear(self.near)(cam, maxima, threshold).clamp(max=threshold if self.cap is None else self.cap)
+
+
+class PerClassErasing:
+    """Research-only (ninth round): each class erases only its own covered region (A_c >= the erase threshold),
+    not the union of every class's, so one class's object is never blanked out from another class's input. That
+    is the engine run once per class on that class alone; round 0 (the baseline, one pass for every class) is
+    counted once. ``budget``: each class gets (max_rounds - 1) // L erasing rounds (at least 1), so an image costs
+    no more passes than the default's until L > 4; otherwise every class gets all the rounds."""
+
+    def __init__(self, model, rec, budget: bool, **kwargs) -> None:
+        self.engine = InferCam(model, mode=rec, **kwargs)
+        self.model, self.rec, self.kwargs, self.budget = model, rec, kwargs, budget
+        self.cams, self.recipe = self.engine.cams, self.engine.recipe
+
+    def baseline(self, image: np.ndarray, classes) -> dict[int, np.ndarray]:
+        return self.engine.baseline(image, classes)
+
+    def __call__(self, image: np.ndarray, classes):
+        classes = sorted(set(int(c) for c in classes))
+        rounds = self.engine.config.max_rounds
+        if self.budget:
+            rounds = 1 + max(1, (rounds - 1) // len(classes))
+        engine = self.engine
+        if rounds != engine.config.max_rounds:
+            engine = InferCam(self.model, mode=self.rec, **{**self.kwargs, "max_rounds": rounds})
+            engine.cams = self.cams  # share the pass counters
+        cams, result = {}, None
+        for i, c in enumerate(classes):
+            result = engine(image, [c])
+            cams[c] = result.cams[c]
+            if i:  # round 0 is one baseline for every class: count its passes once
+                self.cams.forward_passes -= 2 * len(self.cams.scales)
+        return dataclasses.replace(result, cams=cams)
+
+
+def make_engine(model, rec, kwargs: dict):
+    """The engine of a variant: an InferCam, or the per-class erasing wrapper above."""
+    kwargs = dict(kwargs)
+    per_class = kwargs.pop("per_class_erasing", None)
+    if per_class is None:
+        return InferCam(model, mode=rec or "default", **kwargs)
+    return PerClassErasing(model, rec, per_class == "budget", **kwargs)
+
+
 def prepare_rule(engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
     """Hand this image to the engine's accept rule if it needs one (the research rules above)."""
     prepare = getattr(engine.recipe.accept, "prepare", None)
@@ -232,6 +287,13 @@ def variants() -> dict[str, tuple]:
         **{f"colour {f}": (r(d, accept=AcceptNearColour(NEAR, f)), {}) for f in (0.3, 0.5, 0.7)},
         **{f"evidence colour {f}": (r(RECIPES["evidence"], accept=AcceptNearColour(NEAR, f)), {})
            for f in (0.3, 0.5, 0.7)},
+        "capped at the erase threshold": (r(d, accept=AcceptCapped(NEAR)), {}),
+        "evidence capped at the erase threshold": (r(RECIPES["evidence"], accept=AcceptCapped(NEAR)), {}),
+        **{f"capped at {c}": (r(d, accept=AcceptCapped(NEAR, c)), {}) for c in (0.8, 0.9)},
+        "per-class erasing": (d, {"per_class_erasing": "full"}),
+        "per-class erasing, default's budget": (d, {"per_class_erasing": "budget"}),
+        "evidence per-class erasing": (RECIPES["evidence"], {"per_class_erasing": "full"}),
+        "evidence per-class erasing, default's budget": (RECIPES["evidence"], {"per_class_erasing": "budget"}),
     }
 
 
@@ -299,10 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         nan = float("nan")
         p = {"share": nan, "iou": nan, "one_t": nan, "t": nan, "seam": nan, "passes": nan}
         if found:
-            p = photo_scores(InferCam(lite0, mode=rec or "default", **kwargs), found, baseline=rec is None)
+            p = photo_scores(make_engine(lite0, rec, kwargs), found, baseline=rec is None)
         s = {"miou": nan, "t": nan, "passes": nan}
         if dataset is not None:
-            s = synthetic_scores(InferCam(demo, mode=rec or "default", **kwargs), dataset, baseline=rec is None)
+            s = synthetic_scores(make_engine(demo, rec, kwargs), dataset, baseline=rec is None)
         print(f"| {name} | {p['share']:.3f} | {p['iou']:.3f} | {p['one_t']:.3f} ({p['t']:.2f}) | {p['seam']:.2f} | "
               f"{p['passes']:.0f} | {s['miou']:.2f} | {s['t']:.2f} | {s['passes']:.0f} |", flush=True)
         if args.per_object and found:
