@@ -175,8 +175,8 @@ def print_summary(summary: dict, voc: dict[str, tuple[float, float]]) -> None:
     for split, methods in summary.items():
         for method, m in methods.items():
             seam = "-" if math.isnan(m["seam"]) else f"{m['seam']:.2f}"
-            print(f"| {split} | {method} | {m['objects']} | {m['share']:.3f} | {m['iou']:.3f} | "
-                  f"{m['one_t']:.3f} ({m['t']:.2f}) | {seam} | "
+            one_t = "- (no dev photo run)" if math.isnan(m["t"]) else f"{m['one_t']:.3f} ({m['t']:.2f})"
+            print(f"| {split} | {method} | {m['objects']} | {m['share']:.3f} | {m['iou']:.3f} | {one_t} | {seam} | "
                   f"{m['rounds']:.1f} | {m['passes']:.1f} | {m['mpx']:.2f} | {m['seconds']:.2f} |")
     print("\n| split | method | best IoU - baseline's [95 % interval, photos resampled] | gain / lose / tie "
           "| IoU at one t - baseline's [95 %] |")
