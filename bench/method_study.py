@@ -32,8 +32,7 @@ from infercam.data.voc import VOCDataset
 from infercam.evaluation import CamSweep
 from infercam.evaluation.metrics import BOX_THRESHOLDS, common_threshold, iou_curve, mass_share, seam_ratio
 from infercam.method.cam import CamJob
-from infercam.method.modes import NEAR, RECIPES, AcceptNear, PeakEvidence, SceneEvidence, near_weight, per_scale_masks, \
-    whole_image
+from infercam.method.modes import NEAR, RECIPES, AcceptNear, PeakEvidence, near_weight, per_scale_masks, whole_image
 from infercam.method.split import Box
 
 DEV_SEED = 777
@@ -295,9 +294,6 @@ def variants() -> dict[str, tuple]:
         "per-class erasing, default's budget": (d, {"per_class_erasing": "budget"}),
         "evidence per-class erasing": (RECIPES["evidence"], {"per_class_erasing": "full"}),
         "evidence per-class erasing, default's budget": (RECIPES["evidence"], {"per_class_erasing": "budget"}),
-        **{f"scene {v} 5 rounds": (r(d, counts=SceneEvidence(v)), {"max_rounds": 5})
-           for v in (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)},
-        **{f"scene {v} 4 rounds": (r(d, counts=SceneEvidence(v)), {"max_rounds": 4}) for v in (0.05, 0.1)},
     }
 
 

@@ -38,8 +38,8 @@ def demo_run(tmp_path_factory):
 def test_demo_summary(demo_run):
     out, summary = demo_run
     assert summary["images"] == 3
-    assert set(summary["methods"]) == {"baseline", "infercam-default", "infercam-evidence", "infercam-scene",
-                                          "infercam-fixed", "infercam-reference"}
+    assert set(summary["methods"]) == {"baseline", "infercam-default", "infercam-evidence", "infercam-fixed",
+                                          "infercam-reference"}
     for method in summary["methods"].values():
         assert 0 <= method["miou"] <= 100 and 0 <= method["best_threshold"] <= 0.95
         assert abs(sum(method["mass"].values()) - 1) < 1e-3
@@ -48,8 +48,7 @@ def test_demo_summary(demo_run):
         assert diff["low"] <= diff["difference"] <= diff["high"]
     assert json.loads((out / "summary.json").read_text()) == summary
     photo_methods = {p["method"] for p in summary["photos"]}
-    assert photo_methods in (set(), {"baseline", "infercam-default", "infercam-evidence", "infercam-scene",
-                                     "infercam-fixed"})
+    assert photo_methods in (set(), {"baseline", "infercam-default", "infercam-evidence", "infercam-fixed"})
     assert all(0 <= p["share"] <= 1 and 0 <= p["iou"] <= 1 for p in summary["photos"])
     assert summary["photos"] or summary["photo_notes"]  # run, or said why not
 
@@ -59,11 +58,11 @@ def test_report_references_only_files_that_exist(demo_run):
     page = (out / "report" / "index.html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', page)
     photos = [s for s in sources if s.startswith("img/photo_")]
-    assert len(sources) - len(photos) == 3 * 14  # 3 images x (image, truth, 6 CAMs, 6 label maps)
-    assert len(photos) in (0, 6)  # one real photo: photo + boxes, 5 maps
+    assert len(sources) - len(photos) == 3 * 12  # 3 images x (image, truth, 5 CAMs, 5 label maps)
+    assert len(photos) in (0, 5)  # one real photo: photo + boxes, 4 maps
     for src in sources:
         assert not src.startswith(("/", "http")) and (out / "report" / src).is_file()
-    assert page.count("<polyline") == 6  # one mIoU curve per method
+    assert page.count("<polyline") == 5  # one mIoU curve per method
 
 
 def test_report_renders_in_headless_chromium(demo_run, tmp_path):

@@ -8,22 +8,18 @@ import torch
 
 from infercam import InferCam
 from infercam.evaluation.metrics import best_iou, common_threshold, iou_curve, mass_share, seam_ratio
-from infercam.method.modes import MODES, RECIPES, AcceptNear, PeakEvidence, SceneEvidence, accept_all, chained_masks, \
-    near_weight, per_scale_masks, whole_image
+from infercam.method.modes import MODES, RECIPES, AcceptNear, PeakEvidence, accept_all, chained_masks, near_weight, \
+    per_scale_masks, whole_image
 from infercam.method.split import Box, merge_max, patch_boxes
 from tiny import ColourCamNet
 
 
 def test_each_mode_is_one_recipe_of_named_rules():
-    assert MODES == ("default", "evidence", "scene", "fixed", "reference")
-    evidence, scene = RECIPES["evidence"], RECIPES["scene"]
-    assert evidence.counts == PeakEvidence(0.5) and scene.counts == SceneEvidence(0.1)
-    assert all(r.counts is None for r in RECIPES.values() if r not in (evidence, scene))
-    for variant in (evidence, scene):
-        assert (variant.boxes, variant.keep_masks, variant.accept, variant.stop_fraction) == \
-            (RECIPES["default"].boxes, RECIPES["default"].keep_masks, RECIPES["default"].accept, 0.0)
-    # the scene probe takes the place of one erasing round
-    assert scene.max_rounds == 4 and all(r.max_rounds == 5 for r in RECIPES.values() if r is not scene)
+    assert MODES == ("default", "evidence", "fixed", "reference")
+    evidence = RECIPES["evidence"]
+    assert evidence.counts == PeakEvidence(0.5) and all(r.counts is None for r in RECIPES.values() if r is not evidence)
+    assert (evidence.boxes, evidence.keep_masks, evidence.accept, evidence.stop_fraction) == \
+        (RECIPES["default"].boxes, RECIPES["default"].keep_masks, RECIPES["default"].accept, 0.0)
     ref, default, near = RECIPES["reference"], RECIPES["fixed"], RECIPES["default"]
     assert ref.keep_masks is chained_masks and default.keep_masks is per_scale_masks is near.keep_masks
     assert ref.accept is accept_all and default.accept is accept_all and isinstance(near.accept, AcceptNear)
@@ -118,57 +114,6 @@ def test_evidence_is_per_class_and_for_good():
             assert float(state.maxima[1, 1, 3]) == 0.0  # class 1's round did not count
     assert state.active.tolist() == [False, False] and state.done and state.rounds == 3
     assert float(state.maxima[1, 2, 3]) == 0.0  # class 1 stays out though its peak is back at 0.9 of round 0
-
-
-def test_scene_evidence_compares_each_round_with_the_scene_probe():
-    first = torch.zeros(2, 3, 3)
-    first[0, 0, 0], first[0, 1, 1], first[1, 2, 2], first[1, 0, 2] = 1.0, 0.05, 1.0, 0.1
-    keep = SceneEvidence(0.1).probe_keep(first)  # every class's support >= 0.1 is erased, whichever class it is
-    assert keep.tolist() == [[False, True, False], [True, True, True], [True, True, False]]
-    rule = SceneEvidence(0.1)
-    counts = rule(torch.tensor([3.0, 2.0]), torch.tensor([10.0, 10.0]), torch.tensor([2.0, 2.5]))
-    assert counts.tolist() == [True, False]  # round 0's peak plays no part: only what the scene alone shows
-
-
-def disc_part_and_marks(near: int, far: int) -> np.ndarray:
-    """The disc with its part of level 150 (normalised about 0.21 in round 0), a faint mark of level ``near`` just
-    beside the part and one of level ``far`` far away (levels 130 and 135: normalised 0.05 and 0.09, below 0.1)."""
-    img = disc_with_a_part(150)
-    yy, xx = np.mgrid[:64, :64]
-    img[..., 0][(yy - 20) ** 2 + (xx - 37) ** 2 <= 4] = near
-    img[..., 0][(yy - 54) ** 2 + (xx - 54) ** 2 <= 4] = far
-    return img
-
-
-def test_scene_stops_a_class_once_the_erased_input_shows_it_less_than_the_scene_alone():
-    """The probe erases the disc and its part (round 0's support >= 0.1) and peaks at the brighter faint mark. When
-    that is the near mark, rounds 1 and 2 take the part and the near mark; round 3, with both erased, peaks at the
-    fainter far mark, below the probe: the class stops there (the default runs on). When the far mark is the
-    brighter, no round falls below the probe and every round runs, the far mark kept out by the near gate."""
-    kwargs = {"scales": (1.0,), "max_rounds": 6}
-    img = disc_part_and_marks(near=135, far=130)
-    engine = InferCam(ColourCamNet(), mode="scene", **kwargs)
-    scene = engine(img, [0])
-    default = InferCam(ColourCamNet(), mode="default", **kwargs)(img, [0])
-    three = InferCam(ColourCamNet(), mode="default", scales=(1.0,), max_rounds=3)(img, [0])
-    base = engine.baseline(img, [0])[0]
-    assert scene.rounds == [4] and default.rounds == [6]
-    assert scene.cams[0][20, 37] > base[20, 37] + 0.5  # the near mark, reached through the part, counts
-    assert np.array_equal(scene.cams[0], three.cams[0])  # round 3 did not count
-    assert engine.cams.forward_passes == 2 * (4 + 1 + 1)  # 4 rounds, the probe, the baseline (2 flips each)
-    img = disc_part_and_marks(near=130, far=135)
-    far_brighter = engine(img, [0])
-    assert far_brighter.rounds == [6] and far_brighter.cams[0][54, 54] == engine.baseline(img, [0])[0][54, 54]
-
-
-def test_scene_costs_what_the_default_costs():
-    img = disc_part_and_marks(near=130, far=135)  # no class stops: every round runs
-    passes = {}
-    for mode in ("default", "scene"):
-        engine = InferCam(ColourCamNet(), mode=mode)
-        engine(img, [0])
-        passes[mode] = engine.cams.forward_passes
-    assert passes["scene"] == passes["default"] == 8 * 5
 
 
 def test_default_costs_fewer_passes_than_the_published_rounds():

@@ -19,19 +19,16 @@ def add_method_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mode", choices=MODES, default="default",
                        help="default: erasing rounds on the whole image that count only near what is already "
                             "covered (no spill, no seams); evidence: default, and a class stops counting once the "
-                            "erased image's peak response to it is below half of round 0's (for real photos); scene: default, "
-                            "and a class stops counting once the erased image shows it less than the scene alone does "
-                            "(research); "
+                            "erased image's peak response to it is below half of round 0's (for real photos); "
                             "fixed: the published method with its code's quirks fixed; "
                             "reference: the authors' code exactly (see README)")
     group.add_argument("--erase-threshold", type=unit_interval, default=0.7,
                        help="covered when A >= this, in [0, 1] (default 0.7)")
     group.add_argument("--stop-fraction", type=unit_interval, default=None,
                        help="stop when a round covers less than this fraction anew (default: the mode's: 0 for "
-                            "default, evidence and scene, every round runs; 0.02 for fixed and reference)")
-    group.add_argument("--max-rounds", type=positive_int, default=None,
-                       help="rounds per patch, round 0 included (default: the mode's: 4 for scene, whose probe "
-                            "takes one round's passes; 5 for the others)")
+                            "default and evidence, every round runs; 0.02 for fixed and reference)")
+    group.add_argument("--max-rounds", type=positive_int, default=5,
+                       help="rounds per patch, round 0 included (default 5)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -119,12 +119,12 @@ class InferCam:
     def __init__(self, model: nn.Module, mode: str | Recipe = "default", scales: Sequence[float] = DEFAULT_SCALES,
                  device: str | torch.device = "cpu", mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, *, erase_threshold: float = 0.7,
-                 stop_fraction: float | None = None, max_rounds: int | None = None,
+                 stop_fraction: float | None = None, max_rounds: int = 5,
                  margins: tuple[int, int] = DEFAULT_MARGINS, batch_size: int = 8, precision: str = "fp32",
                  compile: bool = False, channels_last: bool = False) -> None:
         if not isinstance(mode, Recipe) and mode not in MODES:
             raise InferCamError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
-        if max_rounds is not None and max_rounds < 1:
+        if max_rounds < 1:
             raise InferCamError("max_rounds must be at least 1")
         if not hasattr(model, "forward_cam"):
             raise InferCamError(f"{type(model).__name__} has no forward_cam(x) method (see the model protocol)")
@@ -135,7 +135,7 @@ class InferCam:
         self.margins = margins
         self.recipe = recipe(mode)
         self.config = RefineConfig(erase_threshold, self.recipe.stop_fraction if stop_fraction is None else stop_fraction,
-                                   self.recipe.max_rounds if max_rounds is None else max_rounds)
+                                   max_rounds)
         forward = CamForward(self.model, self.device, precision, compile, channels_last)
         self.cams = MultiScaleCam(forward, scales, mean or default_mean, std or default_std, self.device, batch_size)
 

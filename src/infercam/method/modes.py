@@ -1,13 +1,13 @@
 """The modes of InferCam: each a recipe of six small rules, so that a reader sees each mode in one place.
 
-| rule | ``reference`` (authors' code) | ``fixed`` (their quirks fixed) | ``default`` | ``evidence`` | ``scene`` |
-|---|---|---|---|---|---|
-| how the image is cut (``boxes``) | four corner patches, a negative start wrapping as numpy does | four corner patches, starts clamped at 0 | no cut: the whole image | as ``default`` | as ``default`` |
-| erasing mask per pass (``keep_masks``) | chained resizes, not flipped | resized per scale, flipped with its input | resized per scale, flipped with its input | as ``default`` | as ``default`` |
-| what of a round counts (``accept``) | all of it | all of it | per class, only what lies near the region that class already covers | as ``default`` | as ``default`` |
-| how patches merge (``merge``) | maximum | maximum | maximum (one patch) | maximum (one patch) | maximum (one patch) |
-| when a patch stops (``stop_fraction``, ``max_rounds``) | a round covers < 2 % anew, 5 rounds | a round covers < 2 % anew, 5 rounds | after 5 rounds | after 5 rounds, or when no class counts any more | after 4 rounds (the probe takes the fifth's passes), or when no class counts any more |
-| when a class stops counting, for good (``counts``) | never | never | never | once its raw map's peak on the erased input is < 0.5 x round 0's | once its raw map's peak on the erased input is < its peak on the scene probe (every class's round-0 map >= 0.1 erased) |
+| rule | ``reference`` (authors' code) | ``fixed`` (their quirks fixed) | ``default`` | ``evidence`` |
+|---|---|---|---|---|
+| how the image is cut (``boxes``) | four corner patches, a negative start wrapping as numpy does | four corner patches, starts clamped at 0 | no cut: the whole image | as ``default`` |
+| erasing mask per pass (``keep_masks``) | chained resizes, not flipped | resized per scale, flipped with its input | resized per scale, flipped with its input | as ``default`` |
+| what of a round counts (``accept``) | all of it | all of it | per class, only what lies near the region that class already covers | as ``default`` |
+| how patches merge (``merge``) | maximum | maximum | maximum (one patch) | maximum (one patch) |
+| when a patch stops (``stop_fraction``) | a round covers < 2 % anew | a round covers < 2 % anew | after ``max_rounds`` rounds | after ``max_rounds`` rounds, or when no class counts any more |
+| when a class stops counting, for good (``counts``) | never | never | never | once its raw map's peak on the erased input is < 0.5 x round 0's |
 
 Every mode normalises each round by its own peak. Why the default differs (BENCHMARKS.md, "Making InferCam help on
 a real classifier", chosen on development photos and a synthetic development split only): with a real ImageNet
@@ -28,16 +28,12 @@ parts are erased, a round whose peak response to that class is below half of rou
 is seen in (the table under a lighter, the leg at a football), not more of the object, so from then on that class's
 rounds no longer count, and the image stops when no class counts. On the synthetic benchmark the network's weaker
 later rounds do find the objects' bodies, so this rule gives up the method's gain there (BENCHMARKS.md, third round).
-
-``scene`` (research, BENCHMARKS.md ninth round) sets the evidence bar per image and per class by the network itself:
-once after round 0 it looks at the scene alone (every labelled class's round-0 support erased), and a class's round
-counts while the erased input shows the class at least as strongly as that scene does.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -94,16 +90,7 @@ def near_weight(covered: torch.Tensor, radius: float) -> torch.Tensor:
     return torch.from_numpy(weight.astype(np.float32)).to(covered.device)
 
 
-class Counts(Protocol):
-    """Whether each class's erasing rounds still count (once not, never again)."""
-
-    def probe_keep(self, first: torch.Tensor) -> torch.Tensor | None:
-        """The h x w keep-mask of a probe input run once after round 0 (``first``: round 0's normalised L x h x w
-        map), whose raw peaks are passed on as ``probe_peaks``; None: no probe."""
-
-    def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor,
-                 probe_peaks: torch.Tensor | None) -> torch.Tensor:
-        """L bools from this round's raw peaks, round 0's and the probe's."""
+Counts = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (peaks, round 0's peaks) -> L bools
 
 
 @dataclass(frozen=True)
@@ -112,26 +99,8 @@ class PeakEvidence:
 
     ratio: float
 
-    def probe_keep(self, first: torch.Tensor) -> None:
-        return None
-
-    def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor, probe_peaks: None = None) -> torch.Tensor:
+    def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor) -> torch.Tensor:
         return peaks >= self.ratio * first_peaks
-
-
-@dataclass(frozen=True)
-class SceneEvidence:
-    """A class counts while its raw map's peak on the erased input is >= its peak on the scene probe: the input
-    with every labelled class's round-0 region (normalised map >= ``support``) erased, i.e. what the scene alone,
-    without any of the objects, shows of the class. The bar is set per image and per class by the network itself."""
-
-    support: float
-
-    def probe_keep(self, first: torch.Tensor) -> torch.Tensor:
-        return first.amax(dim=0) < self.support
-
-    def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor, probe_peaks: torch.Tensor) -> torch.Tensor:
-        return peaks >= probe_peaks
 
 
 @dataclass(frozen=True)
@@ -146,20 +115,15 @@ class Recipe:
     stop_fraction: float = 0.02  # stop a patch when a round covers less than this anew (the engine may override)
     # whether each class's erasing rounds still count (once not, never again); None: always
     counts: Counts | None = None
-    max_rounds: int = 5  # rounds per patch, round 0 included (the engine may override)
 
 
 NEAR = 0.5  # the default's reach, as a fraction of the image's shorter side (chosen on the development data)
 EVIDENCE = 0.5  # the evidence mode's peak ratio (the middle of the plateau 0.4-0.6 on the development photos)
-SCENE_SUPPORT = 0.1  # the scene mode's probe erases round 0's maps >= this (chosen on the development data)
 
 RECIPES: dict[str, Recipe] = {
     "default": Recipe("default", whole_image, per_scale_masks, AcceptNear(NEAR), merge_max, stop_fraction=0.0),
     "evidence": Recipe("evidence", whole_image, per_scale_masks, AcceptNear(NEAR), merge_max, stop_fraction=0.0,
                        counts=PeakEvidence(EVIDENCE)),
-    # the probe takes the place of one erasing round: the same forward passes as the default
-    "scene": Recipe("scene", whole_image, per_scale_masks, AcceptNear(NEAR), merge_max, stop_fraction=0.0,
-                    counts=SceneEvidence(SCENE_SUPPORT), max_rounds=4),
     "fixed": Recipe("fixed", partial(corner_patches, start=clamp_start), per_scale_masks, accept_all, merge_max),
     "reference": Recipe("reference", partial(corner_patches, start=wrap_start), chained_masks, accept_all,
                         merge_max),

@@ -4,10 +4,9 @@ Round 0 is the patch's own CAM. Each further round blanks out (with each pass in
 covered, i.e. where the running per-class maximum A of any class is >= ``erase_threshold``, recomputes the
 normalised CAM and takes A = max(A, new), new weighted by the mode's ``accept`` rule. A patch stops when a round
 covers less than ``stop_fraction`` of its pixels anew (round 0 included, as in the authors' code), or after
-``max_rounds`` rounds in all, or when the mode's ``counts`` rule no longer counts any class; a counts rule may ask
-for one probe input after round 0 (erased where it says) whose peaks it compares later rounds with. How the masks
-are resized, what of a round counts and the stop fraction are the mode's rules (:mod:`infercam.method.modes`).
-Patches are advanced in lockstep so that passes of equal size across patches share a forward batch.
+``max_rounds`` rounds in all. How the masks are resized, what of a round counts and the stop fraction are the
+mode's rules (:mod:`infercam.method.modes`). Patches are advanced in lockstep so that passes of equal size across
+patches share a forward batch.
 """
 from __future__ import annotations
 
@@ -38,7 +37,6 @@ class PatchState:
     maxima: torch.Tensor | None = None
     first_peak: torch.Tensor | None = None  # per class: the peak of round 0's raw map
     active: torch.Tensor | None = None  # per class: whether its rounds still count (the mode's counts rule)
-    probe_peak: torch.Tensor | None = None  # per class: the peak of the counts rule's probe input, if it has one
     covered: torch.Tensor | None = None
     rounds: int = 0
     covered_fraction: list[float] = field(default_factory=list)
@@ -54,7 +52,7 @@ class PatchState:
         else:
             accepted = recipe.accept(cam, self.maxima, config.erase_threshold)
             if recipe.counts is not None:  # a class the erased input no longer shows stops counting, for good
-                self.active &= recipe.counts(raw.amax(dim=(-2, -1)), self.first_peak, self.probe_peak)
+                self.active &= recipe.counts(raw.amax(dim=(-2, -1)), self.first_peak)
                 accepted = accepted * self.active[:, None, None]
             self.maxima = torch.maximum(self.maxima, accepted)
         covered = self.maxima.amax(dim=0) >= config.erase_threshold
@@ -67,12 +65,8 @@ class PatchState:
 
     def next_job(self, recipe: Recipe) -> CamJob:
         """The CAM job of the next round: every pass erased where the patch is already covered."""
-        return self.job(recipe, ~self.covered)
-
-    def job(self, recipe: Recipe, keep: torch.Tensor) -> CamJob:
-        """The CAM job of the patch's pyramid with every pass erased outside ``keep`` (h x w bools)."""
         sizes = [tuple(level.shape[-2:]) for level in self.pyramid]
-        return CamJob(self.pyramid, self.size, recipe.keep_masks(keep, sizes))
+        return CamJob(self.pyramid, self.size, recipe.keep_masks(~self.covered, sizes))
 
 
 def refine(cams: MultiScaleCam, states: Sequence[PatchState], classes: Sequence[int], recipe: Recipe,
@@ -81,20 +75,9 @@ def refine(cams: MultiScaleCam, states: Sequence[PatchState], classes: Sequence[
     fresh = [s for s in states if s.maxima is None]
     for state, raw in zip(fresh, cams.compute_raw([CamJob(s.pyramid, s.size) for s in fresh], classes)):
         state.update(raw, recipe, config)
-    probe(cams, [s for s in states if not s.done], classes, recipe)
     active = [s for s in states if not s.done]
     while active:
         results = cams.compute_raw([s.next_job(recipe) for s in active], classes)
         for state, raw in zip(active, results):
             state.update(raw, recipe, config)
         active = [s for s in active if not s.done]
-
-
-def probe(cams: MultiScaleCam, states: Sequence[PatchState], classes: Sequence[int], recipe: Recipe) -> None:
-    """Run the counts rule's probe input, if it has one, on each patch past round 0 that has not had it yet."""
-    if recipe.counts is None:
-        return
-    keeps = [(s, recipe.counts.probe_keep(s.maxima)) for s in states if s.probe_peak is None]
-    keeps = [(s, keep) for s, keep in keeps if keep is not None]
-    for (state, _), raw in zip(keeps, cams.compute_raw([s.job(recipe, keep) for s, keep in keeps], classes)):
-        state.probe_peak = raw.amax(dim=(-2, -1))
