@@ -21,7 +21,7 @@ a gated round covers little anew and the published 2 % stop would end the growth
 Without patches there are no patch borders, hence no seams, and it costs about a third of the forward passes. On
 the held-out synthetic benchmark it keeps the published method's gain (within its interval); on held-out real
 photos it puts slightly more of the map on the objects than the baseline CAM and gains on most objects, with a
-mean best IoU (each object at its own threshold) a little below it and an equal IoU at one threshold for all.
+mean best IoU (each object at its own threshold) and an IoU at one threshold for all at parity with it.
 
 ``evidence`` is the default plus one rule, for real classifiers on natural photos: once a class's most telling
 parts are erased, a round whose peak response to that class is below half of round 0's shows the scene the class
