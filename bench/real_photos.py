@@ -132,6 +132,7 @@ def summarise(rows: list[Row], methods: list[str]) -> dict[str, dict[str, dict[s
     and how many objects gain, lose or tie (by 0.001) in best IoU."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     thresholds = list(BOX_THRESHOLDS)
+    baseline_of = {(r.photo, r.target): r for r in rows if r.method == BASELINE}
     for split in sorted({r.split for r in rows}) + ["all"]:
         for method in methods:
             sel = [r for r in rows if r.method == method and split in (r.split, "all")]
@@ -149,22 +150,18 @@ def summarise(rows: list[Row], methods: list[str]) -> dict[str, dict[str, dict[s
                 "seconds": statistics.median([r.seconds for r in per_photo])}
             base = out[split].get(BASELINE)
             if method == BASELINE or base is None:
-                m["_one_t"] = one_t
                 continue
-            paired = {(r.photo, r.target): r for r in rows if r.method == BASELINE}
-            ref = [paired[(r.photo, r.target)] for r in sel]
+            ref = [baseline_of[(r.photo, r.target)] for r in sel]
             groups = [r.photo for r in sel]
             gain = paired_mean_bootstrap([r.iou for r in ref], [r.iou for r in sel], groups)
             m["iou_gain"], m["iou_gain_low"], m["iou_gain_high"] = gain.difference, gain.low, gain.high
-            if dev:
-                gain = paired_mean_bootstrap(base["_one_t"], one_t, groups)
+            if dev and not math.isnan(base["t"]):
+                base_one_t = [r.curve[thresholds.index(base["t"])] for r in ref]
+                gain = paired_mean_bootstrap(base_one_t, one_t, groups)
                 m["one_t_gain"], m["one_t_gain_low"], m["one_t_gain_high"] = gain.difference, gain.low, gain.high
             diffs = np.array([r.iou - b.iou for r, b in zip(sel, ref)])
             m["gain_lose_tie"] = [int((diffs > 1e-3).sum()), int((diffs < -1e-3).sum()),
                                   int((abs(diffs) <= 1e-3).sum())]
-    for methods_of_split in out.values():
-        for m in methods_of_split.values():
-            m.pop("_one_t", None)
     return out
 
 
