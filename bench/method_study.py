@@ -237,13 +237,37 @@ class PerClassErasing:
         return dataclasses.replace(result, cams=cams)
 
 
+class BlendWithBaseline:
+    """Research-only (ninth round): the final map is (1 - ``weight``) x the baseline + ``weight`` x the mode's
+    map, renormalised to a peak of 1 (no extra pass), so the core round 0 found stays above what the rounds added."""
+
+    def __init__(self, model, rec, weight: float, **kwargs) -> None:
+        self.engine = InferCam(model, mode=rec, **kwargs)
+        self.weight = weight
+        self.cams, self.recipe = self.engine.cams, self.engine.recipe
+
+    def baseline(self, image: np.ndarray, classes) -> dict[int, np.ndarray]:
+        return self.engine.baseline(image, classes)
+
+    def __call__(self, image: np.ndarray, classes):
+        result = self.engine(image, classes)
+        cams = {}
+        for c, refined in result.cams.items():
+            mixed = (1 - self.weight) * result.baseline[c] + self.weight * refined
+            cams[c] = mixed / max(float(mixed.max()), 1e-5)
+        return dataclasses.replace(result, cams=cams)
+
+
 def make_engine(model, rec, kwargs: dict):
-    """The engine of a variant: an InferCam, or the per-class erasing wrapper above."""
+    """The engine of a variant: an InferCam, or one of the research wrappers above."""
     kwargs = dict(kwargs)
     per_class = kwargs.pop("per_class_erasing", None)
-    if per_class is None:
-        return InferCam(model, mode=rec or "default", **kwargs)
-    return PerClassErasing(model, rec, per_class == "budget", **kwargs)
+    blend = kwargs.pop("blend_with_baseline", None)
+    if per_class is not None:
+        return PerClassErasing(model, rec, per_class == "budget", **kwargs)
+    if blend is not None:
+        return BlendWithBaseline(model, rec or "default", blend, **kwargs)
+    return InferCam(model, mode=rec or "default", **kwargs)
 
 
 def prepare_rule(engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
@@ -294,6 +318,8 @@ def variants() -> dict[str, tuple]:
         "per-class erasing, default's budget": (d, {"per_class_erasing": "budget"}),
         "evidence per-class erasing": (RECIPES["evidence"], {"per_class_erasing": "full"}),
         "evidence per-class erasing, default's budget": (RECIPES["evidence"], {"per_class_erasing": "budget"}),
+        **{f"blend {w}": (d, {"blend_with_baseline": w}) for w in (0.25, 0.5, 0.75)},
+        **{f"evidence blend {w}": (RECIPES["evidence"], {"blend_with_baseline": w}) for w in (0.25, 0.5, 0.75)},
     }
 
 
