@@ -191,6 +191,68 @@ class AcceptNearColour:
         return near * (self.weight / self.full).clamp(0, 1)
 
 
+class AcceptNearFeature:
+    """Research-only (tenth round): the default's near gate times how much a pixel's *network features* look like
+    the class's covered region rather than its background: the classifier's own feature map (``layer``: the one its
+    CAM head reads, or a named module's output) at scale ``scale`` of the un-erased image, each location's vector
+    L2-normalised; s_in / s_out its cosine with the covered region's mean vector (or, with ``nearest``, its nearest
+    covered location) and with the background's (the class's map < ``background``), g = s_in / (s_in + s_out),
+    full weight from ``full`` up. The colour gate's idea in a space where a horse's flank and its head can be
+    alike and unlike the grass. The prototypes follow the covered region round by round. The feature pass is the
+    engine's own round-0 pass at that scale (a hook could return it), so it is left out of the pass count."""
+
+    def __init__(self, near: float, full: float, scale: float = 1.0, layer: str | None = None,
+                 background: float = 0.2, nearest: bool = False) -> None:
+        self.near, self.full, self.scale, self.layer = near, full, scale, layer
+        self.background, self.nearest = background, nearest
+        self.features: torch.Tensor | None = None
+
+    def prepare(self, engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
+        cams = engine.cams
+        level = cams.pyramid(image)[list(cams.scales).index(self.scale)]
+        model = engine.model
+        with torch.inference_mode():
+            if self.layer is None:
+                source = getattr(model, "cam_features", None) or model.features
+                feats = source(level[None])[0]
+            elif self.layer == "cam":  # every class's map: what any network's forward_cam gives
+                feats = model.forward_cam(level[None])[0]
+            else:
+                grabbed = []
+                handle = model.get_submodule(self.layer).register_forward_hook(lambda m, i, o: grabbed.append(o))
+                model(level[None])
+                handle.remove()
+                feats = grabbed[0][0]
+        self.features = torch.nn.functional.normalize(feats.float(), dim=0)
+
+    def feature_weight(self, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
+        k, h, w = self.features.shape
+        flat = self.features.reshape(k, -1)
+        small = torch.nn.functional.interpolate(maxima[None].float(), size=(h, w), mode="area")[0]
+        weights = []
+        for m in small:
+            inside, outside = (m >= threshold).flatten(), (m < self.background).flatten()
+            if not bool(inside.any()):
+                inside = m.flatten() == m.max()
+            if not bool(outside.any()):
+                weights.append(torch.ones(h, w))
+                continue
+            if self.nearest:
+                s_in = (flat[:, inside].T @ flat).amax(dim=0)
+                s_out = (flat[:, outside].T @ flat).amax(dim=0)
+            else:
+                s_in = torch.nn.functional.normalize(flat[:, inside].mean(dim=1), dim=0) @ flat
+                s_out = torch.nn.functional.normalize(flat[:, outside].mean(dim=1), dim=0) @ flat
+            g = s_in.clamp(min=0) / (s_in.clamp(min=0) + s_out.clamp(min=0) + 1e-6)
+            weights.append((g / self.full).clamp(0, 1).reshape(h, w))
+        grid = torch.stack(weights)[None]
+        return torch.nn.functional.interpolate(grid, size=maxima.shape[-2:], mode="bilinear",
+                                               align_corners=False)[0].to(maxima.device)
+
+    def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
+        return AcceptNear(self.near)(cam, maxima, threshold) * self.feature_weight(maxima, threshold)
+
+
 @dataclass(frozen=True)
 class AcceptCapped:
     """Research-only (ninth round): the default's near gate, each round's gain capped at ``cap`` (None: the erase
@@ -318,6 +380,17 @@ def variants() -> dict[str, tuple]:
         "per-class erasing, default's budget": (d, {"per_class_erasing": "budget"}),
         "evidence per-class erasing": (RECIPES["evidence"], {"per_class_erasing": "full"}),
         "evidence per-class erasing, default's budget": (RECIPES["evidence"], {"per_class_erasing": "budget"}),
+        **{f"feature {f}": (r(d, accept=AcceptNearFeature(NEAR, f)), {}) for f in (0.4, 0.5, 0.6, 0.7)},
+        **{f"feature nearest {f}": (r(d, accept=AcceptNearFeature(NEAR, f, nearest=True)), {}) for f in (0.5, 0.6, 0.7)},
+        **{f"feature scale 2 {f}": (r(d, accept=AcceptNearFeature(NEAR, f, scale=2.0)), {}) for f in (0.5, 0.6, 0.7)},
+        **{f"feature mid {f}": (r(d, accept=AcceptNearFeature(NEAR, f, scale=2.0, layer="_blocks.10")), {})
+           for f in (0.5, 0.6, 0.7)},  # EfficientNet-Lite0's last stride-16 block
+        **{f"feature cam {f}": (r(d, accept=AcceptNearFeature(NEAR, f, layer="cam")), {}) for f in (0.5, 0.6)},
+        **{f"feature cam scale 2 {f}": (r(d, accept=AcceptNearFeature(NEAR, f, scale=2.0, layer="cam")), {})
+           for f in (0.6,)},
+        **{f"feature mid demo {f}": (r(d, accept=AcceptNearFeature(NEAR, f, scale=2.0, layer="stages.2")), {})
+           for f in (0.6,)},  # the demo network's third stage: its analogue for the synthetic split
+        **{f"evidence feature {f}": (r(RECIPES["evidence"], accept=AcceptNearFeature(NEAR, f)), {}) for f in (0.5, 0.6, 0.7)},
         **{f"blend {w}": (d, {"blend_with_baseline": w}) for w in (0.25, 0.5, 0.75)},
         **{f"evidence blend {w}": (RECIPES["evidence"], {"blend_with_baseline": w}) for w in (0.25, 0.5, 0.75)},
     }
