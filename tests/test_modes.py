@@ -4,20 +4,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from infercam import InferCam
 from infercam.evaluation.metrics import best_iou, common_threshold, iou_curve, mass_share, seam_ratio
-from infercam.errors import InferCamError
-from infercam.method.modes import MODES, RECIPES, AcceptNear, AcceptNearLike, PeakEvidence, accept_all, chained_masks, \
-    feature_likeness, near_weight, per_scale_masks, whole_image
+from infercam.method.modes import MODES, RECIPES, AcceptNear, PeakEvidence, accept_all, chained_masks, near_weight, \
+    per_scale_masks, whole_image
 from infercam.method.split import Box, merge_max, patch_boxes
-from tiny import ColourCamNet, FeatureCamNet
+from tiny import ColourCamNet
 
 
 def test_each_mode_is_one_recipe_of_named_rules():
-    assert MODES == ("default", "evidence", "feature", "fixed", "reference")
+    assert MODES == ("default", "evidence", "fixed", "reference")
     evidence = RECIPES["evidence"]
     assert evidence.counts == PeakEvidence(0.5) and all(r.counts is None for r in RECIPES.values() if r is not evidence)
     assert (evidence.boxes, evidence.keep_masks, evidence.accept, evidence.stop_fraction) == \
@@ -116,53 +114,6 @@ def test_evidence_is_per_class_and_for_good():
             assert float(state.maxima[1, 1, 3]) == 0.0  # class 1's round did not count
     assert state.active.tolist() == [False, False] and state.done and state.rounds == 3
     assert float(state.maxima[1, 2, 3]) == 0.0  # class 1 stays out though its peak is back at 0.9 of round 0
-
-
-def disc_with_a_part_and_a_rival() -> np.ndarray:
-    """On a blue-grey ground, a bright red disc, a red part to its right and a green patch below it: the feature
-    network's maps respond to the part and the patch alike; its features tell red from green."""
-    img = np.zeros((64, 64, 3), np.uint8) + np.array([10, 10, 150], np.uint8)
-    yy, xx = np.mgrid[:64, :64]
-    disc = (yy - 20) ** 2 + (xx - 20) ** 2 <= 25
-    img[disc] = (250, 10, 10)
-    img[(yy - 20) ** 2 + (xx - 29) ** 2 <= 9] = (200, 10, 10)
-    img[(yy - 29) ** 2 + (xx - 20) ** 2 <= 9] = (10, 200, 10)
-    return img
-
-
-def test_feature_likeness_follows_the_covered_regions_features():
-    features = torch.zeros(2, 4, 6)
-    features[0, :, :3], features[1, :, 3:] = 1.0, 1.0  # left half one kind of feature, right half another
-    maxima = torch.zeros(1, 4, 6)
-    maxima[0, :, :3] = 0.5  # the left half is neither covered nor background
-    maxima[0, 1:3, :2] = 0.9  # covered: part of the left half; the right half is background
-    like = feature_likeness(features, maxima, threshold=0.7, background=0.2)[0]
-    assert torch.allclose(like[:, :3], torch.ones(4, 3), atol=1e-4)
-    assert torch.allclose(like[:, 3:], torch.zeros(4, 3), atol=1e-4)
-    assert bool((feature_likeness(features, torch.ones(1, 4, 6), 0.7, 0.2) == 1).all())  # no background yet
-    cam = torch.ones(1, 4, 6)
-    accepted = AcceptNearLike(near=10.0, full=0.4)(cam, maxima, 0.7, features)[0]
-    near = AcceptNear(10.0)(cam, maxima, 0.7)[0]  # the near gate alone
-    assert torch.allclose(accepted[:, :3], near[:, :3]) and float(accepted[:, 3:].max()) < 1e-3
-
-
-def test_feature_mode_grows_onto_what_looks_like_the_object_and_not_onto_a_rival():
-    img = disc_with_a_part_and_a_rival()
-    kwargs = {"scales": (1.0,), "stop_fraction": 0.0, "max_rounds": 2}
-    base = InferCam(FeatureCamNet(), **kwargs).baseline(img, [0])[0]
-    default = InferCam(FeatureCamNet(), mode="default", **kwargs)(img, [0]).cams[0]
-    engine = InferCam(FeatureCamNet(), mode="feature", **kwargs)
-    feature = engine(img, [0]).cams[0]
-    part, rival = (20, 29), (29, 20)
-    assert default[part] > base[part] + 0.15 and default[rival] > base[rival] + 0.15  # the near gate takes both
-    assert feature[part] > base[part] + 0.15 and abs(feature[rival] - base[rival]) < 1e-3
-    assert engine.cams.forward_passes == 2 * 2 + 1  # two rounds of 2 passes, and the one feature pass
-
-
-def test_feature_mode_needs_the_networks_features():
-    engine = InferCam(ColourCamNet(), mode="feature", scales=(1.0,))
-    with pytest.raises(InferCamError, match="cam_features"):
-        engine(two_blob_image(), [0])
 
 
 def test_default_costs_fewer_passes_than_the_published_rounds():

@@ -79,22 +79,3 @@ class HungryCamNet(TinyCamNet):
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
                                "you tried to allocate 34359738368 bytes.")
         return super().forward_cam(x)
-
-
-class FeatureCamNet(nn.Module):
-    """Stride-1 maps that respond to red and green alike (every class: ReLU(red) + ReLU(green)), with features
-    (``cam_features``: ReLU of the normalised colour channels) that tell the two apart."""
-
-    def __init__(self, num_classes: int = 20) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-
-    def cam_features(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x)
-
-    def forward_cam(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.cam_features(x)
-        return (feats[:, :1] + feats[:, 1:2]).expand(-1, self.num_classes, -1, -1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_cam(x).mean(dim=(2, 3))

@@ -182,15 +182,6 @@ class MultiScaleCam:
             results.append(total)
         return results
 
-    def features(self, pyramid: Sequence[torch.Tensor]) -> torch.Tensor:
-        """K x h x w: the network's features of the pyramid's level nearest scale 1, each location's vector of
-        unit length (one pass, counted)."""
-        level = pyramid[min(range(len(self.scales)), key=lambda i: abs(self.scales[i] - 1.0))]
-        feats = self.forward.features(level[None])[0]
-        self.forward_passes += 1
-        self.input_pixels += level.shape[-2] * level.shape[-1]
-        return F.normalize(feats, dim=0)
-
     def compute(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
         """Normalised CAMs (L x H x W, one channel per class in ``classes``) of every job."""
         return [normalize_cam(total) for total in self.compute_raw(jobs, classes)]

@@ -180,7 +180,6 @@ class InferCam:
                 else:
                     rows, cols = box.slices()
                     states[box] = PatchState(self.cams.pyramid(image[rows, cols]), (box.height, box.width))
-            self._add_features(states.values())
             refine(self.cams, list(states.values()), classes, self.recipe, self.config)
             maps = [(box, s.maxima.cpu().numpy()) for box, s in states.items()]
         refined = self.recipe.merge(maps, (len(classes), height, width))
@@ -205,18 +204,11 @@ class InferCam:
             raise InferCamError(str(exc)) from None
         with torch.inference_mode():
             states = [PatchState(self.cams.pyramid(p), p.shape[:2]) for p in patches]
-            self._add_features(states)
             refine(self.cams, states, classes, self.recipe, self.config)
             maps = [(box, s.maxima.cpu().numpy()) for box, s in zip(boxes, states)]
         refined = self.recipe.merge(maps, (len(classes), *shape))
         return InferCamResult(cams=_to_dict(classes, refined), baseline={}, boxes=boxes,
                               rounds=[s.rounds for s in states])
-
-    def _add_features(self, states: Iterable[PatchState]) -> None:
-        """Give each patch the network's features, for a mode whose ``accept`` compares pixels by them."""
-        if self.recipe.uses_features:
-            for state in states:
-                state.features = self.cams.features(state.pyramid)
 
     def _recipe(self) -> tuple:
         return self.cams.scales, self.cams.mean, self.cams.std

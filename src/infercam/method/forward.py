@@ -65,7 +65,6 @@ class CamForward:
         if channels_last:
             model.to(memory_format=torch.channels_last)
         self.fn = model.forward_cam
-        self.feature_fn = getattr(model, "cam_features", None)
         self.takes_classes = bool(getattr(model, "cam_takes_classes", False))
         if compile:
             self._compile(model)
@@ -77,17 +76,6 @@ class CamForward:
         cast = contextlib.nullcontext() if self.dtype is None else torch.autocast(self.device.type, dtype=self.dtype)
         with cast:
             return self.fn(x, classes) if classes is not None and self.takes_classes else self.fn(x)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The feature maps (N, K, h, w) the model's CAM head reads (``model.cam_features``), in float32."""
-        if self.feature_fn is None:
-            raise InferCamError("this mode compares pixels by the network's features, but the model has no "
-                                "cam_features(x) method (see the model protocol): use --mode default")
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        cast = contextlib.nullcontext() if self.dtype is None else torch.autocast(self.device.type, dtype=self.dtype)
-        with cast:
-            return self.feature_fn(x).float()
 
     def _compile(self, model: nn.Module) -> None:
         """torch.compile ``forward_cam`` (dynamic shapes) and compile it now, on a dummy batch."""

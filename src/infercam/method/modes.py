@@ -37,7 +37,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from .cam import pass_keep_masks
@@ -91,50 +90,6 @@ def near_weight(covered: torch.Tensor, radius: float) -> torch.Tensor:
     return torch.from_numpy(weight.astype(np.float32)).to(covered.device)
 
 
-def feature_likeness(features: torch.Tensor, maxima: torch.Tensor, threshold: float,
-                     background: float) -> torch.Tensor:
-    """L x h' x w' in [0, 1], on the features' grid: how much each location's network features look like each
-    class's covered region (its running maximum >= ``threshold``) rather than that class's background
-    (< ``background``): s_in / (s_in + s_out) from the cosines of the location's feature vector with the two regions'
-    mean vectors. ``features``: K x h' x w', each location's vector of unit length (the patch's, at scale 1); the
-    maps (L x h x w) are area-averaged to that grid. 1 where a class has no background yet."""
-    k, h, w = features.shape
-    flat = features.reshape(k, -1)
-    small = F.interpolate(maxima[None], size=(h, w), mode="area")[0]
-    likeness = []
-    for region in small:
-        inside, outside = (region >= threshold).flatten(), (region < background).flatten()
-        if not bool(inside.any()):
-            inside = region.flatten() == region.max()
-        if not bool(outside.any()):
-            likeness.append(torch.ones(h, w, device=features.device))
-            continue
-        s_in = (F.normalize(flat[:, inside].mean(dim=1), dim=0) @ flat).clamp(min=0)
-        s_out = (F.normalize(flat[:, outside].mean(dim=1), dim=0) @ flat).clamp(min=0)
-        likeness.append((s_in / (s_in + s_out + 1e-6)).reshape(h, w))
-    return torch.stack(likeness)
-
-
-@dataclass(frozen=True)
-class AcceptNearLike:
-    """The near gate times how much a pixel's network features look like the class's covered region rather than
-    its background (:func:`feature_likeness`, full weight from ``full`` up on the features' grid, then upsampled
-    bilinearly): a round's gain counts on what the network sees as more of the object (a horse's flank beside its
-    erased head), not on the grass beside it."""
-
-    near: float
-    full: float
-    background: float = 0.2
-
-    def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float,
-                 features: torch.Tensor | None = None) -> torch.Tensor:
-        if features is None:
-            raise ValueError("AcceptNearLike needs the patch's network features")
-        weight = (feature_likeness(features, maxima, threshold, self.background) / self.full).clamp(0, 1)
-        weight = F.interpolate(weight[None], size=cam.shape[-2:], mode="bilinear", align_corners=False)[0]
-        return AcceptNear(self.near)(cam, maxima, threshold) * weight
-
-
 Counts = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (peaks, round 0's peaks) -> L bools
 
 
@@ -160,20 +115,15 @@ class Recipe:
     stop_fraction: float = 0.02  # stop a patch when a round covers less than this anew (the engine may override)
     # whether each class's erasing rounds still count (once not, never again); None: always
     counts: Counts | None = None
-    # whether ``accept`` compares pixels by the network's features (each patch's ``cam_features`` at scale 1)
-    uses_features: bool = False
 
 
 NEAR = 0.5  # the default's reach, as a fraction of the image's shorter side (chosen on the development data)
 EVIDENCE = 0.5  # the evidence mode's peak ratio (the middle of the plateau 0.4-0.6 on the development photos)
-LIKE = 0.4  # the feature mode's likeness at full weight (chosen on the development data)
 
 RECIPES: dict[str, Recipe] = {
     "default": Recipe("default", whole_image, per_scale_masks, AcceptNear(NEAR), merge_max, stop_fraction=0.0),
     "evidence": Recipe("evidence", whole_image, per_scale_masks, AcceptNear(NEAR), merge_max, stop_fraction=0.0,
                        counts=PeakEvidence(EVIDENCE)),
-    "feature": Recipe("feature", whole_image, per_scale_masks, AcceptNearLike(NEAR, LIKE), merge_max,
-                      stop_fraction=0.0, uses_features=True),
     "fixed": Recipe("fixed", partial(corner_patches, start=clamp_start), per_scale_masks, accept_all, merge_max),
     "reference": Recipe("reference", partial(corner_patches, start=wrap_start), chained_masks, accept_all,
                         merge_max),

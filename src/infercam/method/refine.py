@@ -41,7 +41,6 @@ class PatchState:
     rounds: int = 0
     covered_fraction: list[float] = field(default_factory=list)
     done: bool = False
-    features: torch.Tensor | None = None  # the network's unit feature vectors of the patch (modes that use them)
 
     def update(self, raw: torch.Tensor, recipe: Recipe, config: RefineConfig) -> None:
         """Fold one round's raw CAM (L x h x w) into A, normalised by its own peak and kept where the mode's
@@ -51,8 +50,7 @@ class PatchState:
             self.maxima, self.first_peak = cam, raw.amax(dim=(-2, -1))
             self.active = torch.ones(len(raw), dtype=torch.bool, device=raw.device)
         else:
-            accepted = recipe.accept(cam, self.maxima, config.erase_threshold, self.features) \
-                if recipe.uses_features else recipe.accept(cam, self.maxima, config.erase_threshold)
+            accepted = recipe.accept(cam, self.maxima, config.erase_threshold)
             if recipe.counts is not None:  # a class the erased input no longer shows stops counting, for good
                 self.active &= recipe.counts(raw.amax(dim=(-2, -1)), self.first_peak)
                 accepted = accepted * self.active[:, None, None]

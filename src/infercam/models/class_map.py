@@ -51,13 +51,6 @@ class ClassMapCam(nn.Module):
         compute a subset of its classes (Grad-CAM: one backward per member instead of one per ImageNet class)."""
         return bool(getattr(self.model, "cam_takes_classes", False))
 
-    def cam_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's own feature map (the class map gathers its classes, not its features)."""
-        features = getattr(self.model, "cam_features", None)
-        if features is None:
-            raise InferCamError(f"{type(self.model).__name__} has no cam_features(x) method (see the model protocol)")
-        return features(x)
-
     def forward_cam(self, x: torch.Tensor, classes: Sequence[int] | None = None) -> torch.Tensor:
         """Maps (N, T, h, w) of every target class, or (N, L, h, w) of the L target ``classes`` given."""
         targets = list(range(len(self.members))) if classes is None else [int(c) for c in classes]

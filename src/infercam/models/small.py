@@ -62,10 +62,6 @@ class SmallResNet(nn.Module):
         """The final feature map (N, widths[-1], ceil(H/8), ceil(W/8))."""
         return self.stages(self.stem(x))
 
-    def cam_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The feature map the CAM head reads (the model protocol's name for :meth:`features`)."""
-        return self.features(x)
-
     def forward_cam(self, x: torch.Tensor) -> torch.Tensor:
         """Class activation maps ReLU(classifier(features)) at stride 8."""
         return F.relu(self.classifier(self.features(x)))
