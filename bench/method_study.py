@@ -384,7 +384,7 @@ def variants() -> dict[str, tuple]:
         **{f"feature nearest {f}": (r(d, accept=AcceptNearFeature(NEAR, f, nearest=True)), {}) for f in (0.5, 0.6, 0.7)},
         **{f"feature scale 2 {f}": (r(d, accept=AcceptNearFeature(NEAR, f, scale=2.0)), {}) for f in (0.5, 0.6, 0.7)},
         **{f"feature mid {f}": (r(d, accept=AcceptNearFeature(NEAR, f, scale=2.0, layer="_blocks.10")), {})
-           for f in (0.5, 0.6, 0.7)},  # EfficientNet-Lite0's last stride-16 block
+           for f in (0.4, 0.5, 0.6, 0.7)},  # EfficientNet-Lite0's last stride-16 block
         **{f"feature cam {f}": (r(d, accept=AcceptNearFeature(NEAR, f, layer="cam")), {}) for f in (0.5, 0.6)},
         **{f"feature cam scale 2 {f}": (r(d, accept=AcceptNearFeature(NEAR, f, scale=2.0, layer="cam")), {})
            for f in (0.6,)},
