@@ -266,7 +266,19 @@ class AcceptCapped:
         return AcceptNear(self.near)(cam, maxima, threshold).clamp(max=threshold if self.cap is None else self.cap)
 
 
-class PerClassErasing:
+class EngineWrapper:
+    """A research wrapper round an InferCam of recipe ``rec``: the same baseline, pass counters and recipe, so the
+    scoring functions below use it as they use an engine; subclasses define ``__call__``."""
+
+    def __init__(self, model, rec, **kwargs) -> None:
+        self.engine = InferCam(model, mode=rec, **kwargs)
+        self.cams, self.recipe = self.engine.cams, self.engine.recipe
+
+    def baseline(self, image: np.ndarray, classes) -> dict[int, np.ndarray]:
+        return self.engine.baseline(image, classes)
+
+
+class PerClassErasing(EngineWrapper):
     """Research-only (ninth round): each class erases only its own covered region (A_c >= the erase threshold),
     not the union of every class's, so one class's object is never blanked out from another class's input. That
     is the engine run once per class on that class alone; round 0 (the baseline, one pass for every class) is
@@ -274,12 +286,8 @@ class PerClassErasing:
     no more passes than the default's until L > 4; otherwise every class gets all the rounds."""
 
     def __init__(self, model, rec, budget: bool, **kwargs) -> None:
-        self.engine = InferCam(model, mode=rec, **kwargs)
+        super().__init__(model, rec, **kwargs)
         self.model, self.rec, self.kwargs, self.budget = model, rec, kwargs, budget
-        self.cams, self.recipe = self.engine.cams, self.engine.recipe
-
-    def baseline(self, image: np.ndarray, classes) -> dict[int, np.ndarray]:
-        return self.engine.baseline(image, classes)
 
     def __call__(self, image: np.ndarray, classes):
         classes = sorted(set(int(c) for c in classes))
@@ -299,17 +307,13 @@ class PerClassErasing:
         return dataclasses.replace(result, cams=cams)
 
 
-class BlendWithBaseline:
+class BlendWithBaseline(EngineWrapper):
     """Research-only (ninth round): the final map is (1 - ``weight``) x the baseline + ``weight`` x the mode's
     map, renormalised to a peak of 1 (no extra pass), so the core round 0 found stays above what the rounds added."""
 
     def __init__(self, model, rec, weight: float, **kwargs) -> None:
-        self.engine = InferCam(model, mode=rec, **kwargs)
+        super().__init__(model, rec, **kwargs)
         self.weight = weight
-        self.cams, self.recipe = self.engine.cams, self.engine.recipe
-
-    def baseline(self, image: np.ndarray, classes) -> dict[int, np.ndarray]:
-        return self.engine.baseline(image, classes)
 
     def __call__(self, image: np.ndarray, classes):
         result = self.engine(image, classes)
