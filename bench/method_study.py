@@ -235,7 +235,7 @@ class AcceptNearFeature:
             if not bool(inside.any()):
                 inside = m.flatten() == m.max()
             if not bool(outside.any()):
-                weights.append(torch.ones(h, w))
+                weights.append(torch.ones(h, w, device=flat.device))
                 continue
             if self.nearest:
                 s_in = (flat[:, inside].T @ flat).amax(dim=0)
@@ -247,7 +247,7 @@ class AcceptNearFeature:
             weights.append((g / self.full).clamp(0, 1).reshape(h, w))
         grid = torch.stack(weights)[None]
         return torch.nn.functional.interpolate(grid, size=maxima.shape[-2:], mode="bilinear",
-                                               align_corners=False)[0].to(maxima.device)
+                                               align_corners=False)[0]
 
     def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
         return AcceptNear(self.near)(cam, maxima, threshold) * self.feature_weight(maxima, threshold)
