@@ -213,7 +213,8 @@ class AcceptNearFeature:
         model = engine.model
         with torch.inference_mode():
             if self.layer is None:
-                source = getattr(model, "cam_features", None) or model.features
+                inner = getattr(model, "model", model)  # a class map's network reads its ImageNet network's features
+                source = getattr(inner, "cam_features", None) or inner.features
                 feats = source(level[None])[0]
             elif self.layer == "cam":  # every class's map: what any network's forward_cam gives
                 feats = model.forward_cam(level[None])[0]
@@ -266,13 +267,38 @@ class AcceptCapped:
         return AcceptNear(self.near)(cam, maxima, threshold).clamp(max=threshold if self.cap is None else self.cap)
 
 
+class ScaleGate:
+    """Research-only (eleventh round): a class whose round-0 response grows with the input's scale (its raw map's
+    peak at scale ``large`` >= ``ratio`` x its peak at scale ``small``, unflipped passes) is a small object at the
+    network's resolution: erasing its core erases all of it, so its rounds would only find what touches it; it keeps
+    its baseline map (no erasing round counts; the image stops when no class counts). ``then``: a further counts
+    rule for the other classes. The two passes are the engine's own round-0 passes at those scales (its per-pass
+    peaks could be kept), so they are left out of the pass count."""
+
+    def __init__(self, ratio: float, small: float = 0.5, large: float = 2.0, then: PeakEvidence | None = None) -> None:
+        self.ratio, self.small, self.large, self.then = ratio, small, large, then
+        self.counting: torch.Tensor | None = None
+
+    def prepare(self, engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
+        cams, classes = engine.cams, sorted(set(int(c) for c in classes))
+        levels = cams.pyramid(image)
+        with torch.inference_mode():
+            peaks = [torch.relu(engine.model.forward_cam(levels[list(cams.scales).index(s)][None])[0][classes])
+                     .amax(dim=(-2, -1)) for s in (self.small, self.large)]
+        self.counting = peaks[1] < self.ratio * peaks[0]
+
+    def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor) -> torch.Tensor:
+        counting = self.counting.to(peaks.device)
+        return counting if self.then is None else counting & self.then(peaks, first_peaks)
+
+
 class EngineWrapper:
     """A research wrapper round an InferCam of recipe ``rec``: the same baseline, pass counters and recipe, so the
     scoring functions below use it as they use an engine; subclasses define ``__call__``."""
 
     def __init__(self, model, rec, **kwargs) -> None:
         self.engine = InferCam(model, mode=rec, **kwargs)
-        self.cams, self.recipe = self.engine.cams, self.engine.recipe
+        self.cams, self.recipe, self.model = self.engine.cams, self.engine.recipe, self.engine.model
 
     def baseline(self, image: np.ndarray, classes) -> dict[int, np.ndarray]:
         return self.engine.baseline(image, classes)
@@ -337,10 +363,11 @@ def make_engine(model, rec, kwargs: dict):
 
 
 def prepare_rule(engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
-    """Hand this image to the engine's accept rule if it needs one (the research rules above)."""
-    prepare = getattr(engine.recipe.accept, "prepare", None)
-    if prepare is not None:
-        prepare(engine, image, classes)
+    """Hand this image to the engine's accept and counts rules if they need it (the research rules above)."""
+    for rule in (engine.recipe.accept, engine.recipe.counts):
+        prepare = getattr(rule, "prepare", None)
+        if prepare is not None:
+            prepare(engine, image, classes)
 
 
 def variants() -> dict[str, tuple]:
@@ -397,6 +424,11 @@ def variants() -> dict[str, tuple]:
         **{f"evidence feature {f}": (r(RECIPES["evidence"], accept=AcceptNearFeature(NEAR, f)), {}) for f in (0.5, 0.6, 0.7)},
         **{f"blend {w}": (d, {"blend_with_baseline": w}) for w in (0.25, 0.5, 0.75)},
         **{f"evidence blend {w}": (RECIPES["evidence"], {"blend_with_baseline": w}) for w in (0.25, 0.5, 0.75)},
+        **{f"scale gate {g}": (r(d, counts=ScaleGate(g)), {}) for g in (1.0, 1.5, 2.0)},
+        **{f"scale gate {g} blend 0.75": (r(d, counts=ScaleGate(g)), {"blend_with_baseline": 0.75}) for g in (1.0, 1.5, 2.0)},
+        **{f"evidence scale gate {g}": (r(d, counts=ScaleGate(g, then=PeakEvidence(0.5))), {}) for g in (1.0, 2.0)},
+        **{f"feature {f} blend {w}": (r(d, accept=AcceptNearFeature(NEAR, f)), {"blend_with_baseline": w})
+           for f in (0.4, 0.5) for w in (0.5, 0.75)},
     }
 
 

