@@ -191,6 +191,12 @@ class AcceptNearColour:
         return near * (self.weight / self.full).clamp(0, 1)
 
 
+def scale_inputs(engine: InferCam, image: np.ndarray, scales: Sequence[float]) -> list[torch.Tensor]:
+    """The engine's (unflipped, normalised) input of ``image`` at each of ``scales``, which must be its own."""
+    levels = engine.cams.pyramid(image)
+    return [levels[list(engine.cams.scales).index(s)] for s in scales]
+
+
 class AcceptNearFeature:
     """Research-only (tenth round): the default's near gate times how much a pixel's *network features* look like
     the class's covered region rather than its background: the classifier's own feature map (``layer``: the one its
@@ -208,8 +214,7 @@ class AcceptNearFeature:
         self.features: torch.Tensor | None = None
 
     def prepare(self, engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
-        cams = engine.cams
-        level = cams.pyramid(image)[list(cams.scales).index(self.scale)]
+        level, = scale_inputs(engine, image, [self.scale])
         model = engine.model
         with torch.inference_mode():
             if self.layer is None:
@@ -280,11 +285,10 @@ class ScaleGate:
         self.counting: torch.Tensor | None = None
 
     def prepare(self, engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
-        cams, classes = engine.cams, sorted(set(int(c) for c in classes))
-        levels = cams.pyramid(image)
+        classes = sorted(set(int(c) for c in classes))
         with torch.inference_mode():
-            peaks = [torch.relu(engine.model.forward_cam(levels[list(cams.scales).index(s)][None])[0][classes])
-                     .amax(dim=(-2, -1)) for s in (self.small, self.large)]
+            peaks = [torch.relu(engine.model.forward_cam(level[None])[0][classes]).amax(dim=(-2, -1))
+                     for level in scale_inputs(engine, image, [self.small, self.large])]
         self.counting = peaks[1] < self.ratio * peaks[0]
 
     def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor) -> torch.Tensor:
@@ -313,7 +317,7 @@ class PerClassErasing(EngineWrapper):
 
     def __init__(self, model, rec, budget: bool, **kwargs) -> None:
         super().__init__(model, rec, **kwargs)
-        self.model, self.rec, self.kwargs, self.budget = model, rec, kwargs, budget
+        self.rec, self.kwargs, self.budget = rec, kwargs, budget
 
     def __call__(self, image: np.ndarray, classes):
         classes = sorted(set(int(c) for c in classes))

@@ -1,8 +1,8 @@
-"""The research harness's held-out tools: a study variant run as a method, and the held-out synthetic run."""
+"""The research harness: the scale gate, a study variant run as a method by bench/real_photos.py, and the
+held-out synthetic run."""
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,22 @@ def test_scale_gate_keeps_a_gated_class_at_its_baseline_and_an_ungated_one_at_th
     plain = InferCam(demo_net, scales=(1.0, 0.5, 2.0))(image, classes)
     for c in classes:  # no class gated: the default's maps
         np.testing.assert_allclose(none(image, classes).cams[c], plain.cams[c], atol=1e-6)
+
+
+def test_a_study_variant_runs_as_a_real_photo_method_with_its_rule_prepared(study, demo_net):
+    import real_photos
+
+    image, classes = scene()
+    gated = real_photos.make_method(demo_net, real_photos.STUDY + "scale gate 1.0", (1.0, 0.5, 2.0))
+    assert isinstance(gated, real_photos.StudyVariant)
+    result = gated(image, classes)  # prepare_rule ran: the gate knows this image's classes
+    counting = gated.engine.recipe.counts.counting
+    assert counting.shape == (len(classes),)
+    for i, c in enumerate(classes):
+        if not bool(counting[i]):  # a gated class keeps its baseline map
+            np.testing.assert_array_equal(result.cams[c], result.baseline[c])
+    with pytest.raises(SystemExit):
+        real_photos.make_method(demo_net, real_photos.STUDY + "no such variant", (1.0,))
 
 
 def test_held_out_synthetic_prints_each_method_against_the_baseline_default_and_fixed(study, tmp_path, capsys):
