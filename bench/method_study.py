@@ -354,11 +354,34 @@ class BlendWithBaseline(EngineWrapper):
         return dataclasses.replace(result, cams=cams)
 
 
+class ScaleKeep(EngineWrapper):
+    """Research-only (twelfth round): the scale gate's cue, applied to the output only. The rounds run as the
+    recipe's (every class still erases and is erased, so a small object's neighbour grows as it does without the
+    gate); afterwards a class whose raw round-0 peak at scale 2 is >= ``ratio`` x its peak at scale 0.5 (a small
+    object at the network's resolution) gets its baseline map back. The two passes are the engine's own round-0
+    passes at those scales, left out of the count as in ``ScaleGate``."""
+
+    def __init__(self, model, rec, ratio: float, **kwargs) -> None:
+        super().__init__(model, rec, **kwargs)
+        self.gate = ScaleGate(ratio)
+
+    def __call__(self, image: np.ndarray, classes):
+        result = self.engine(image, classes)
+        self.gate.prepare(self.engine, image, list(result.cams))
+        ordered = sorted(result.cams)
+        cams = {c: refined if bool(self.gate.counting[ordered.index(c)]) else result.baseline[c]
+                for c, refined in result.cams.items()}
+        return dataclasses.replace(result, cams=cams)
+
+
 def make_engine(model, rec, kwargs: dict):
     """The engine of a variant: an InferCam, or one of the research wrappers above."""
     kwargs = dict(kwargs)
     per_class = kwargs.pop("per_class_erasing", None)
     blend = kwargs.pop("blend_with_baseline", None)
+    keep = kwargs.pop("scale_keep", None)
+    if keep is not None:
+        return ScaleKeep(model, rec or "default", keep, **kwargs)
     if per_class is not None:
         return PerClassErasing(model, rec, per_class == "budget", **kwargs)
     if blend is not None:
@@ -433,6 +456,10 @@ def variants() -> dict[str, tuple]:
         **{f"evidence scale gate {g}": (r(d, counts=ScaleGate(g, then=PeakEvidence(0.5))), {}) for g in (1.0, 2.0)},
         **{f"feature {f} blend {w}": (r(d, accept=AcceptNearFeature(NEAR, f)), {"blend_with_baseline": w})
            for f in (0.4, 0.5) for w in (0.5, 0.75)},
+        **{f"scale keep {g}": (d, {"scale_keep": g}) for g in (1.5, 2.0, 3.0)},
+        **{f"evidence scale keep {g}": (RECIPES["evidence"], {"scale_keep": g}) for g in (1.5, 2.0)},
+        **{f"feature 0.4 scale keep {g}": (r(d, accept=AcceptNearFeature(NEAR, 0.4)), {"scale_keep": g})
+           for g in (1.5, 2.0)},
     }
 
 

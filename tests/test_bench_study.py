@@ -1,4 +1,4 @@
-"""The research harness: the scale gate, a study variant run as a method by bench/real_photos.py, and the
+"""The research harness: the scale gate, the scale keep, a study variant run as a method by bench/real_photos.py, and the
 held-out synthetic run."""
 from __future__ import annotations
 
@@ -47,6 +47,19 @@ def test_scale_gate_keeps_a_gated_class_at_its_baseline_and_an_ungated_one_at_th
     plain = InferCam(demo_net, scales=(1.0, 0.5, 2.0))(image, classes)
     for c in classes:  # no class gated: the default's maps
         np.testing.assert_allclose(none(image, classes).cams[c], plain.cams[c], atol=1e-6)
+
+
+def test_scale_keep_runs_the_default_rounds_and_only_swaps_a_kept_class_back_to_its_baseline(study, demo_net):
+    image, classes = scene()
+    scales = {"scales": (1.0, 0.5, 2.0)}
+    plain = InferCam(demo_net, **scales)(image, classes)
+    every = study.make_engine(demo_net, None, {**scales, "scale_keep": 0.0})(image, classes)
+    assert every.rounds == plain.rounds  # unlike the gate, the rounds still run for every class
+    for c in classes:
+        np.testing.assert_array_equal(every.cams[c], every.baseline[c])
+    none = study.make_engine(demo_net, None, {**scales, "scale_keep": math.inf})(image, classes)
+    for c in classes:  # no class kept: the default's maps
+        np.testing.assert_allclose(none.cams[c], plain.cams[c], atol=1e-6)
 
 
 def test_a_study_variant_runs_as_a_real_photo_method_with_its_rule_prepared(study, demo_net):
