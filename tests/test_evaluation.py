@@ -196,6 +196,16 @@ def test_missing_prediction_error_and_skip(tmp_path, capsys):
     assert "b.npy" in capsys.readouterr().err
 
 
+def test_a_damaged_prediction_left_out_is_said_in_the_result_not_printed_by_the_library(tmp_path, capsys):
+    voc, pred, _ = make_dataset(tmp_path)
+    (pred / "b.npy").write_bytes(b"not a numpy file")
+    result = evaluate_cams(pred, voc, ["a", "b", "c"], missing="skip")
+    assert result.num_skipped == 1 and result.names == ["a", "c"]
+    assert len(result.notes) == 1 and "b.npy" in result.notes[0]
+    assert capsys.readouterr().err == ""  # the eval and report commands print the notes, the API does not
+    assert result.to_dict()["notes"] == result.notes
+
+
 def test_shape_mismatch_names_the_file(tmp_path):
     voc, pred, _ = make_dataset(tmp_path)
     np.save(pred / "a.npy", {3: np.zeros((5, 6), np.float32)})

@@ -74,6 +74,15 @@ def test_missing_files_stop_the_report_or_are_shown_with_skip(runs, tmp_path, ca
     assert code == 0 and "infercam: 1 missing (img_c)" in page and "infercam: missing" in page
 
 
+def test_a_damaged_file_is_named_by_the_report_and_left_out_of_its_scores(runs, tmp_path, capsys):
+    voc, folders = runs
+    (folders["infercam"] / "img_c.npy").write_bytes(b"damaged")
+    code, err = report(capsys, voc, folders, tmp_path / "r", "--missing", "skip")
+    assert "infercam report: note: run 'infercam':" in err and "img_c.npy" in err and "left out" in err
+    assert code == 0 and "infercam eval" not in err
+    assert "infercam: unreadable" in (tmp_path / "r" / "index.html").read_text()
+
+
 @pytest.mark.parametrize("content, message", [
     (lambda d: None, "holds no CAM .npy files and no label .png files"),
     (lambda d: (d / "x.npy").write_bytes(b"") or (d / "x.png").write_bytes(b""), "holds both CAM .npy files"),

@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         if args.threshold is not None or args.thresholds is not None:
             print("infercam eval: note: thresholds do not apply to label PNGs; ignored", file=sys.stderr)
         result = evaluate_labels(args.pred, args.voc_root, names, args.missing, ignored_classes(args))
+    for note in result.notes:
+        print(f"infercam eval: note: {note}; left out", file=sys.stderr)
     print(format_report(result))
     if args.json is not None:
         ensure_dir(args.json.parent, "JSON output folder")

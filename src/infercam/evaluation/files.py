@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -33,9 +32,11 @@ def ignore_classes(gt: np.ndarray, classes: Sequence[int]) -> np.ndarray:
 
 def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
                 suffix: str, reader: Callable[[Path], Pred], missing: str,
-                skipped: list[str], ignored: Sequence[int] = ()) -> Iterator[tuple[str, np.ndarray, Pred]]:
-    """(name, ground truth, prediction) from files; missing files raise or, with ``missing="skip"``,
-    are appended to ``skipped``; ground truth of the classes ``ignored`` is ignored."""
+                skipped: list[str], notes: list[str],
+                ignored: Sequence[int] = ()) -> Iterator[tuple[str, np.ndarray, Pred]]:
+    """(name, ground truth, prediction) from files; missing or damaged files raise or, with ``missing="skip"``,
+    are appended to ``skipped`` (a damaged one with its reason in ``notes``); ground truth of the classes
+    ``ignored`` is ignored."""
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
     found = False
@@ -54,7 +55,7 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
         except InferCamError as exc:  # a damaged prediction file: named, and left out only if asked
             if missing == "error":
                 raise DataError(f"{exc} (use --missing skip to leave it out)") from None
-            print(f"infercam eval: note: {exc}; left out", file=sys.stderr)
+            notes.append(str(exc))
             skipped.append(name)
             continue
         gt = ignore_classes(read_label_png(gt_path), ignored)
@@ -71,11 +72,13 @@ def evaluate_cams(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, name
                   thresholds: Sequence[float] = DEFAULT_THRESHOLDS, missing: str = "error",
                   ignored: Sequence[int] = ()) -> EvalResult:
     """Score ``<pred_dir>/<name>.npy`` CAM files (psa or IRN layout, see :func:`infercam.io.load_cams`)
-    against ``<voc_root>/SegmentationClass/<name>.png`` (without the classes ``ignored``)."""
+    against ``<voc_root>/SegmentationClass/<name>.png`` (without the classes ``ignored``); with ``missing="skip"``
+    the result counts what was left out and says why a damaged file was (``notes``), printing nothing."""
     skipped: list[str] = []
+    notes: list[str] = []
     result = evaluate_cam_dicts(_read_pairs(pred_dir, voc_root, names, ".npy", load_cams, missing, skipped,
-                                            ignored), thresholds)
-    return dataclasses.replace(result, num_skipped=len(skipped))
+                                            notes, ignored), thresholds)
+    return dataclasses.replace(result, num_skipped=len(skipped), notes=notes)
 
 
 def evaluate_labels(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
@@ -83,6 +86,7 @@ def evaluate_labels(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, na
     """Score ``<pred_dir>/<name>.png`` label maps against ``<voc_root>/SegmentationClass/<name>.png`` (without
     the classes ``ignored``)."""
     skipped: list[str] = []
+    notes: list[str] = []
     result = evaluate_label_maps(_read_pairs(pred_dir, voc_root, names, ".png", read_label_png, missing, skipped,
-                                             ignored))
-    return dataclasses.replace(result, num_skipped=len(skipped))
+                                             notes, ignored))
+    return dataclasses.replace(result, num_skipped=len(skipped), notes=notes)

@@ -136,6 +136,7 @@ class EvalResult:
     per_image_intersection: np.ndarray
     per_image_union: np.ndarray
     num_skipped: int = 0
+    notes: list[str] = dataclasses.field(default_factory=list)  # why damaged prediction files were left out
 
     @property
     def num_images(self) -> int:
@@ -169,6 +170,7 @@ class EvalResult:
             "foreground": {k: num(100 * v) for k, v in self.confusion.foreground().items()},
             "num_images": self.num_images,
             "num_skipped": self.num_skipped,
+            "notes": list(self.notes),
         }
 
 

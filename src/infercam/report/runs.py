@@ -79,6 +79,8 @@ def score_run(run: Run, voc_root: Path, names: Sequence[str], threshold: float |
         result = evaluate_cams(run.folder, voc_root, names, thresholds, missing="skip")
     else:
         result = evaluate_labels(run.folder, voc_root, names, missing="skip")
+    for note in result.notes:
+        print(f"infercam report: note: run {run.name!r}: {note}; left out", file=sys.stderr)
     return RunScore(result.miou, result.best_threshold, result.per_threshold,
                     {c: s["iou"] for c, s in result.per_class.items()}, result.per_image_iou(), result.num_images)
 
