@@ -105,6 +105,15 @@ def test_prepared_by_another_engine_is_refused():
         InferCam(TinyCamNet())(prepared, [0])
 
 
+def test_mean_and_std_as_arrays_are_taken_as_given():
+    image, labels = next(images())
+    as_lists = InferCam(TinyCamNet(), mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3])(image, labels)
+    as_arrays = InferCam(TinyCamNet(), mean=np.array([0.4, 0.5, 0.6]), std=np.array([0.2, 0.25, 0.3]))(image, labels)
+    network_default = InferCam(TinyCamNet())(image, labels)
+    assert np.array_equal(as_lists.baseline[0], as_arrays.baseline[0])
+    assert not np.array_equal(as_lists.baseline[0], network_default.baseline[0])
+
+
 def cli_args(voc, weights, network="tiny:TinyCamNet"):
     return ["--voc-root", str(voc), "--network", network, "--weights", str(weights), "--no-progress"]
 

@@ -121,8 +121,8 @@ class MultiScaleCam:
                  mean: Sequence[float], std: Sequence[float], device: torch.device, batch_size: int = 8) -> None:
         self.forward = forward
         self.scales = check_scales(scales)
-        self.mean = tuple(mean)
-        self.std = tuple(std)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.forward_passes = 0  # inputs run through the network, and their pixels (for cost reports)

@@ -137,7 +137,8 @@ class InferCam:
         self.config = RefineConfig(erase_threshold, self.recipe.stop_fraction if stop_fraction is None else stop_fraction,
                                    max_rounds)
         forward = CamForward(self.model, self.device, precision, compile, channels_last)
-        self.cams = MultiScaleCam(forward, scales, mean or default_mean, std or default_std, self.device, batch_size)
+        self.cams = MultiScaleCam(forward, scales, default_mean if mean is None else mean,
+                                  default_std if std is None else std, self.device, batch_size)
 
     @property
     def scales(self) -> tuple[float, ...]:
