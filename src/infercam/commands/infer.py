@@ -34,7 +34,8 @@ def add_method_args(parser: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("infer", help="refined CAMs with InferCam (one command, no intermediate files)",
                             description="Run InferCam on every image of a VOC-layout data set: baseline CAM, split "
-                                        "into four corner patches, class-conditional erasing rounds, merge.")
+                                        "(fixed and reference: four corner patches; default and evidence: the "
+                                        "whole image), class-conditional erasing rounds, merge.")
     add_data_args(parser)
     add_size_args(parser)
     add_model_args(parser)

@@ -1,4 +1,5 @@
-"""InferCam: baseline CAM -> split into corner patches -> class-conditional rounds per patch -> merge.
+"""InferCam: baseline CAM -> split (the mode's cut: corner patches, or the whole image) -> class-conditional
+erasing rounds per patch -> merge.
 
     from infercam import InferCam
     engine = InferCam(model, mode="default")
@@ -36,7 +37,7 @@ class InferCamResult:
     baseline: dict[int, np.ndarray]
     boxes: list[Box]
     centers: list[tuple[int, int]] = field(default_factory=list)
-    rounds: list[int] = field(default_factory=list)  # erasing rounds run, per distinct patch
+    rounds: list[int] = field(default_factory=list)  # rounds run per distinct patch, round 0 included
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,10 @@ class InferCam:
     """Class-conditional CAM inference with any network that has ``forward_cam``.
 
     ``mode`` picks the recipe of rules (:mod:`infercam.method.modes`, README "Modes"): ``"default"`` whole-image rounds
-    that count only near what is already covered (no spill into the scene, no seams), ``"fixed"`` the published
-    method with its code's three quirks fixed, ``"reference"`` the authors' code exactly.
+    that count only near what is already covered (no spill into the scene, no seams), ``"evidence"`` the default
+    plus a stop for a class once the erased image's peak for it falls below half of round 0's, ``"fixed"`` the
+    published method with its code's three quirks fixed, ``"reference"`` the authors' code, quirks included (README
+    "Modes" lists where it does not crash or misbehave as that code does).
     Speed options (:mod:`infercam.method.forward`, docs/speed.md): ``precision`` "fp32" (default, exact), "bf16" or
     "fp16" (autocast around forward_cam only), ``compile`` (torch.compile, done here), ``channels_last`` (the
     model is converted in place, as it is moved to ``device``).
