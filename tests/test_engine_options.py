@@ -114,6 +114,15 @@ def test_mean_and_std_as_arrays_are_taken_as_given():
     assert not np.array_equal(as_lists.baseline[0], network_default.baseline[0])
 
 
+@pytest.mark.parametrize("mean, std, message", [
+    ([], None, "three numbers each"), ([0.5, 0.5], None, "three numbers each"), (None, [0.2, 0.0, 0.2], "positive"),
+    ([0.5, float("nan"), 0.5], None, "finite"), ("abc", None, "three numbers each"),
+])
+def test_a_bad_normalisation_is_refused_clearly(mean, std, message):
+    with pytest.raises(InferCamError, match=message):
+        InferCam(TinyCamNet(), mean=mean, std=std)
+
+
 def cli_args(voc, weights, network="tiny:TinyCamNet"):
     return ["--voc-root", str(voc), "--network", network, "--weights", str(weights), "--no-progress"]
 

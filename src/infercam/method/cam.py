@@ -38,6 +38,20 @@ def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     return scales
 
 
+def check_normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Validate an input normalisation: three finite means and three positive finite standard deviations (RGB)."""
+    try:
+        mean, std = tuple(float(m) for m in mean), tuple(float(v) for v in std)
+    except (TypeError, ValueError):
+        raise InferCamError(f"mean and std must be three numbers each (RGB), got {mean!r} and {std!r}") from None
+    if len(mean) != 3 or len(std) != 3:
+        raise InferCamError(f"mean and std must be three numbers each (RGB), got {len(mean)} and {len(std)}")
+    if not all(np.isfinite(mean)) or not all(np.isfinite(v) and v > 0 for v in std):
+        raise InferCamError(f"invalid normalisation mean {mean} / std {std}: means must be finite, "
+                            "standard deviations positive")
+    return mean, std
+
+
 def normalization_table(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """3 x 256 float32: (v/255 - mean)/std for every byte value, computed in float64 as psa does."""
     values = np.arange(256, dtype=np.float64)[None, :] / 255.0
@@ -121,8 +135,7 @@ class MultiScaleCam:
                  mean: Sequence[float], std: Sequence[float], device: torch.device, batch_size: int = 8) -> None:
         self.forward = forward
         self.scales = check_scales(scales)
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
+        self.mean, self.std = check_normalization(mean, std)
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.forward_passes = 0  # inputs run through the network, and their pixels (for cost reports)
