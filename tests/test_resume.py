@@ -23,6 +23,8 @@ DAMAGE = {  # how an earlier output of img_b is spoilt
     "cut to half": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
     "maps of 3 x 3": lambda p: save_cams(p, {3: np.zeros((3, 3), np.float32), 7: np.zeros((3, 3), np.float32)}),
     "other classes": lambda p: save_cams(p, {3: load_cams(p)[3]}),
+    "maps that are text": lambda p: np.save(p, {3: "abc", 7: "abc"}, allow_pickle=True),
+    "maps of NaN": lambda p: save_cams(p, {c: np.full_like(m, np.nan) for c, m in load_cams(p).items()}),
 }
 
 
@@ -40,14 +42,17 @@ def test_a_damaged_or_stale_output_is_recomputed_on_resume(damage, tiny_voc, tin
     assert cam_bytes(out) == cam_bytes(clean) and not temp_files(tmp_path)
 
 
-def test_pseudo_and_eval_name_a_damaged_cam_file(tiny_voc, tiny_weights, tmp_path, capsys):
+@pytest.mark.parametrize("damage, said", [("random bytes", "(damaged or not a .npy file)"),
+                                           ("maps that are text", "is not an array of numbers"),
+                                           ("maps of NaN", "holds NaN or infinite values")])
+def test_pseudo_and_eval_name_a_damaged_cam_file(damage, said, tiny_voc, tiny_weights, tmp_path, capsys):
     cams, labels = tmp_path / "cams", tmp_path / "labels"
     assert run(capsys, argv(tiny_voc, tiny_weights, cams, command="cam"))[0] == 0
-    DAMAGE["random bytes"](cams / "img_b.npy")
+    DAMAGE[damage](cams / "img_b.npy")
     code, err = run(capsys, ["pseudo", "--cam", cams, "--voc-root", tiny_voc, "--method", "threshold",
                              "--out", labels, "--no-progress"])
     assert code == 1 and "3 done, 0 skipped, 1 failed" in err
-    assert f"cannot read CAM file {cams / 'img_b.npy'} (damaged" in err and "Traceback" not in err
+    assert f"{cams / 'img_b.npy'}" in err and said in err and "Traceback" not in err
     seg = tiny_voc / "SegmentationClass"
     seg.mkdir()
     for name in ("img_a", "img_b", "img_c", "img_d"):

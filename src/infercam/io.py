@@ -117,7 +117,8 @@ def save_cams(path: str | os.PathLike, cams: dict[int, np.ndarray], fmt: str = "
 
 
 def load_cams(path: str | os.PathLike) -> dict[int, np.ndarray]:
-    """Read a CAM file in either layout as ``{class index: H x W float32}``."""
+    """Read a CAM file in either layout as ``{class index: H x W float32}``; maps that are not 2-D arrays of
+    finite numbers make the file damaged (a DataError naming it), never a traceback or a silent score."""
     try:
         obj = np.load(path, allow_pickle=True)
         obj = obj.item() if obj.dtype == object and obj.shape == () else obj
@@ -128,10 +129,25 @@ def load_cams(path: str | os.PathLike) -> dict[int, np.ndarray]:
         keys, maps = np.asarray(obj["keys"]).reshape(-1), np.asarray(obj["high_res"])
         if maps.ndim != 3 or len(keys) != len(maps):
             raise DataError(f"{path}: IRN file with {len(keys)} keys but high_res of shape {maps.shape}")
-        return {int(c): np.asarray(m, np.float32) for c, m in zip(keys, maps)}
-    if isinstance(obj, dict) and all(isinstance(k, (int, np.integer)) for k in obj):
-        return {int(c): np.asarray(m, np.float32) for c, m in obj.items()}
-    raise DataError(f"{path} is not a CAM file (psa dict {{class: map}} or IRN {{keys, high_res}})")
+        pairs = list(zip(keys, maps))
+    elif isinstance(obj, dict) and all(isinstance(k, (int, np.integer)) for k in obj):
+        pairs = list(obj.items())
+    else:
+        raise DataError(f"{path} is not a CAM file (psa dict {{class: map}} or IRN {{keys, high_res}})")
+    return {int(c): _cam_map(path, int(c), m) for c, m in pairs}
+
+
+def _cam_map(path: str | os.PathLike, cls: int, value: object) -> np.ndarray:
+    """One class's map of a CAM file as H x W float32, or a DataError saying what is wrong with it."""
+    try:
+        cam = np.asarray(value, np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: the map of class {cls} is not an array of numbers ({exc})") from None
+    if cam.ndim != 2:
+        raise DataError(f"{path}: the map of class {cls} has shape {cam.shape}, not H x W")
+    if not np.isfinite(cam).all():
+        raise DataError(f"{path}: the map of class {cls} holds NaN or infinite values")
+    return cam
 
 
 def cam_file_problem(path: str | os.PathLike, classes: Sequence[int], size: tuple[int, int]) -> str | None:
