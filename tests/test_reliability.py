@@ -66,6 +66,13 @@ def test_a_bad_image_fails_alone_with_a_clear_reason(case, tiny_voc, tiny_weight
     assert not temp_files(tmp_path)
 
 
+def test_a_listed_name_with_neither_image_nor_labels_is_reported_as_a_missing_image(tiny_voc, tiny_weights, tmp_path,
+                                                                                      capsys):
+    out = tmp_path / "cams"
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out, "--list", list_file(tiny_voc, "img_a", "typo")))
+    assert code == 1 and "failed typo: image not found: " in err and "labels" not in err.split("failed typo:")[1]
+
+
 def grayscale(image: np.ndarray, path: Path) -> np.ndarray:
     Image.fromarray(image[..., 0]).save(path.with_suffix(".png"))
     return np.repeat(image[..., :1], 3, axis=2)

@@ -37,9 +37,10 @@ PrepareFn = Callable[[np.ndarray], Any]
 
 def _load(dataset: VOCDataset, name: str, limits: SizeLimits,
           prepare: PrepareFn | None) -> tuple[np.ndarray, Any, list[int]]:
-    """(image, what the computation takes: the image or ``prepare(image)``, labels)."""
-    labels = dataset.labels(name)
+    """(image, what the computation takes: the image or ``prepare(image)``, labels). The image is looked up first,
+    so that a name with no image (a typo in a list file) is reported as such, not as missing labels."""
     image = load_image(dataset.image_path(name), limits)
+    labels = dataset.labels(name)
     return image, image if prepare is None else prepare(image), labels
 
 
