@@ -67,6 +67,17 @@ def test_gradcam_of_chosen_classes_only(resnet18):
         wrapper.forward_cam(x, [6])
 
 
+def test_the_class_count_is_read_without_a_backward_per_class(resnet18, monkeypatch):
+    from infercam.models import cam_classes
+    from infercam.models.class_map import ClassMapCam
+
+    wrapper = GradCam(resnet18)
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: pytest.fail("a backward pass"))
+    assert cam_classes(wrapper) == 6 and cam_classes(resnet18) == 6 and cam_classes(TinyCamNet(num_classes=4)) == 4
+    assert cam_classes(ClassMapCam(wrapper, [(3,), (1, 2)])) == 2
+    assert resnet18.training is False and cam_classes(torch.nn.Linear(3, 3)) is None  # no forward_cam: unknown
+
+
 def test_infercam_asks_gradcam_for_the_labelled_classes_only(resnet18, monkeypatch):
     """One backward per labelled class and pass (not one per class of the network), with the same maps."""
     img = (np.random.default_rng(0).random((40, 52, 3)) * 255).astype(np.uint8)

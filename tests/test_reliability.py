@@ -147,13 +147,33 @@ def test_an_image_without_labels_is_skipped_with_a_reason(tiny_voc, tiny_weights
     assert not (out / "img_a.npy").exists()
 
 
-def test_class_indices_out_of_range_for_the_network(tiny_voc, tmp_path, capsys):
+def test_a_label_file_that_does_not_fit_the_network_stops_before_anything_is_written(tiny_voc, tiny_weights, tmp_path,
+                                                                                   capsys):
     weights = tmp_path / "five.pth"
     torch.save(TinyCamNet(num_classes=5).state_dict(), weights)
     out = tmp_path / "cams"
     code, err = run(capsys, argv(tiny_voc, weights, out, "--num-classes", "5"))
-    assert code == 1 and "1 done, 0 skipped, 3 failed" in err
-    assert "failed img_d: class index 14 out of range: the network has 5 classes" in err
+    assert code == 2 and "have 20 entries, but the network has 5 classes" in err and not out.exists()
+    table = np.load(tiny_voc / "cls_labels.npy", allow_pickle=True).item()  # background first: 21 entries
+    np.save(tiny_voc / "bg_first.npy", {name: np.concatenate([[0.0], v]) for name, v in table.items()})
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out, "--labels", tiny_voc / "bg_first.npy"))
+    assert code == 2 and "have 21 entries, but the network has 20 classes (a background entry first?" in err
+    assert not out.exists() and "Traceback" not in err
+
+
+def test_class_indices_from_annotations_out_of_range_for_the_network_fail_each_image(tiny_voc, tmp_path, capsys):
+    weights = tmp_path / "five.pth"
+    torch.save(TinyCamNet(num_classes=5).state_dict(), weights)
+    (tiny_voc / "cls_labels.npy").unlink()  # labels from each image's annotation: the class count is not known ahead
+    annotations = tiny_voc / "Annotations"
+    annotations.mkdir(exist_ok=True)
+    for name, cls in (("img_a", "bicycle"), ("img_b", "tvmonitor")):
+        (annotations / f"{name}.xml").write_text(f"<annotation><object><name>{cls}</name></object></annotation>")
+    out = tmp_path / "cams"
+    code, err = run(capsys, argv(tiny_voc, weights, out, "--num-classes", "5", "--list",
+                                 list_file(tiny_voc, "img_a", "img_b")))
+    assert code == 1 and "1 done, 0 skipped, 1 failed" in err
+    assert "failed img_b: class index 19 out of range: the network has 5 classes" in err
     assert sorted(p.name for p in out.glob("*.npy")) == ["img_a.npy"] and not temp_files(tmp_path)
 
 

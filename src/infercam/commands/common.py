@@ -18,7 +18,7 @@ from ..method.cam import DEFAULT_SCALES, check_scales
 from ..method.engine import describe_device
 from ..method.forward import PRECISIONS
 from ..method.gradcam import CAM_METHODS, with_cam_method
-from ..models import build_network, list_models
+from ..models import build_network, cam_classes, list_models
 from ..models.class_map import CLASS_MAPS, DEFAULT_REDUCE, REDUCTIONS, with_class_map
 from ..run import distributed
 from ..run.dataset import ComputeFn, PrepareFn, run_dataset
@@ -128,6 +128,7 @@ def load_network(args: argparse.Namespace):
     model = with_class_map(with_cam_method(model, args.cam_method, args.target_layer), args.class_map,
                            args.class_map_reduce)
     args.class_names = tuple(getattr(model, "class_names", ()) or VOC_CLASSES)  # for the heatmap file names
+    args.cam_classes = cam_classes(model)  # to check the label file against, before any image runs
     return model
 
 
@@ -135,7 +136,7 @@ def load_network(args: argparse.Namespace):
 OUTPUT_PATH_OPTIONS = ("out", "out_cam", "heatmap", "save_splits", "out_pred")
 # Options that name a checkpoint file: the manifest records its path and SHA-256.
 CHECKPOINT_OPTIONS = ("weights", "aff_weights")
-INTERNAL_OPTIONS = ("func", "command_line", "class_names")
+INTERNAL_OPTIONS = ("func", "command_line", "class_names", "cam_classes")
 # Options that do not change what a run writes: a rerun into the same folder may give other values.
 RUN_CONTROL_OPTIONS = ("overwrite", "on_error", "workers", "no_progress", "device", "batch_size", "compile",
                        "channels_last", "voc_root", "list_file", "labels", "max_side", *OUTPUT_PATH_OPTIONS)
@@ -228,6 +229,9 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
     distributed.start(rank, args.device)
     dataset = open_dataset(args)
     compute, prepare = make_compute(args)
+    if getattr(args, "cam_classes", None) is not None:
+        owner = "the class map" if getattr(args, "class_map", None) else "the network"
+        dataset.check_label_length(args.cam_classes, owner)
     if isinstance(outputs, Outputs):
         outputs.class_names = getattr(args, "class_names", outputs.class_names)
     record = run_record(args)

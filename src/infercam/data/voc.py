@@ -83,6 +83,11 @@ def load_cls_labels(path: str | os.PathLike) -> dict[str, list[int]]:
     Vectors of another length (e.g. 1000 ImageNet classes, for a network used without a class map) are
     accepted when every image's vector has that length.
     """
+    return _label_table(path)[0]
+
+
+def _label_table(path: str | os.PathLike) -> tuple[dict[str, list[int]], int]:
+    """(name -> class indices, the vectors' length) of a ``cls_labels.npy`` (see :func:`load_cls_labels`)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise LabelError(f"label file not found: {path}")
@@ -95,7 +100,7 @@ def load_cls_labels(path: str | os.PathLike) -> dict[str, list[int]]:
         raise LabelError(f"label file {path} does not hold a dict name -> 20-vector (psa's cls_labels.npy)")
     lengths = {np.asarray(v).size for v in table.values()}
     length = lengths.pop() if len(lengths) == 1 else NUM_CLASSES
-    return {str(k): labels_to_indices(v, str(k), length) for k, v in table.items()}
+    return {str(k): labels_to_indices(v, str(k), length) for k, v in table.items()}, length
 
 
 def labels_from_xml(path: str | os.PathLike) -> list[int]:
@@ -181,6 +186,7 @@ class VOCDataset:
     names: list[str]
     labels_path: Path | None = None
     _table: dict[str, list[int]] | None = field(default=None, repr=False)
+    label_length: int | None = None  # the label file's vector length (None: labels from annotations or masks)
 
     @classmethod
     def open(cls, root: str | os.PathLike, list_file: str | os.PathLike | None = None,
@@ -200,8 +206,18 @@ class VOCDataset:
         labels_path = Path(labels) if labels is not None else None
         if labels_path is None and (root / "cls_labels.npy").is_file():
             labels_path = root / "cls_labels.npy"
-        table = load_cls_labels(labels_path) if labels_path is not None else None
-        return cls(root, names, labels_path, table)
+        table, length = _label_table(labels_path) if labels_path is not None else (None, None)
+        return cls(root, names, labels_path, table, length)
+
+    def check_label_length(self, classes: int, owner: str = "the network") -> None:
+        """A LabelError, before any image runs, when the label file's vectors do not have one entry per class of
+        ``owner`` (e.g. 21 entries with the background first, for a 20-class network): read as they are, every
+        class index would be shifted."""
+        if self.label_length is not None and self.label_length != classes:
+            hint = (" (a background entry first? psa's cls_labels.npy has one entry per foreground class)"
+                    if self.label_length == classes + 1 else "")
+            raise LabelError(f"the label vectors of {self.labels_path} have {self.label_length} entries, but "
+                             f"{owner} has {classes} classes{hint}")
 
     def __len__(self) -> int:
         return len(self.names)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InferCamError, check_class_range
+from ..models.registry import probe_channels
 
 CAM_METHODS = ("cam", "gradcam", "gradcam++")
 
@@ -62,6 +63,12 @@ class GradCam(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The network's logits (N, C)."""
         return self.model(x)
+
+    @property
+    def cam_classes(self) -> int | None:
+        """The network's class count, from its logits on a small blank input (no backward: forward_cam would need
+        one per class); None where the network cannot take it."""
+        return probe_channels(self.model, self.model)
 
     def forward_cam(self, x: torch.Tensor, classes: Sequence[int] | None = None) -> torch.Tensor:
         """Non-negative maps (N, C, h, w) of every class at the target layer's resolution, or (N, L, h, w) of the

@@ -9,6 +9,7 @@ from .registry import (
     IMAGENET_STD,
     LoadReport,
     build_network,
+    cam_classes,
     create,
     list_models,
     load_checkpoint,
@@ -27,7 +28,7 @@ from . import affinity, demo, efficientnet_lite, resnet38, resnet38_variants, re
 from . import timm_cam, torchvision_cam  # noqa: F401,E402
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "CheckpointError", "LoadReport", "build_network", "create", "list_models",
-    "load_checkpoint", "load_state_dict", "match_state_dict", "normalization", "read_checkpoint", "read_state_dict",
-    "register", "register_prefix",
+    "IMAGENET_MEAN", "IMAGENET_STD", "CheckpointError", "LoadReport", "build_network", "cam_classes", "create",
+    "list_models", "load_checkpoint", "load_state_dict", "match_state_dict", "normalization", "read_checkpoint",
+    "read_state_dict", "register", "register_prefix",
 ]

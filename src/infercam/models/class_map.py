@@ -46,6 +46,11 @@ class ClassMapCam(nn.Module):
                 setattr(self, attr, getattr(model, attr))
 
     @property
+    def cam_classes(self) -> int:
+        """The class map's target classes (its maps' channels)."""
+        return len(self.members)
+
+    @property
     def cam_takes_classes(self) -> bool:
         """``forward_cam(x, classes)`` asks the network for those classes' members only, where the network can
         compute a subset of its classes (Grad-CAM: one backward per member instead of one per ImageNet class)."""

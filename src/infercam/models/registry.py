@@ -125,6 +125,34 @@ def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...
     return tuple(getattr(model, "mean", IMAGENET_MEAN)), tuple(getattr(model, "std", IMAGENET_STD))
 
 
+PROBE_SIDE = 64  # the blank input that tells a network's class count (any network here takes it; 8 px is the least)
+
+
+def probe_channels(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor]) -> int | None:
+    """Dim 1 of ``forward`` on a small blank input on ``model``'s device (eval mode, no grad; the mode is put back);
+    None where the network cannot take it."""
+    param = next(model.parameters(), None)
+    blank = torch.zeros(1, 3, PROBE_SIDE, PROBE_SIDE, device=param.device if param is not None else "cpu")
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            return int(forward(blank).shape[1])
+    except Exception:  # left to the per-image check
+        return None
+    finally:
+        model.train(was_training)
+
+
+def cam_classes(model: nn.Module) -> int | None:
+    """How many classes the model's CAMs have: its ``cam_classes`` where it says (a class map, Grad-CAM), else the
+    channels of one ``forward_cam`` of a small blank input; None where that fails (each image is checked anyway)."""
+    known = getattr(model, "cam_classes", None)
+    if known is not None:
+        return int(known)
+    return probe_channels(model, model.forward_cam) if hasattr(model, "forward_cam") else None
+
+
 @dataclasses.dataclass
 class LoadReport:
     """What :func:`load_checkpoint` found when matching a checkpoint to a network."""
