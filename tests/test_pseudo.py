@@ -203,6 +203,17 @@ def test_cli_rejects_option_mixes(voc, tmp_path, capsys, extra, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where, message", [("absent", "CAM folder not found: "), ("a file", "is a file, not a folder")])
+def test_cli_refuses_a_cam_folder_that_is_not_there_before_writing(voc, tmp_path, capsys, where, message):
+    cams = tmp_path / "cams"
+    if where == "a file":
+        cams.write_text("x")
+    args = pseudo_args(voc, "threshold", tmp_path / "out")
+    args[args.index("--cam") + 1] = str(cams)
+    assert main(args) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_cli_drops_cam_classes_the_image_is_not_labelled_with(voc, tmp_path, capsys):
     from infercam.data.voc import VOCDataset
 

@@ -201,6 +201,12 @@ def test_duplicate_names_in_the_list_file(tiny_voc, tiny_weights, tmp_path, caps
     assert not out.exists()
 
 
+def test_a_list_file_that_is_a_folder(tiny_voc, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "cams"
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out, "--list", tiny_voc))
+    assert code == 2 and f"list file {tiny_voc} is a folder" in err and not out.exists()
+
+
 # ---- checkpoints -------------------------------------------------------------------------------------------
 
 def truncated_checkpoint() -> bytes:

@@ -6,7 +6,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ..errors import InferCamError
+from ..errors import DataError, InferCamError
 from ..models import build_network
 from ..models.affinity import affinity_network_name, check_affinity_net
 from ..pseudo import (
@@ -94,6 +94,9 @@ def build_labeler(args: argparse.Namespace) -> Labeler:
 def run(args: argparse.Namespace) -> int:
     desc = "pseudo (crf, affinity labels)" if args.affinity_labels else f"pseudo ({args.method})"
     dropped: Counter = Counter()
+    if not Path(args.cam).is_dir():  # a run-level error, before the output folder and its manifest are made
+        raise DataError(f"CAM folder not found: {args.cam}" if not Path(args.cam).exists()
+                        else f"--cam {args.cam} is a file, not a folder of <name>.npy CAM files")
     code = run_over_dataset(args, LabelOutputs(Path(args.out)),
                             lambda a: (cam_labeler(a.cam, build_labeler(a), dropped), None), desc)
     if dropped:

@@ -31,6 +31,8 @@ def read_image_list(path: str | os.PathLike, root: str | os.PathLike | None = No
     Windows line endings are fine; duplicates are an error.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"list file {path} is a folder: give a text file of image names, one per line")
     if not path.is_file():
         raise DataError(f"list file not found: {path}")
     try:
