@@ -42,6 +42,24 @@ def test_a_damaged_or_stale_output_is_recomputed_on_resume(damage, tiny_voc, tin
     assert cam_bytes(out) == cam_bytes(clean) and not temp_files(tmp_path)
 
 
+def test_damaged_or_missing_patches_and_heatmaps_are_redone_on_resume(tiny_voc, tiny_weights, tmp_path, capsys):
+    out, heat, splits = tmp_path / "cams", tmp_path / "heat", tmp_path / "splits"
+    args = argv(tiny_voc, tiny_weights, out, "--heatmap", heat, "--save-splits", splits, "--mode", "reference")
+    assert run(capsys, args)[0] == 0
+    clean = {p.name: p.read_bytes() for p in [*splits.iterdir(), *heat.iterdir()]}
+    (splits / "img_a_4.jpg").unlink()  # not written: simply to do
+    cut = splits / "img_b_3.jpg"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    picture = next(heat.glob("img_c_*.png"))
+    picture.write_bytes(picture.read_bytes()[:100])
+    code, err = run(capsys, args)
+    assert code == 0 and "3 done (2 recomputed: earlier output unusable), 1 skipped, 0 failed" in err
+    reasons = {s["name"]: s["reason"] for s in manifest(out)["images"]}
+    assert "img_b_3.jpg does not decode" in reasons["img_b"] and picture.name in reasons["img_c"]
+    assert {p.name: p.read_bytes() for p in [*splits.iterdir(), *heat.iterdir()]} == clean
+    assert not temp_files(tmp_path)
+
+
 @pytest.mark.parametrize("damage, said", [("random bytes", "(damaged or not a .npy file)"),
                                            ("maps that are text", "is not an array of numbers"),
                                            ("maps of NaN", "holds NaN or infinite values")])

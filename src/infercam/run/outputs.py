@@ -2,10 +2,12 @@
 heatmaps and patches (:class:`Outputs`) or label PNGs (:class:`LabelOutputs`)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..classes import VOC_CLASSES
 from ..data.voc import read_label_png
@@ -15,6 +17,7 @@ from ..io import (
     write_json,
 )
 from ..method.engine import InferCamResult
+from ..method.split import Box
 
 MISSING = "not written"  # an output file a previous run did not write (the image is simply to do)
 
@@ -59,11 +62,15 @@ class Outputs:
             reason = cam_file_problem(path, labels, size)
             if reason is not None:
                 return reason
-        if self.split_dir is not None and not (self.split_dir / f"{name}.json").exists():
-            return MISSING
-        if self.heatmap_dir is not None and not all(
-                heatmap_path(self.heatmap_dir, name, c, self.class_names).exists() for c in labels):
-            return MISSING
+        if self.split_dir is not None:
+            reason = split_problem(self.split_dir, name, size)
+            if reason is not None:
+                return reason
+        if self.heatmap_dir is not None:
+            for c in labels:
+                reason = picture_problem(heatmap_path(self.heatmap_dir, name, c, self.class_names), size)
+                if reason is not None:
+                    return reason
         return None
 
     def write(self, name: str, image: np.ndarray, result: InferCamResult | dict[int, np.ndarray]) -> None:
@@ -104,6 +111,41 @@ class LabelOutputs:
 
     def write(self, name: str, image: np.ndarray, result: np.ndarray) -> None:
         save_label_png(self.folder / f"{name}.png", result)
+
+
+def picture_problem(path: Path, size: tuple[int, int]) -> str | None:
+    """``MISSING`` when the picture is not there, a reason when it does not decode whole or is not ``size`` (H, W);
+    None when it is usable."""
+    if not path.exists():
+        return MISSING
+    try:
+        with Image.open(path) as img:
+            img.load()
+            shape = (img.height, img.width)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return f"{path} does not decode ({type(exc).__name__}: {exc})"
+    return None if shape == tuple(size) else f"{path} is {shape[0]}x{shape[1]}, not {size[0]}x{size[1]}"
+
+
+def split_problem(folder: Path, name: str, size: tuple[int, int]) -> str | None:
+    """Why ``save_split``'s files of an image of ``size`` are not finished (the record, then each patch whole and of
+    its box's size); None when they are."""
+    record = folder / f"{name}.json"
+    if not record.exists():
+        return MISSING
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        boxes = [Box(*b) for b in data["boxes"]]
+        recorded = tuple(data["image_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"{record} is damaged ({type(exc).__name__}: {exc})"
+    if recorded != tuple(size) or len(boxes) != 4:
+        return f"{record} is of another image ({recorded[0]}x{recorded[-1]}, {len(boxes)} patches)"
+    for k, box in enumerate(boxes, start=1):
+        reason = picture_problem(folder / f"{name}_{k}.jpg", (box.height, box.width))
+        if reason is not None:
+            return reason
+    return None
 
 
 def save_split(folder: Path, name: str, image: np.ndarray, result: InferCamResult) -> None:
