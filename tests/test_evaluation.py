@@ -206,6 +206,22 @@ def test_a_damaged_prediction_left_out_is_said_in_the_result_not_printed_by_the_
     assert result.to_dict()["notes"] == result.notes
 
 
+def test_an_ignored_class_takes_no_part_in_the_scores(tmp_path):
+    gt = np.array([[0, 15, 1, 1]], np.uint8)  # person (VOC index 14) is ignored
+    save_png(tmp_path / "voc" / "SegmentationClass" / "x.png", gt)
+    save_png(tmp_path / "labels" / "x.png", np.array([[15, 15, 1, 1]]), palette=True)
+    result = evaluate_labels(tmp_path / "labels", tmp_path / "voc", ["x"], ignored=[14])
+    # the person predicted on background is a miss for background, not a false positive for person
+    assert result.per_class["background"]["iou"] == 0.0 and result.per_class["aeroplane"]["iou"] == 100.0
+    assert np.isnan(result.per_class["person"]["iou"]) and result.miou == pytest.approx(50.0)
+    (tmp_path / "cams").mkdir()
+    np.save(tmp_path / "cams" / "x.npy", {14: np.array([[0.9, 0.9, 0.0, 0.0]], np.float32),
+                                          0: np.array([[0.0, 0.0, 0.8, 0.8]], np.float32)})
+    cams = evaluate_cams(tmp_path / "cams", tmp_path / "voc", ["x"], thresholds=[0.5], ignored=[14])
+    # the person map is dropped: its pixels fall to background, which is right on the first pixel
+    assert cams.miou == pytest.approx(100.0) and np.isnan(cams.per_class["person"]["iou"])
+
+
 def test_shape_mismatch_names_the_file(tmp_path):
     voc, pred, _ = make_dataset(tmp_path)
     np.save(pred / "a.npy", {3: np.zeros((5, 6), np.float32)})

@@ -30,13 +30,24 @@ def ignore_classes(gt: np.ndarray, classes: Sequence[int]) -> np.ndarray:
     return np.where(np.isin(gt, np.asarray(classes) + 1), IGNORE_INDEX, gt).astype(gt.dtype)
 
 
+def ignore_predicted(pred: Pred, classes: Sequence[int]) -> Pred:
+    """A prediction scored without the VOC classes ``classes`` (0..19): a CAM dict loses their maps (the pixel goes
+    to the next class or background), a label map turns them into 255 (a miss for the true class, no false
+    positive), so an ignored class takes no part in the mean."""
+    if not len(classes):
+        return pred
+    if isinstance(pred, dict):
+        return {c: m for c, m in pred.items() if c not in set(classes)}
+    return np.where(np.isin(pred, np.asarray(classes) + 1), IGNORE_INDEX, pred).astype(np.asarray(pred).dtype)
+
+
 def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
                 suffix: str, reader: Callable[[Path], Pred], missing: str,
                 skipped: list[str], notes: list[str],
                 ignored: Sequence[int] = ()) -> Iterator[tuple[str, np.ndarray, Pred]]:
     """(name, ground truth, prediction) from files; missing or damaged files raise or, with ``missing="skip"``,
-    are appended to ``skipped`` (a damaged one with its reason in ``notes``); ground truth of the classes
-    ``ignored`` is ignored."""
+    are appended to ``skipped`` (a damaged one with its reason in ``notes``); the classes ``ignored`` are left
+    out of both (:func:`ignore_classes`, :func:`ignore_predicted`)."""
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
     found = False
@@ -59,6 +70,7 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
             skipped.append(name)
             continue
         gt = ignore_classes(read_label_png(gt_path), ignored)
+        pred = ignore_predicted(pred, ignored)
         shape = _pred_shape(pred)
         if shape is not None:
             check_shape(shape, gt.shape, str(pred_path))
