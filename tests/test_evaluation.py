@@ -222,6 +222,15 @@ def test_an_ignored_class_takes_no_part_in_the_scores(tmp_path):
     assert cams.miou == pytest.approx(100.0) and np.isnan(cams.per_class["person"]["iou"])
 
 
+def test_a_cam_map_that_is_not_finite_is_refused_in_memory_too():
+    gt = np.zeros((2, 2), np.uint8)
+    bad = {3: np.array([[0.5, np.nan], [0.1, 0.2]], np.float32)}
+    with pytest.raises(DataError, match="class 3 holds NaN"):
+        cam_to_label(bad, 0.3)
+    with pytest.raises(DataError, match="class 3 holds NaN"):
+        evaluate_cam_dicts([("x", gt, bad)])
+
+
 def test_shape_mismatch_names_the_file(tmp_path):
     voc, pred, _ = make_dataset(tmp_path)
     np.save(pred / "a.npy", {3: np.zeros((5, 6), np.float32)})

@@ -45,8 +45,10 @@ def _top_class(cams: CamDict, shape: tuple[int, ...]) -> tuple[np.ndarray, np.nd
         raise DataError(f"CAM class indices must be 0..{NUM_CLASSES - 1}, got {keys.tolist()}")
     maps = [np.asarray(cams[k]) for k in sorted(cams, key=int)]
     maps = [m if np.issubdtype(m.dtype, np.floating) else m.astype(np.float64) for m in maps]
-    for m in maps:
+    for k, m in zip(keys, maps):
         check_shape(m.shape, shape, "CAM map")
+        if not np.isfinite(m).all():  # NaN would be background to a threshold and foreground to the sweep
+            raise DataError(f"the CAM map of class {int(k)} holds NaN or infinite values")
     if len(maps) == 1:
         return maps[0], np.full(shape, keys[0] + 1, np.intp)
     stacked = np.stack(maps)
