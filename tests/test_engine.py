@@ -110,6 +110,31 @@ def test_split_only():
     assert InferCam(ColourCamNet()).split(img, [0]).boxes == [Box(0, 0, 60, 80)] * 4
 
 
+@pytest.mark.parametrize("labels, message", [
+    (np.eye(20)[5], "0/1 vector of 20 entries"), ([3.7], "got 3.7"), ([True], "got True"), (["3"], "got '3'"),
+])
+def test_labels_that_are_not_class_indices_are_refused_not_misread(labels, message):
+    with pytest.raises(LabelError, match=message):
+        InferCam(TinyCamNet()).baseline(np.zeros((20, 20, 3), np.uint8), labels)
+
+
+def test_labels_as_any_collection_of_indices_give_the_same_maps():
+    engine, img = InferCam(TinyCamNet()), blob_image(24, 28, center=(12, 14), radius=4)
+    expected = engine.baseline(img, [3, 7])
+    for labels in ((7, 3, 3), {3, 7}, np.array([7, 3]), torch.tensor([3, 7]), [3.0, 7.0]):
+        got = engine.baseline(img, labels)
+        assert sorted(got) == [3, 7] and all(np.array_equal(got[c], expected[c]) for c in got)
+
+
+def test_a_prepared_image_is_a_copy_of_the_callers_buffer():
+    engine = InferCam(TinyCamNet(), mode="fixed")
+    buffer = blob_image(40, 48, center=(20, 20), radius=5)
+    expected = engine(buffer, [0])
+    prepared = engine.prepare(buffer)
+    buffer[:] = 0  # the caller reuses its buffer
+    assert np.array_equal(engine(prepared, [0]).cams[0], expected.cams[0])
+
+
 def test_bad_inputs():
     engine = InferCam(TinyCamNet())
     img = np.zeros((20, 20, 3), np.uint8)

@@ -117,6 +117,7 @@ def test_mean_and_std_as_arrays_are_taken_as_given():
 @pytest.mark.parametrize("mean, std, message", [
     ([], None, "three numbers each"), ([0.5, 0.5], None, "three numbers each"), (None, [0.2, 0.0, 0.2], "positive"),
     ([0.5, float("nan"), 0.5], None, "finite"), ("abc", None, "three numbers each"),
+    ([123.7, 116.3, 103.5], [58.4, 57.1, 57.4], "divide 0..255 values by 255"),
 ])
 def test_a_bad_normalisation_is_refused_clearly(mean, std, message):
     with pytest.raises(InferCamError, match=message):

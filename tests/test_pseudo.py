@@ -160,6 +160,17 @@ def eval_miou(voc, pred, tmp_path):
     return json.loads(report.read_text())["miou"]
 
 
+def test_the_api_refuses_what_a_label_map_cannot_hold_and_images_the_engine_refuses():
+    from infercam.errors import DataError, ImageError
+
+    cams = {254: np.ones((4, 4), np.float32)}  # label value 255 would be "ignore"
+    with pytest.raises(DataError, match="CAM class 254 cannot be a label value"):
+        threshold_labels(cams, (4, 4), Background(threshold=0.5))
+    assert threshold_labels({253: np.ones((4, 4), np.float32)}, (4, 4), Background(threshold=0.5)).max() == 254
+    with pytest.raises(ImageError, match="uint8"):
+        crf_labels(np.zeros((4, 4, 3), np.float32), {0: np.ones((4, 4), np.float32)}, Background(threshold=0.5))
+
+
 def test_cli_threshold_writes_palette_pngs_equal_to_the_api_and_resumes(voc, tmp_path, capsys):
     out = tmp_path / "thr"
     assert main(pseudo_args(voc, "threshold", out, "--bg-threshold", "0.3")) == 0

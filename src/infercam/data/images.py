@@ -91,3 +91,15 @@ def fit(image: np.ndarray, max_side: int) -> np.ndarray:
         return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(image).resize(size, resample=Image.BICUBIC))
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """An H x W x 3 uint8 array, or a clear error."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageError(f"image must be an H x W x 3 RGB array, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ImageError(f"image must be uint8 (0..255), got {image.dtype}")
+    if min(image.shape[:2]) < 1:
+        raise ImageError(f"image is empty: shape {image.shape}")
+    return np.ascontiguousarray(image)

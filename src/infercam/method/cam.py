@@ -39,7 +39,8 @@ def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
 
 
 def check_normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Validate an input normalisation: three finite means and three positive finite standard deviations (RGB)."""
+    """Validate an input normalisation on pixel/255: three means in 0..1 and three standard deviations in (0, 1]
+    (RGB)."""
     try:
         mean, std = tuple(float(m) for m in mean), tuple(float(v) for v in std)
     except (TypeError, ValueError):
@@ -49,6 +50,9 @@ def check_normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[tu
     if not all(np.isfinite(mean)) or not all(np.isfinite(v) and v > 0 for v in std):
         raise InferCamError(f"invalid normalisation mean {mean} / std {std}: means must be finite, "
                             "standard deviations positive")
+    if not all(0.0 <= m <= 1.0 for m in mean) or max(std) > 1.0:
+        raise InferCamError(f"normalisation mean {mean} / std {std} is not on the pixel/255 scale (0..1), which "
+                            "mean and std apply to: divide 0..255 values by 255")
     return mean, std
 
 

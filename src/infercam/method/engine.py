@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ImageError, InferCamError, LabelError
+from ..data.images import check_image
+from ..errors import InferCamError, LabelError
 from ..models.registry import normalization
 from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam, normalize_cam
 from .forward import CamForward
@@ -82,28 +83,26 @@ def describe_device(device: str | torch.device) -> dict[str, str]:
 
 
 def check_labels(labels: Iterable[int]) -> list[int]:
-    """Sorted distinct class indices; an empty set is an error (there is nothing to localise)."""
-    try:
-        classes = sorted({int(c) for c in labels})
-    except (TypeError, ValueError):
-        raise LabelError(f"labels must be class indices (integers), got {labels!r}") from None
+    """Sorted distinct class indices; an empty set is an error (there is nothing to localise). A 0/1 (multi-hot)
+    vector or non-integer values are refused, not read as indices."""
+    if isinstance(labels, (set, frozenset)):
+        values = list(labels)
+    else:
+        array = np.asarray(labels)  # a list, tuple, numpy array, tensor or a single index
+        if array.dtype.kind in "fb" and array.ndim == 1 and array.size > 1 and np.isin(array, (0, 1)).all():
+            raise LabelError(f"labels look like a 0/1 vector of {array.size} entries, not class indices: "
+                             "give np.flatnonzero(vector)")
+        values = list(labels) if array.dtype == object else array.reshape(-1).tolist()
+    bad = [c for c in values if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer))]
+    bad = [c for c in bad if not (isinstance(c, (float, np.floating)) and float(c).is_integer())]
+    if bad:
+        raise LabelError(f"labels must be class indices (integers), got {bad[0]!r}")
+    classes = sorted({int(c) for c in values})
     if not classes:
         raise LabelError("the image has no labelled class: nothing to localise")
     if classes[0] < 0:
         raise LabelError(f"class index {classes[0]} is negative")
     return classes
-
-
-def check_image(image: np.ndarray) -> np.ndarray:
-    """An H x W x 3 uint8 array, or a clear error."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ImageError(f"image must be an H x W x 3 RGB array, got shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise ImageError(f"image must be uint8 (0..255), got {image.dtype}")
-    if min(image.shape[:2]) < 1:
-        raise ImageError(f"image is empty: shape {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 class InferCam:
@@ -116,7 +115,9 @@ class InferCam:
     "Modes" lists where it does not crash or misbehave as that code does).
     Speed options (:mod:`infercam.method.forward`, docs/speed.md): ``precision`` "fp32" (default, exact), "bf16" or
     "fp16" (autocast around forward_cam only), ``compile`` (torch.compile, done here), ``channels_last`` (the
-    model is converted in place, as it is moved to ``device``).
+    model is converted in place, as it is moved to ``device``). ``mean`` / ``std``: the input normalisation on
+    pixel/255 (default: the network's ``mean`` / ``std`` attributes, else ImageNet's).
+    The engine uses ``model`` itself, not a copy: it is put in eval mode and moved to ``device`` in place.
     """
 
     def __init__(self, model: nn.Module, mode: str | Recipe = "default", scales: Sequence[float] = DEFAULT_SCALES,
@@ -148,8 +149,9 @@ class InferCam:
         return self.cams.scales
 
     def prepare(self, image: np.ndarray) -> Prepared:
-        """The checked image and its baseline input pyramid, built on the CPU without the model (thread-safe)."""
-        image = check_image(image)
+        """The checked image (a copy: the caller may reuse its buffer) and its baseline input pyramid, built on the
+        CPU without the model (thread-safe)."""
+        image = check_image(image).copy()
         return Prepared(image, self.cams.cpu_pyramid(image), self._recipe())
 
     def baseline(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> dict[int, np.ndarray]:

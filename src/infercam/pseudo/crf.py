@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..classes import IGNORE_INDEX
+from ..data.images import check_image
 from ..errors import InferCamError
 from .threshold import Background, CamDict, class_scores
 
@@ -64,7 +65,9 @@ def dense_crf(image: np.ndarray, scores: np.ndarray, params: CrfParams = PSA_CRF
 
 
 def crf_labels(image: np.ndarray, cams: CamDict, background: Background, params: CrfParams = PSA_CRF) -> np.ndarray:
-    """Label map (uint8, 0 background, c + 1 class c) by argmax of the CRF over [background, CAMs]."""
+    """Label map (uint8, 0 background, c + 1 class c) by argmax of the CRF over [background, CAMs]; ``image``
+    H x W x 3 uint8 RGB, as the engine takes it."""
+    image = check_image(image)
     scores, values = class_scores(cams, image.shape[:2], background)
     return values[dense_crf(image, scores, params).argmax(0)]
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.images import check_image
 from ..errors import InferCamError
 from ..models.pixel_pairs import dense_affinity, pair_affinity
 from ..models.registry import normalization
@@ -70,7 +71,9 @@ def _network_input(image: np.ndarray, model: AffinityModel, size: tuple[int, int
 
 def rw_labels(image: np.ndarray, cams: CamDict, model: AffinityModel, params: RandomWalkParams = PSA_RW,
               device: str | torch.device = "cpu") -> np.ndarray:
-    """Label map (uint8, 0 background, c + 1 class c) of an RGB image and its CAMs; ``model`` in eval mode."""
+    """Label map (uint8, 0 background, c + 1 class c) of an RGB image (H x W x 3 uint8, as the engine takes it) and
+    its CAMs; ``model`` in eval mode."""
+    image = check_image(image)
     h, w = image.shape[:2]
     padded = (math.ceil(h / STRIDE) * STRIDE, math.ceil(w / STRIDE) * STRIDE)
     cells = (padded[0] // STRIDE) * (padded[1] // STRIDE)

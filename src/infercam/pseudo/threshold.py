@@ -11,6 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..classes import IGNORE_INDEX
 from ..errors import DataError, InferCamError
 
 PSA_THRESHOLD = 0.2  # psa infer_cls.py: bg_score for --out_cam_pred
@@ -55,6 +56,9 @@ def stack_cams(cams: CamDict, shape: tuple[int, int]) -> tuple[np.ndarray, np.nd
 def class_scores(cams: CamDict, shape: tuple[int, int], background: Background) -> tuple[np.ndarray, np.ndarray]:
     """(scores (1 + K, H, W), label values (1 + K,)): background first, then the CAM classes as c + 1."""
     maps, classes = stack_cams(cams, shape)
+    if len(classes) and int(classes.max()) + 1 >= IGNORE_INDEX:  # a uint8 label PNG holds 0..254 (255: ignore)
+        raise DataError(f"CAM class {int(classes.max())} cannot be a label value: a label map holds classes "
+                        f"0..{IGNORE_INDEX - 2} as 1..{IGNORE_INDEX - 1} (255 is ignore); use a class map")
     scores = np.concatenate([background.score(maps)[None], maps])
     return scores, np.concatenate([[0], classes + 1]).astype(np.uint8)
 
