@@ -1,6 +1,7 @@
 """Segmentation training on pseudo labels, predictions scored by eval, and the whole chain through the CLI."""
 import importlib.util
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -108,6 +109,19 @@ def test_a_rerun_with_other_options_refuses_to_replace_the_checkpoint_unless_ove
     assert main([*args, "--lr", "0.5", "--overwrite"]) == 0
     assert "wrote 4 predictions" in capsys.readouterr().out
     assert read_checkpoint(tmp_path / "seg.pth")[1]["train"]["lr"] == 0.5
+
+
+def test_a_rerun_on_other_labels_or_classes_is_refused_and_a_new_out_folder_is_made(voc, tmp_path, capsys):
+    args = train_seg_args(voc, voc / "SegmentationClass", tmp_path)
+    args[args.index("--out") + 1] = str(tmp_path / "new" / "seg.pth")  # a folder not there yet, and 2 epochs
+    assert main(args) == 0 and (tmp_path / "new" / "seg.pth").is_file()
+    other = tmp_path / "other_labels"
+    shutil.copytree(voc / "SegmentationClass", other)
+    capsys.readouterr()
+    assert main([a if a != str(voc / "SegmentationClass") else str(other) for a in args]) == 2
+    assert "trained with other options (labels): use --overwrite" in capsys.readouterr().err
+    assert main([*args, "--num-classes", "5"]) == 2
+    assert "trained with other options (num_classes): use --overwrite" in capsys.readouterr().err
 
 
 def test_train_seg_refuses_to_replace_an_out_file_that_is_no_training_checkpoint(voc, tmp_path, capsys):

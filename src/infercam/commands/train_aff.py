@@ -6,7 +6,7 @@ import argparse
 from ..models.affinity import affinity_network_name
 from ..train.affinity import PSA_AFF_TRAIN, train_affinity
 from .common import add_data_args, open_dataset
-from .train_common import add_train_args, initial_network, reuse_finished, train_config
+from .train_common import add_train_args, initial_network, reuse_finished, train_config, training_inputs
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     args.network = affinity_network_name(args.network)
     model = initial_network(args, num_classes=0)
-    if not reuse_finished(args, model):
+    inputs = training_inputs(args, dataset, args.aff_labels)
+    if not reuse_finished(args, model, inputs):
         last = train_affinity(model, args.network, dataset, args.aff_labels, args.out, train_config(args),
-                              progress=not args.no_progress, overwrite=args.overwrite)
+                              progress=not args.no_progress, overwrite=args.overwrite, inputs=inputs)
         print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
     return 0

@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..models import create, list_models, load_state_dict, read_checkpoint
 from ..train.loop import TrainConfig
-from ..train.resume import load_finished
+from ..data.voc import VOCDataset
+from ..train.resume import load_finished, run_inputs
 from .validate import int_at_least, number_at_least, positive_int, positive_number
 
 
@@ -62,10 +64,16 @@ def initial_network(args: argparse.Namespace, num_classes: int) -> nn.Module:
     return model
 
 
-def reuse_finished(args: argparse.Namespace, model: nn.Module) -> bool:
-    """Load into ``model`` the weights of a finished run with these options that --out holds; False when there is
-    none (or --overwrite) and the network must be trained."""
-    done = load_finished(args.out, args.network, asdict(train_config(args)), args.overwrite)
+def training_inputs(args: argparse.Namespace, dataset: VOCDataset, labels: str, **more: Any) -> dict[str, Any]:
+    """What this run learns from (:func:`~infercam.train.resume.run_inputs`): its network, data, labels and
+    initial weights, so that a rerun on other ones neither resumes nor reuses this one's work."""
+    return run_inputs(args.network, dataset.root, dataset.names, labels, args.init_weights, **more)
+
+
+def reuse_finished(args: argparse.Namespace, model: nn.Module, inputs: dict[str, Any]) -> bool:
+    """Load into ``model`` the weights of a finished run with these options and ``inputs`` that --out holds;
+    False when there is none (or --overwrite) and the network must be trained."""
+    done = load_finished(args.out, args.network, {**asdict(train_config(args)), **inputs}, args.overwrite)
     if done is None:
         return False
     model.load_state_dict(done[0])

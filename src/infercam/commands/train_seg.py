@@ -7,7 +7,7 @@ from ..data.voc import read_image_list
 from ..models.segnets import SEG_CLASSES
 from ..train.segmentation import SEG_TRAIN, predict_dataset, train_segmentation
 from .common import add_data_args, open_dataset
-from .train_common import add_train_args, initial_network, reuse_finished, train_config
+from .train_common import add_train_args, initial_network, reuse_finished, train_config, training_inputs
 from .validate import positive_int
 
 
@@ -35,10 +35,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     model = initial_network(args, num_classes=args.num_classes)
-    reused = reuse_finished(args, model)
+    inputs = training_inputs(args, dataset, args.pseudo, num_classes=args.num_classes)
+    reused = reuse_finished(args, model, inputs)
     if not reused:
         last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
-                                  train_config(args), progress=not args.no_progress, overwrite=args.overwrite)
+                                  train_config(args), progress=not args.no_progress, overwrite=args.overwrite,
+                                  inputs=inputs)
         print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
     if args.out_pred is not None:
         names = read_image_list(args.pred_list, dataset.root) if args.pred_list else dataset.names

@@ -16,7 +16,7 @@ import functools
 import math
 import os
 from dataclasses import asdict
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -80,7 +80,8 @@ def affinity_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torc
 
 def train_affinity(model: nn.Module, arch: str, dataset: VOCDataset, label_dir: str | os.PathLike,
                    out: str | os.PathLike, config: TrainConfig = PSA_AFF_TRAIN, names: Sequence[str] | None = None,
-                   progress: bool = True, overwrite: bool = False) -> dict[str, float]:
+                   progress: bool = True, overwrite: bool = False,
+                   inputs: dict[str, Any] | None = None) -> dict[str, float]:
     """Train an AffinityNet (``arch`` is its registered name) on ``<label_dir>/<name>.png`` and save the
     checkpoint with its config to ``out``; returns the last step's losses. An interrupted run resumes from
     ``<out>.partial`` unless ``overwrite``."""
@@ -91,7 +92,8 @@ def train_affinity(model: nn.Module, arch: str, dataset: VOCDataset, label_dir: 
                              label_transform=functools.partial(affinity_targets, radius=model.radius))
     optimizer = affinity_optimizer(model, config.lr, config.weight_decay)
     last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-aff",
-                      partial=partial_path(out), overwrite=overwrite)
+                      partial=partial_path(out), overwrite=overwrite, inputs=inputs)
     save_checkpoint(out, model.eval(), {"arch": arch, "num_classes": 0, "arch_kwargs": {"radius": model.radius},
-                                        "task": "affinity", "train": asdict(config), "loss": last})
+                                        "task": "affinity", "train": asdict(config), "inputs": inputs or {},
+                                        "loss": last})
     return last

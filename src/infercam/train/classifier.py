@@ -29,7 +29,7 @@ from ..errors import InferCamError
 from ..io import ensure_dir
 from ..models import create, normalization
 from .loop import save_checkpoint
-from .resume import load_partial, partial_path, save_partial
+from .resume import load_partial, partial_path, run_inputs, save_partial
 
 
 @dataclasses.dataclass
@@ -183,7 +183,9 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup)
                                                  * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
     start_epoch, history = 0, []
-    options = dataclasses.asdict(config)
+    # the data counts too: a rerun on other images or labels starts afresh instead of mixing two data sets
+    options = {**dataclasses.asdict(config),
+               **run_inputs(config.arch, voc_root, train_set.names, train_set.labels_path)}
     state = load_partial(partial, options, overwrite)
     if state is not None:
         model.load_state_dict(state["state_dict"])

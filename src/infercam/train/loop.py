@@ -115,11 +115,12 @@ def _to(batch: Any, device: torch.device) -> Any:
 
 def train_loop(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, step_fn: StepFn,
                config: TrainConfig, progress: bool = True, desc: str = "train", partial: Path | None = None,
-               overwrite: bool = False) -> dict[str, float]:
+               overwrite: bool = False, inputs: dict[str, Any] | None = None) -> dict[str, float]:
     """Run ``epochs`` passes (at most ``max_steps`` steps) with poly lr decay; the last step's losses.
 
     With ``partial`` (``<out>.partial``) the state is saved there after every epoch, and a run of the same
-    network and config resumes from it (unless ``overwrite``) to the weights an uninterrupted run reaches.
+    network, config and ``inputs`` (:func:`~infercam.train.resume.run_inputs`) resumes from it (unless
+    ``overwrite``) to the weights an uninterrupted run reaches.
     """
     total = config.epochs * len(loader)
     if config.max_steps is not None:
@@ -129,7 +130,9 @@ def train_loop(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
     device = torch.device(config.device)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     model.to(device).train()
-    options = {"network": type(model).__name__, **asdict(config)}
+    options = {"network": type(model).__name__, **asdict(config), **(inputs or {})}
+    if partial is not None:  # made now, not after the first epoch's work
+        ensure_dir(Path(partial).parent, "checkpoint folder")
     step, last = 0, {}
     state = None if partial is None else load_partial(partial, options, overwrite)
     if state is not None:

@@ -3,18 +3,31 @@ epoch and removed once ``<out>`` is saved; a rerun with the same options continu
 finished one reuses ``<out>`` (so only the step after training, e.g. predictions, is done again)."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from ..errors import CheckpointError, InferCamError
 from ..io import atomic_path
 from ..models.registry import read_checkpoint
+from ..run.manifest import file_sha256
 
 # Options that do not change what is computed: a run may resume with other values.
 RUNTIME_OPTIONS = ("device", "workers")
+
+
+def run_inputs(network: str, voc_root: str | os.PathLike, names: Sequence[str], labels: str | os.PathLike | None,
+               init_weights: str | os.PathLike | None = None, **more: Any) -> dict[str, Any]:
+    """What a training run learns from, recorded with its partial state and its checkpoint so that a rerun on
+    other data resumes or reuses nothing: the network name, the data set folder, the images (a SHA-256 of their
+    names), the label source and the initial weights' SHA-256 (and ``more``, e.g. the class count)."""
+    return {"network_name": network, "voc_root": os.path.abspath(voc_root),
+            "images": hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest(),
+            "labels": None if labels is None else os.path.abspath(labels),
+            "init_weights": None if init_weights is None else file_sha256(init_weights), **more}
 
 
 def partial_path(out: str | os.PathLike) -> Path:
@@ -52,8 +65,8 @@ def load_partial(path: Path, options: dict[str, Any], overwrite: bool = False) -
 
 def load_finished(out: str | os.PathLike, arch: str, options: dict[str, Any],
                   overwrite: bool = False) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(state_dict, config) of the checkpoint a finished run of ``arch`` with the same training ``options``
-    saved at ``out``, or None (no file, or ``overwrite``). One from other options is an error, not replaced."""
+    """(state_dict, config) of the checkpoint a finished run of ``arch`` with the same training ``options`` (its
+    config and :func:`run_inputs`) saved at ``out``, or None (no file, or ``overwrite``). One from other options is an error, not replaced."""
     if overwrite or not Path(out).exists():
         return None
     advice = "use --overwrite to train again, or another --out"
@@ -63,7 +76,8 @@ def load_finished(out: str | os.PathLike, arch: str, options: dict[str, Any],
         raise InferCamError(f"{out} exists but is not a usable checkpoint ({exc}): {advice}") from None
     if not isinstance(config.get("train"), dict):
         raise InferCamError(f"{out} exists but was not written by an infercam training run: {advice}")
-    differ = _differing({"arch": config.get("arch"), **config["train"]}, {"arch": arch, **options})
+    differ = _differing({"arch": config.get("arch"), **config["train"], **config.get("inputs", {})},
+                        {"arch": arch, **options})
     if differ:
         raise InferCamError(f"{out} exists, trained with other options ({', '.join(differ)}): {advice}")
     return state, config

@@ -10,7 +10,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ def _step(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
 def train_segmentation(model: nn.Module, arch: str, num_classes: int, dataset: VOCDataset,
                        label_dir: str | os.PathLike, out: str | os.PathLike, config: TrainConfig = SEG_TRAIN,
                        names: Sequence[str] | None = None, progress: bool = True,
-                       overwrite: bool = False) -> dict[str, float]:
+                       overwrite: bool = False, inputs: dict[str, Any] | None = None) -> dict[str, float]:
     """Train on ``<label_dir>/<name>.png`` and save the checkpoint with its config to ``out``; returns the
     last step's loss. An interrupted run resumes from ``<out>.partial`` unless ``overwrite``."""
     torch.manual_seed(config.seed)
@@ -55,9 +55,9 @@ def train_segmentation(model: nn.Module, arch: str, num_classes: int, dataset: V
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=MOMENTUM,
                                 weight_decay=config.weight_decay)
     last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-seg",
-                      partial=partial_path(out), overwrite=overwrite)
+                      partial=partial_path(out), overwrite=overwrite, inputs=inputs)
     save_checkpoint(out, model.eval(), {"arch": arch, "num_classes": num_classes, "task": "segmentation",
-                                        "train": asdict(config), "loss": last})
+                                        "train": asdict(config), "inputs": inputs or {}, "loss": last})
     return last
 
 
