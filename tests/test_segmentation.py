@@ -124,6 +124,13 @@ def test_a_rerun_on_other_labels_or_classes_is_refused_and_a_new_out_folder_is_m
     assert "trained with other options (num_classes): use --overwrite" in capsys.readouterr().err
 
 
+def test_a_pred_list_naming_a_missing_image_stops_before_training(voc, tmp_path, capsys):
+    listing = tmp_path / "pred.txt"
+    listing.write_text("img_0\nno_such_image\n")
+    assert main([*train_seg_args(voc, voc / "SegmentationClass", tmp_path), "--pred-list", str(listing)]) == 2
+    assert "--pred-list names 1 image(s) not in" in capsys.readouterr().err and not (tmp_path / "seg.pth").exists()
+
+
 def test_train_seg_refuses_to_replace_an_out_file_that_is_no_training_checkpoint(voc, tmp_path, capsys):
     args = train_seg_args(voc, voc / "SegmentationClass", tmp_path)
     (tmp_path / "seg.pth").write_text("my notes")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.voc import read_image_list
+from ..data.voc import IMAGE_DIR, read_image_list
+from ..errors import DataError
 from ..models.segnets import SEG_CLASSES
 from ..train.segmentation import SEG_TRAIN, predict_dataset, train_segmentation
 from .common import add_data_args, open_dataset
@@ -34,6 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
+    to_predict = None
+    if args.out_pred is not None:  # checked before training, not after it
+        to_predict = read_image_list(args.pred_list, dataset.root) if args.pred_list else dataset.names
+        absent = [n for n in to_predict if not dataset.image_path(n).is_file()]
+        if absent:
+            raise DataError(f"--pred-list names {len(absent)} image(s) not in {dataset.root / IMAGE_DIR} "
+                            f"(first: {absent[0]!r})")
     model = initial_network(args, num_classes=args.num_classes)
     inputs = training_inputs(args, dataset, args.pseudo, num_classes=args.num_classes)
     reused = reuse_finished(args, model, inputs)
@@ -42,10 +50,9 @@ def run(args: argparse.Namespace) -> int:
                                   train_config(args), progress=not args.no_progress, overwrite=args.overwrite,
                                   inputs=inputs)
         print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
-    if args.out_pred is not None:
-        names = read_image_list(args.pred_list, dataset.root) if args.pred_list else dataset.names
-        count = predict_dataset(model, dataset, args.out_pred, names, args.device, progress=not args.no_progress,
+    if to_predict is not None:
+        count = predict_dataset(model, dataset, args.out_pred, to_predict, args.device, progress=not args.no_progress,
                                 keep_existing=reused)
-        kept = f" ({len(names) - count} kept from the earlier run)" if count < len(names) else ""
+        kept = f" ({len(to_predict) - count} kept from the earlier run)" if count < len(to_predict) else ""
         print(f"wrote {count} predictions to {args.out_pred}{kept}")
     return 0
