@@ -131,6 +131,14 @@ def test_a_pred_list_naming_a_missing_image_stops_before_training(voc, tmp_path,
     assert "--pred-list names 1 image(s) not in" in capsys.readouterr().err and not (tmp_path / "seg.pth").exists()
 
 
+def test_a_bad_image_in_a_loader_worker_is_one_error_line(voc, tmp_path, capsys):
+    (voc / "JPEGImages" / "img_1.jpg").write_bytes(b"not a picture")
+    assert main([*train_seg_args(voc, voc / "SegmentationClass", tmp_path), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "infercam train-seg: error: not an image file (format not recognised): " in err
+    assert "Traceback" not in err and "DataLoader worker" not in err
+
+
 def test_train_seg_refuses_to_replace_an_out_file_that_is_no_training_checkpoint(voc, tmp_path, capsys):
     args = train_seg_args(voc, voc / "SegmentationClass", tmp_path)
     (tmp_path / "seg.pth").write_text("my notes")

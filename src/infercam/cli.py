@@ -26,6 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: InferCamError) -> str:
+    """The error's own message. An error raised in a DataLoader worker comes back with torch's "Caught ... in
+    DataLoader worker process N. Original Traceback ..." around it: only the original message's last line is kept."""
+    text = str(exc)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        return last.split(": ", 1)[1] if last.startswith(type(exc).__module__) and ": " in last else last
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; user errors print one line on stderr and give exit status 2."""
     parser = build_parser()
@@ -35,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InferCamError as exc:
-        print(f"infercam {args.command}: error: {exc}", file=sys.stderr)
+        print(f"infercam {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"infercam {args.command}: interrupted", file=sys.stderr)
