@@ -1,5 +1,5 @@
-"""The research harness: the scale gate, the scale keep, a study variant run as a method by bench/real_photos.py, and the
-held-out synthetic run."""
+"""The research harness: the scale gate, the scale keep, a study variant run as a method by bench/real_photos.py,
+and the held-out synthetic run."""
 from __future__ import annotations
 
 import math

@@ -214,7 +214,8 @@ def test_cli_rejects_option_mixes(voc, tmp_path, capsys, extra, message):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("where, message", [("absent", "CAM folder not found: "), ("a file", "is a file, not a folder")])
+@pytest.mark.parametrize("where, message", [("absent", "CAM folder not found: "),
+                                            ("a file", "is a file, not a folder")])
 def test_cli_refuses_a_cam_folder_that_is_not_there_before_writing(voc, tmp_path, capsys, where, message):
     cams = tmp_path / "cams"
     if where == "a file":

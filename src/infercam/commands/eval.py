@@ -41,8 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--missing", choices=("error", "skip"), default="error",
                    help="what to do when a prediction or ground truth file is missing (default: error)")
     p.add_argument("--ignore-class", action="append", default=[], metavar="NAME", type=_voc_class,
-                   help="score without this VOC class: its ground truth pixels are ignored, a prediction of it counts as "
-                        "none (CAMs: its map is dropped), and it is left out of the mean; repeatable")
+                   help="score without this VOC class: its ground truth pixels are ignored, a prediction of it "
+                        "counts as none (CAMs: its map is dropped), and it is left out of the mean; repeatable")
     p.add_argument("--class-map", choices=imagenet_voc.CLASS_MAPS, default=None,
                    help="score only the classes the class map covers (imagenet-voc: every class but person)")
     p.set_defaults(func=run)

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.voc import VOCDataset
 from ..models import create, list_models, load_state_dict, read_checkpoint
 from ..train.loop import TrainConfig
-from ..data.voc import VOCDataset
 from ..train.resume import load_finished, run_inputs
 from .validate import int_at_least, number_at_least, positive_int, positive_number
 

@@ -34,11 +34,10 @@ def ignore_predicted(pred: Pred, classes: Sequence[int]) -> Pred:
     """A prediction scored without the VOC classes ``classes`` (0..19): a CAM dict loses their maps (the pixel goes
     to the next class or background), a label map turns them into 255 (a miss for the true class, no false
     positive), so an ignored class takes no part in the mean."""
-    if not len(classes):
-        return pred
-    if isinstance(pred, dict):
-        return {c: m for c, m in pred.items() if c not in set(classes)}
-    return np.where(np.isin(pred, np.asarray(classes) + 1), IGNORE_INDEX, pred).astype(np.asarray(pred).dtype)
+    if not isinstance(pred, dict):
+        return ignore_classes(np.asarray(pred), classes)  # the same 255 as the ground truth's
+    dropped = {int(c) for c in classes}
+    return {c: m for c, m in pred.items() if c not in dropped}
 
 
 def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],

@@ -82,6 +82,15 @@ def describe_device(device: str | torch.device) -> dict[str, str]:
     return {"requested": str(device), "used": str(dev), "name": name}
 
 
+def _is_index(value: object) -> bool:
+    """An integer (not a bool), or a float with a whole value."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (float, np.floating)):
+        return float(value).is_integer()
+    return isinstance(value, (int, np.integer))
+
+
 def check_labels(labels: Iterable[int]) -> list[int]:
     """Sorted distinct class indices; an empty set is an error (there is nothing to localise). A 0/1 (multi-hot)
     vector or non-integer values are refused, not read as indices."""
@@ -93,8 +102,7 @@ def check_labels(labels: Iterable[int]) -> list[int]:
             raise LabelError(f"labels look like a 0/1 vector of {array.size} entries, not class indices: "
                              "give np.flatnonzero(vector)")
         values = list(labels) if array.dtype == object else array.reshape(-1).tolist()
-    bad = [c for c in values if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer))]
-    bad = [c for c in bad if not (isinstance(c, (float, np.floating)) and float(c).is_integer())]
+    bad = [c for c in values if not _is_index(c)]
     if bad:
         raise LabelError(f"labels must be class indices (integers), got {bad[0]!r}")
     classes = sorted({int(c) for c in values})

@@ -4,9 +4,9 @@ Round 0 is the patch's own CAM. Each further round blanks out (with each pass in
 covered, i.e. where the running per-class maximum A of any class is >= ``erase_threshold``, recomputes the
 normalised CAM and takes A = max(A, new), new weighted by the mode's ``accept`` rule. A patch stops when a round
 covers less than ``stop_fraction`` of its pixels anew (round 0 included, as in the authors' code), when the
-mode's ``counts`` rule leaves no class counting, or after ``max_rounds`` rounds in all. How the masks are resized, what of a round counts and the stop fraction are the
-mode's rules (:mod:`infercam.method.modes`). Patches are advanced in lockstep so that passes of equal size across
-patches share a forward batch.
+mode's ``counts`` rule leaves no class counting, or after ``max_rounds`` rounds in all. How the masks are
+resized, what of a round counts and the stop fraction are the mode's rules (:mod:`infercam.method.modes`).
+Patches are advanced in lockstep so that passes of equal size across patches share a forward batch.
 """
 from __future__ import annotations
 

@@ -66,7 +66,8 @@ def load_partial(path: Path, options: dict[str, Any], overwrite: bool = False) -
 def load_finished(out: str | os.PathLike, arch: str, options: dict[str, Any],
                   overwrite: bool = False) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(state_dict, config) of the checkpoint a finished run of ``arch`` with the same training ``options`` (its
-    config and :func:`run_inputs`) saved at ``out``, or None (no file, or ``overwrite``). One from other options is an error, not replaced."""
+    config and :func:`run_inputs`) saved at ``out``, or None (no file, or ``overwrite``). One from other options
+    is an error, not replaced."""
     if overwrite or not Path(out).exists():
         return None
     advice = "use --overwrite to train again, or another --out"
