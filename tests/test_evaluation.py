@@ -231,11 +231,19 @@ def test_a_cam_map_that_is_not_finite_is_refused_in_memory_too():
         evaluate_cam_dicts([("x", gt, bad)])
 
 
-def test_shape_mismatch_names_the_file(tmp_path):
+def test_shape_mismatch_names_the_file_and_skip_leaves_it_out_with_the_reason(tmp_path):
     voc, pred, _ = make_dataset(tmp_path)
     np.save(pred / "a.npy", {3: np.zeros((5, 6), np.float32)})
     with pytest.raises(DataError, match=r"a\.npy.*5x6.*6x5"):
         evaluate_cams(pred, voc, ["a"])
+    result = evaluate_cams(pred, voc, ["a", "b"], missing="skip")
+    assert result.names == ["b"] and result.num_skipped == 1
+    assert len(result.notes) == 1 and "5x6" in result.notes[0]
+    (voc / "SegmentationClass" / "b.png").write_bytes(b"not a png")  # a damaged ground truth: the same
+    with pytest.raises(DataError, match="b.png"):
+        evaluate_cams(pred, voc, ["c", "b"])
+    result = evaluate_cams(pred, voc, ["a", "b", "c"], missing="skip")
+    assert result.names == ["c"] and result.num_skipped == 2 and "b.png" in result.notes[1]
 
 
 @pytest.mark.parametrize("args", [["--threshold", "nan"], ["--threshold", "1.5"], ["--threshold", "-0.1"],

@@ -44,9 +44,9 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
                 suffix: str, reader: Callable[[Path], Pred], missing: str,
                 skipped: list[str], notes: list[str],
                 ignored: Sequence[int] = ()) -> Iterator[tuple[str, np.ndarray, Pred]]:
-    """(name, ground truth, prediction) from files; missing or damaged files raise or, with ``missing="skip"``,
-    are appended to ``skipped`` (a damaged one with its reason in ``notes``); the classes ``ignored`` are left
-    out of both (:func:`ignore_classes`, :func:`ignore_predicted`)."""
+    """(name, ground truth, prediction) from files; missing, damaged or wrong-size files raise or, with
+    ``missing="skip"``, are appended to ``skipped`` (a damaged or wrong-size one with its reason in ``notes``);
+    the classes ``ignored`` are left out of both (:func:`ignore_classes`, :func:`ignore_predicted`)."""
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
     found = False
@@ -60,23 +60,22 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
                 raise DataError(f"{kind} not found: {absent} (use --missing skip to leave it out)")
             skipped.append(name)
             continue
-        try:
-            pred = reader(pred_path)
-        except InferCamError as exc:  # a damaged prediction file: named, and left out only if asked
+        try:  # a damaged or wrong-size file: named, and left out only if asked
+            pred = ignore_predicted(reader(pred_path), ignored)
+            gt = ignore_classes(read_label_png(gt_path), ignored)
+            shape = _pred_shape(pred)
+            if shape is not None:
+                check_shape(shape, gt.shape, str(pred_path))
+        except InferCamError as exc:
             if missing == "error":
                 raise DataError(f"{exc} (use --missing skip to leave it out)") from None
             notes.append(str(exc))
             skipped.append(name)
             continue
-        gt = ignore_classes(read_label_png(gt_path), ignored)
-        pred = ignore_predicted(pred, ignored)
-        shape = _pred_shape(pred)
-        if shape is not None:
-            check_shape(shape, gt.shape, str(pred_path))
         found = True
         yield name, gt, pred
     if not found and skipped:
-        raise DataError(f"all {len(skipped)} images were skipped: no prediction or ground truth files")
+        raise DataError(f"all {len(skipped)} images were skipped: no prediction or ground truth files that could be scored")
 
 
 def evaluate_cams(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
