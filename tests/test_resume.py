@@ -24,8 +24,24 @@ DAMAGE = {  # how an earlier output of img_b is spoilt
     "maps of 3 x 3": lambda p: save_cams(p, {3: np.zeros((3, 3), np.float32), 7: np.zeros((3, 3), np.float32)}),
     "other classes": lambda p: save_cams(p, {3: load_cams(p)[3]}),
     "maps that are text": lambda p: np.save(p, {3: "abc", 7: "abc"}, allow_pickle=True),
-    "maps of NaN": lambda p: save_cams(p, {c: np.full_like(m, np.nan) for c, m in load_cams(p).items()}),
+    "maps of NaN": lambda p: np.save(p, {c: np.full_like(m, np.nan) for c, m in load_cams(p).items()}),
 }
+
+
+@pytest.mark.parametrize("fmt", ["psa", "irn"])
+@pytest.mark.parametrize("cams, said", [
+    ({3: np.full((2, 2), np.nan)}, "NaN"), ({3: np.zeros((2, 2, 1))}, "not H x W"),
+    ({3: np.zeros((2, 2)), 4: np.zeros((2, 3))}, "different sizes"), ({"cat": np.zeros((2, 2))}, "whole numbers"),
+    ({-1: np.zeros((2, 2))}, "whole numbers"), ({True: np.zeros((2, 2))}, "whole numbers")])
+def test_save_cams_refuses_maps_load_cams_would_refuse_and_writes_nothing(fmt, cams, said, tmp_path):
+    from infercam.errors import DataError
+
+    with pytest.raises(DataError, match=said):
+        save_cams(tmp_path / "x.npy", cams, fmt)
+    assert list(tmp_path.iterdir()) == []
+    save_cams(tmp_path / "x.npy", {np.int64(4): np.ones((2, 3)), 1: np.zeros((2, 3))}, fmt)
+    back = load_cams(tmp_path / "x.npy")
+    assert list(back) == [1, 4] and back[4].dtype == np.float32 and back[4].shape == (2, 3)
 
 
 @pytest.mark.parametrize("damage", DAMAGE)

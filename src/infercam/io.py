@@ -103,15 +103,23 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def save_cams(path: str | os.PathLike, cams: dict[int, np.ndarray], fmt: str = "psa") -> None:
-    """Write one image's maps: psa ``{class: H x W}`` or IRN ``{"keys": classes, "high_res": K x H x W}``."""
+    """Write one image's maps: psa ``{class: H x W}`` or IRN ``{"keys": classes, "high_res": K x H x W}``.
+    Maps that :func:`load_cams` would refuse (not 2-D, of different sizes, not finite; a class that is not a
+    whole number >= 0) raise a DataError naming the path, and nothing is written."""
     if fmt not in CAM_FORMATS:
         raise ValueError(f"format must be one of {CAM_FORMATS}")
-    classes = sorted(cams)
+    bad = next((c for c in cams if isinstance(c, (bool, np.bool_))
+                or not isinstance(c, (int, np.integer)) or c < 0), None)
+    if bad is not None:
+        raise DataError(f"{path}: CAM classes must be whole numbers >= 0, got {bad!r}")
+    maps = {int(c): _cam_map(path, int(c), cams[c]) for c in sorted(cams)}
+    if len({m.shape for m in maps.values()}) > 1:
+        raise DataError(f"{path}: the maps have different sizes {sorted({m.shape for m in maps.values()})}")
     if fmt == "psa":
-        obj: Any = {int(c): np.asarray(cams[c], np.float32) for c in classes}
+        obj: Any = maps
     else:
-        obj = {"keys": np.asarray(classes, dtype=np.int64),
-               "high_res": np.stack([np.asarray(cams[c], np.float32) for c in classes])}
+        stack = np.stack(list(maps.values())) if maps else np.zeros((0, 0, 0), np.float32)
+        obj = {"keys": np.asarray(list(maps), dtype=np.int64), "high_res": stack}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, obj, allow_pickle=True)
 
