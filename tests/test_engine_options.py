@@ -45,6 +45,12 @@ def test_reduced_precision_is_close_to_fp32(precision):
     assert mean < REFINED_MEAN_TOL
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_model_converted_to_another_float_type_gets_its_inputs_in_it(dtype):
+    base, _, mean = diffs(InferCam(TinyCamNet().to(dtype)), InferCam(TinyCamNet()))  # maps come back float32
+    assert base < (1e-6 if dtype == torch.float64 else BASELINE_TOL) and mean < REFINED_MEAN_TOL
+
+
 @pytest.mark.parametrize("net", [TinyCamNet, ColourCamNet])
 def test_channels_last_matches_fp32(net):
     assert max(diffs(InferCam(net(), channels_last=True), InferCam(net()))) <= 1e-5

@@ -1,6 +1,7 @@
 """The network's ``forward_cam`` as the engine runs it: optional autocast, channels_last and torch.compile.
 
-The defaults (fp32, eager, contiguous) call ``model.forward_cam`` unchanged, so the maps are exact.
+The defaults (fp32, eager, contiguous) call ``model.forward_cam`` unchanged, so the maps are exact. A model
+converted to another float type (``model.half()``) gets its inputs cast to that type, its maps cast back.
 ``bf16``/``fp16`` run the forward only under ``torch.autocast``; the engine casts the maps back to float32
 before upsampling and normalising them. ``compile`` compiles ``forward_cam`` with dynamic shapes (the engine
 feeds many input sizes) and compiles it at once, on a small dummy batch, so a platform where torch.compile
@@ -53,7 +54,8 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 class CamForward:
-    """``model.forward_cam`` with the engine's speed options; called on (N, 3, h, w) float32 batches. A model whose
+    """``model.forward_cam`` with the engine's speed options; called on (N, 3, h, w) float32 batches (cast to the
+    model's own float type where it was converted, e.g. by ``model.half()``). A model whose
     ``cam_takes_classes`` is true (Grad-CAM) is asked for the labelled ``classes`` only (``takes_classes``)."""
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32", compile: bool = False,
@@ -66,11 +68,16 @@ class CamForward:
             model.to(memory_format=torch.channels_last)
         self.fn = model.forward_cam
         self.takes_classes = bool(getattr(model, "cam_takes_classes", False))
+        # a model converted to another float type (model.half(), .bfloat16(), .double()) gets its inputs in it
+        weights = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+        self.input_dtype = None if weights == torch.float32 else weights
         if compile:
             self._compile(model)
 
     def __call__(self, x: torch.Tensor, classes: Sequence[int] | None = None) -> torch.Tensor:
         """Maps (N, C, h, w); (N, L, h, w) of ``classes`` where the model ``takes_classes`` and they are given."""
+        if self.input_dtype is not None:
+            x = x.to(self.input_dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         cast = contextlib.nullcontext() if self.dtype is None else torch.autocast(self.device.type, dtype=self.dtype)
