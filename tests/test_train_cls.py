@@ -79,3 +79,18 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_voc, tmp_path, mo
     a, b = torch.load(whole, weights_only=True), torch.load(cut, weights_only=True)
     for key in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_finished_run_is_reused_and_one_with_other_options_is_not_replaced(tiny_voc, tmp_path, capsys):
+    out = tmp_path / "cls.pt"
+    assert main(train_args(tiny_voc, out)) == 0
+    written = out.read_bytes()
+    capsys.readouterr()
+    assert main(train_args(tiny_voc, out)) == 0  # the same run again: the checkpoint is reused, not retrained
+    captured = capsys.readouterr()
+    assert "reused" in captured.err and "epoch 1" not in captured.err and out.read_bytes() == written
+    assert "mAP" in captured.out  # the finished run's last metrics
+    assert main(train_args(tiny_voc, out) + ["--lr", "0.01"]) == 2  # other options: refused, the model kept
+    assert "lr" in capsys.readouterr().err and out.read_bytes() == written
+    assert main(train_args(tiny_voc, out) + ["--lr", "0.01", "--overwrite"]) == 0
+    assert out.read_bytes() != written

@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train-cls", help="train a multi-label classifier (image-level labels only) for CAMs",
         description="Train a classifier with global average pooling and a bias-free 1x1 classifier (the standard "
                     "CAM head) on a VOC-layout data set, from image-level labels only. Reports val mAP/F1 per epoch; "
-                    "the checkpoint carries its config; an interrupted run resumes from <out>.partial.")
+                    "the checkpoint carries its config; an interrupted run resumes from <out>.partial, and a "
+                    "finished one with the same options and data is reused (one with others is refused).")
     parser.add_argument("--voc-root", required=True, help="data set folder in PASCAL VOC layout")
     parser.add_argument("--train-list", required=True, help="file of training image names")
     parser.add_argument("--val-list", default=None, help="file of validation image names (mAP/F1 per epoch)")
@@ -36,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="data loading processes (default 0: load in the main process, decoded images cached)")
     parser.add_argument("--cache-images", action=argparse.BooleanOptionalAction, default=defaults.cache_images,
                         help="keep decoded images in memory across epochs (with --workers 0; default: on)")
-    parser.add_argument("--overwrite", action="store_true", help="start afresh even if <out>.partial exists")
+    parser.add_argument("--overwrite", action="store_true", help="train afresh even if <out> or <out>.partial exists")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 

@@ -29,7 +29,7 @@ from ..errors import InferCamError
 from ..io import ensure_dir
 from ..models import create, normalization
 from .loop import save_checkpoint
-from .resume import load_partial, partial_path, run_inputs, save_partial
+from .resume import load_finished, load_partial, partial_path, run_inputs, save_partial
 
 
 @dataclasses.dataclass
@@ -157,12 +157,21 @@ def evaluate_classifier(model: torch.nn.Module, loader: DataLoader) -> dict[str,
 def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike, val_list: str | os.PathLike | None,
                      out: str | os.PathLike, config: TrainConfig, labels: str | os.PathLike | None = None,
                      progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
-    """Train, evaluate on ``val_list`` each epoch, and write the checkpoint ``out``; returns the metrics."""
+    """Train, evaluate on ``val_list`` each epoch, and write the checkpoint ``out``; returns the last epoch's
+    metrics. A checkpoint ``out`` that a finished run with the same options and data wrote is reused, one from
+    other options is refused (unless ``overwrite``), so a rerun never trains twice or replaces another model."""
     out = Path(out)
     ensure_dir(out.parent, "checkpoint folder")
     partial = partial_path(out)
     torch.manual_seed(config.seed)  # initial weights and dropout
     train_set = VOCDataset.open(voc_root, train_list, labels)
+    # the data counts too: a rerun on other images or labels starts afresh instead of mixing two data sets
+    inputs = run_inputs(config.arch, voc_root, train_set.names, train_set.labels_path)
+    options = {**dataclasses.asdict(config), **inputs}
+    done = load_finished(out, config.arch, options, overwrite)
+    if done is not None:  # the same run finished before: its metrics, not a second training
+        print(f"{out} holds a finished run with these options: reused (--overwrite trains again)", file=sys.stderr)
+        return (done[1].get("history") or [{}])[-1]
     model = create(config.arch, num_classes=config.num_classes, **config.arch_kwargs)
     mean, std = normalization(model)
     cache = config.cache_images and config.workers == 0  # worker processes would each keep a copy
@@ -183,9 +192,6 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup)
                                                  * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
     start_epoch, history = 0, []
-    # the data counts too: a rerun on other images or labels starts afresh instead of mixing two data sets
-    options = {**dataclasses.asdict(config),
-               **run_inputs(config.arch, voc_root, train_set.names, train_set.labels_path)}
     state = load_partial(partial, options, overwrite)
     if state is not None:
         model.load_state_dict(state["state_dict"])
@@ -195,7 +201,7 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
         start_epoch, history = state["epoch"], state["history"]
         print(f"resuming from epoch {start_epoch} ({partial})", file=sys.stderr)
     meta = {"arch": config.arch, "arch_kwargs": config.arch_kwargs, "num_classes": config.num_classes,
-            "mean": list(mean), "std": list(std), "train": dataclasses.asdict(config)}
+            "mean": list(mean), "std": list(std), "train": dataclasses.asdict(config), "inputs": inputs}
     for epoch in range(start_epoch, config.epochs):
         train_data.epoch = epoch
         loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=True,
