@@ -83,6 +83,24 @@ def test_a_damaged_file_is_named_by_the_report_and_left_out_of_its_scores(runs, 
     assert "infercam: unreadable" in (tmp_path / "r" / "index.html").read_text()
 
 
+def test_a_wrong_size_file_is_shown_as_such_and_a_run_scored_on_nothing_still_gives_a_page(runs, tmp_path, capsys):
+    from infercam.io import load_cams, save_cams
+
+    voc, folders = runs
+    cams = load_cams(folders["infercam"] / "img_c.npy")
+    save_cams(folders["infercam"] / "img_c.npy", {c: m[:-2] for c, m in cams.items()})
+    code, err = report(capsys, voc, folders, tmp_path / "r", "--missing", "skip")
+    assert code == 0 and "img_c.npy" in err
+    assert "infercam: wrong size" in (tmp_path / "r" / "index.html").read_text()
+    for name in NAMES:  # every map of the run the wrong size: nothing of it can be scored
+        cams = load_cams(folders["baseline"] / f"{name}.npy")
+        save_cams(folders["baseline"] / f"{name}.npy", {c: m[:, :-1] for c, m in cams.items()})
+    code, err = report(capsys, voc, {"baseline": folders["baseline"]}, tmp_path / "r2", "--missing", "skip")
+    page = (tmp_path / "r2" / "index.html").read_text()
+    assert code == 0 and "run 'baseline' not scored" in err and "No run could be scored" in page
+    assert page.count("baseline: wrong size") == 2 * 4  # each image's panel: its caption and its alt text
+
+
 @pytest.mark.parametrize("content, message", [
     (lambda d: None, "holds no CAM .npy files and no label .png files"),
     (lambda d: (d / "x.npy").write_bytes(b"") or (d / "x.png").write_bytes(b""), "holds both CAM .npy files"),

@@ -107,7 +107,7 @@ def informative(names: Sequence[str], scores: dict[str, RunScore], count: int) -
 
 def _item(name: str, voc_root: Path, runs: list[Run], scores: dict[str, RunScore]) -> GalleryItem:
     """One image's pictures: the photo, its ground truth if any, each run's map (CAMs as a heatmap of their maximum,
-    labels in VOC colours), a missing prediction as a grey panel."""
+    labels in VOC colours), a missing, damaged or wrong-size prediction as a grey panel."""
     image = load_image(find_image(voc_root, name))
     panels = [Panel("image", image)]
     gt_path = voc_root / SEG_DIR / f"{name}.png"
@@ -126,15 +126,18 @@ def _item(name: str, voc_root: Path, runs: list[Run], scores: dict[str, RunScore
             panels.append(Panel(f"{run.name}: missing", np.full_like(image, 200)))
             continue
         try:
-            if run.kind == "cam":
-                cams = load_cams(path)
-                classes |= {c for c in cams if c < len(VOC_CLASSES)}
-                picture = overlay(image, np.max(np.stack(list(cams.values())), axis=0)) if cams else image
-            else:
-                picture = colour_labels(read_label_png(path))
+            maps = load_cams(path) if run.kind == "cam" else {0: read_label_png(path)}
         except InferCamError:  # a damaged file: shown as such (scoring left it out with a note)
             panels.append(Panel(f"{run.name}: unreadable", np.full_like(image, 120)))
             continue
+        if any(m.shape != image.shape[:2] for m in maps.values()):  # scoring left it out with a note too
+            panels.append(Panel(f"{run.name}: wrong size", np.full_like(image, 120)))
+            continue
+        if run.kind == "cam":
+            classes |= {c for c in maps if c < len(VOC_CLASSES)}
+            picture = overlay(image, np.max(np.stack(list(maps.values())), axis=0)) if maps else image
+        else:
+            picture = colour_labels(maps[0])
         panels.append(Panel(caption, picture))
         ious[run.name] = iou
     return GalleryItem(name, panels, ious, [VOC_CLASSES[c] for c in sorted(classes)])
@@ -157,6 +160,8 @@ def _summary(runs: list[Run], scores: dict[str, RunScore], missing: dict[str, li
     if not scored_any:
         return table + ("<p>No ground truth (SegmentationClass/) for these images: the maps are shown without "
                         "scores.</p>")
+    if not scores:
+        return table + "<p>No run could be scored (the command printed why): the maps are shown without scores.</p>"
     classes = list(next(iter(scores.values())).per_class)
     best = {c: max((s.per_class[c] for s in scores.values() if not math.isnan(s.per_class[c])), default=math.nan)
             for c in classes}
