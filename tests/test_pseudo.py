@@ -205,21 +205,29 @@ def test_cli_crf_beats_threshold_and_affinity_labels_have_255(voc, tmp_path):
     (["--method", "threshold", "--affinity-labels"], "needs --method crf"),
     (["--method", "rw", "--bg-threshold", "0.2"], "not --bg-threshold"),
     (["--method", "crf", "--affinity-labels", "--alpha", "4"], "--low-alpha"),
+    (["--method", "crf", "--affinity-labels", "--low-alpha", "32", "--high-alpha", "4"],
+     "--low-alpha (32) must be below --high-alpha (4)"),
+    (["--method", "rw", "--device", "cuda:99"], "device 'cuda:99'"),
+    (["--method", "rw", "--device", "foo"], "unknown device 'foo'"),
+    (["--method", "rw", "--aff-network", "resnet38"], "give a checkpoint with --aff-weights"),
 ])
 def test_cli_rejects_option_mixes(voc, tmp_path, capsys, extra, message):
     args = pseudo_args(voc, "crf", tmp_path / "x")
     i = args.index("--method")
     del args[i:i + 2]
     assert main(args + extra) == 2
-    assert message in capsys.readouterr().err
+    assert message in capsys.readouterr().err and not (tmp_path / "x").exists()  # before anything is written
 
 
 @pytest.mark.parametrize("where, message", [("absent", "CAM folder not found: "),
-                                            ("a file", "is a file, not a folder")])
+                                            ("a file", "is a file, not a folder"),
+                                            ("empty", "holds no <name>.npy CAM files")])
 def test_cli_refuses_a_cam_folder_that_is_not_there_before_writing(voc, tmp_path, capsys, where, message):
     cams = tmp_path / "cams"
     if where == "a file":
         cams.write_text("x")
+    elif where == "empty":
+        cams.mkdir()
     args = pseudo_args(voc, "threshold", tmp_path / "out")
     args[args.index("--cam") + 1] = str(cams)
     assert main(args) == 2

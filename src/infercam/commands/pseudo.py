@@ -7,7 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import DataError, InferCamError
-from ..models import build_network
+from ..method.engine import resolve_device
+from ..models import build_network, has_bundled_weights
 from ..models.affinity import affinity_network_name, check_affinity_net
 from ..pseudo import (
     PSA_CRF, PSA_HIGH_ALPHA, PSA_LOW_ALPHA, PSA_RW, PSA_THRESHOLD, Background, RandomWalkParams, cam_labeler,
@@ -76,6 +77,8 @@ def build_labeler(args: argparse.Namespace) -> Labeler:
     if args.method == "crf" and args.affinity_labels:
         if args.bg_threshold is not None or args.alpha is not None:
             raise InferCamError("--affinity-labels uses --low-alpha and --high-alpha, not --bg-threshold/--alpha")
+        if not args.low_alpha < args.high_alpha:
+            raise InferCamError(f"--low-alpha ({args.low_alpha:g}) must be below --high-alpha ({args.high_alpha:g})")
         return lambda image, cams: confident_labels(image, cams, args.low_alpha, args.high_alpha, PSA_CRF)
     if args.method == "crf":
         background = _background(args)
@@ -83,12 +86,16 @@ def build_labeler(args: argparse.Namespace) -> Labeler:
     if args.bg_threshold is not None:
         raise InferCamError("--method rw takes a background --alpha, not --bg-threshold")
     params = RandomWalkParams(beta=args.beta, logt=args.logt, alpha=PSA_RW.alpha if args.alpha is None else args.alpha)
+    device = resolve_device(args.device)
     args.aff_network = affinity_network_name(args.aff_network)
+    if args.aff_weights is None and not has_bundled_weights(args.aff_network):
+        raise InferCamError(f"network {args.aff_network!r} has no bundled weights: "
+                            "give a checkpoint with --aff-weights")
     model, report = build_network(args.aff_network, args.aff_weights)
     args.aff_weights = report.source  # the manifest records the file loaded
     check_affinity_net(model, args.aff_network)
-    model.to(args.device)
-    return lambda image, cams: rw_labels(image, cams, model, params, args.device)
+    model.to(device)
+    return lambda image, cams: rw_labels(image, cams, model, params, device)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.cam).is_dir():  # a run-level error, before the output folder and its manifest are made
         raise DataError(f"CAM folder not found: {args.cam}" if not Path(args.cam).exists()
                         else f"--cam {args.cam} is a file, not a folder of <name>.npy CAM files")
+    if not any(Path(args.cam).glob("*.npy")):
+        raise DataError(f"--cam {args.cam} holds no <name>.npy CAM files (an infer/cam --out-cam folder)")
     code = run_over_dataset(args, LabelOutputs(Path(args.out)),
                             lambda a: (cam_labeler(a.cam, build_labeler(a), dropped), None), desc)
     if dropped:

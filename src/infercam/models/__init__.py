@@ -11,6 +11,7 @@ from .registry import (
     build_network,
     cam_classes,
     create,
+    has_bundled_weights,
     list_models,
     load_checkpoint,
     load_state_dict,

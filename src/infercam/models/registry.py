@@ -282,6 +282,11 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     return load_state_dict(model, read_state_dict(path), strict=strict, source=os.fspath(path))
 
 
+def has_bundled_weights(name: str) -> bool:
+    """Whether ``name`` loads weights of its own when no checkpoint is given."""
+    return name in _DEFAULT_WEIGHTS
+
+
 def build_network(name: str, weights: str | os.PathLike | None = None, num_classes: int | None = None,
                   strict: bool = True, **kwargs: Any) -> tuple[nn.Module, LoadReport]:
     """Create ``name`` and load ``weights`` (or the network's bundled weights) in one step.
