@@ -90,6 +90,20 @@ def test_registry_names_and_errors():
         create("torchvision:resnet5")
 
 
+def test_a_plug_in_network_of_the_wrong_signature_or_result_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "my_nets.py").write_text(
+        "from torch import nn\n"
+        "def no_classes(classes=20):\n    return nn.Conv2d(3, classes, 1)\n"
+        "def a_dict(num_classes=20):\n    return {'a': 1}\n"
+        "def fine(num_classes=20):\n    return nn.Conv2d(3, num_classes, 1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(InferCamError, match=r"'my_nets:no_classes' must accept num_classes="):
+        create("my_nets:no_classes")
+    with pytest.raises(InferCamError, match=r"'my_nets:a_dict' returned a dict, not a torch nn.Module"):
+        create("my_nets:a_dict")
+    assert create("my_nets:fine", num_classes=3).out_channels == 3
+
+
 def test_mlp_head_has_no_cam_and_the_error_suggests_gradcam(tiny_voc, tmp_path, capsys):
     net = create("torchvision:mobilenet_v3_small")
     assert not hasattr(net, "forward_cam") and net.cam_target_layer == "features"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import inspect
 import os
 import pickle
 from pathlib import Path
@@ -117,7 +118,22 @@ def _plugin(spec: str) -> Callable[..., nn.Module]:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise InferCamError(f"plug-in network {spec!r}: module {module_name!r} has no callable {attr!r}")
-    return factory
+
+    def build(**kwargs: Any) -> nn.Module:
+        """The factory's network, or a clear error where its signature or result does not fit."""
+        try:
+            inspect.signature(factory).bind(**kwargs)
+        except TypeError as exc:
+            raise InferCamError(f"plug-in network {spec!r} must accept {', '.join(f'{k}=' for k in kwargs)} "
+                                f"({exc})") from None
+        except ValueError:  # a builtin without a signature: let the call say
+            pass
+        model = factory(**kwargs)
+        if not isinstance(model, nn.Module):
+            raise InferCamError(f"plug-in network {spec!r} returned a {type(model).__name__}, not a torch nn.Module")
+        return model
+
+    return build
 
 
 def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
