@@ -4,6 +4,7 @@
 Exit statuses: 0 all done (or skipped), 1 an image failed (recorded; the run goes on), 2 a user error
 that stops the command before or during the run.
 """
+import argparse
 import errno
 import hashlib
 import io
@@ -223,10 +224,25 @@ CHECKPOINTS = {  # case: (file contents, messages)
                            ["does not fit the network", "missing keys (in the network, not in the checkpoint) (1):",
                             "  fc.weight", "unexpected keys (in the checkpoint, not in the network) (1):",
                             "  head.weight", "conv.weight: [8, 3, 3, 3] vs [16, 3, 3, 3]"]),
+    "python objects besides tensors": ({"state_dict": TinyCamNet().state_dict(), "args": argparse.Namespace(lr=1)},
+                                       ["holds Python objects besides tensors", "argparse Namespace",
+                                        "torch.load(FILE, weights_only=False)['state_dict']"]),
+    "no tensors": ({"epoch": 3, "weights": [1, 2]},
+                   ["no state_dict of tensors found", "its top-level keys: epoch, weights", "'model_state_dict'"]),
     "21 classes for 20": (TinyCamNet(num_classes=21).state_dict(),
                           ["has a 21-class classifier (fc.weight) but the network was built for 20 classes: "
                            "give --num-classes 21 if that is intended"]),
 }
+
+
+def test_pytorch_tutorials_checkpoint_layout_loads(tmp_path):
+    from infercam.models import read_checkpoint
+
+    net = TinyCamNet()
+    torch.save({"epoch": 5, "model_state_dict": net.state_dict(), "optimizer_state_dict": {}, "loss": 0.1},
+               tmp_path / "tutorial.pth")
+    state, _ = read_checkpoint(tmp_path / "tutorial.pth")
+    assert state.keys() == net.state_dict().keys()
 
 
 @pytest.mark.parametrize("case", list(CHECKPOINTS))

@@ -215,9 +215,13 @@ class LoadReport:
 _OPTIONAL_SUFFIXES = ("num_batches_tracked",)
 
 
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")  # where checkpoints keep their weights
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state_dict, config) of a checkpoint file: a plain state_dict, or one under ``state_dict`` /
-    ``model`` (infercam's own files also carry ``config``: arch, num_classes, ...).
+    ``model_state_dict`` (PyTorch's tutorials) / ``model`` / ``net`` (infercam's own files also carry ``config``:
+    arch, num_classes, ...). Only tensors are unpickled (``weights_only``), for safety.
 
     A ``module.`` prefix (DataParallel / DistributedDataParallel) is stripped.
     """
@@ -229,7 +233,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's text for it suggests weights_only=False: no advice for a user
-        raise CheckpointError(f"not a PyTorch checkpoint, or one that holds more than tensors: {path}") from None
+        raise CheckpointError(
+            f"not a PyTorch checkpoint, or one that holds Python objects besides tensors (e.g. the argparse Namespace "
+            f"of timm's training checkpoints, or a whole pickled model): {path}. infercam unpickles tensors only; "
+            f"from a file you trust, save the weights alone: torch.save(torch.load(FILE, weights_only=False)"
+            f"['state_dict'], 'weights.pth')") from None
     except RuntimeError as exc:  # torch's archive reader: a damaged (e.g. truncated) checkpoint
         raise CheckpointError(f"damaged PyTorch checkpoint: {path} ({str(exc).split('. ')[0]})") from None
     except Exception:  # a file of another kind makes the unpickler fail in many ways
@@ -238,12 +246,15 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if isinstance(obj, dict):
         if isinstance(obj.get("config"), dict):
             config = obj["config"]
-        for key in ("state_dict", "model"):
+        for key in STATE_DICT_KEYS:
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"no state_dict of tensors found in checkpoint: {path}")
+        found = f"its top-level keys: {', '.join(map(str, list(obj)[:10]))}" if isinstance(obj, dict) and obj \
+            else f"it holds {'an empty dict' if isinstance(obj, dict) else 'a ' + type(obj).__name__}"
+        raise CheckpointError(f"no state_dict of tensors found in checkpoint: {path} ({found}; infercam reads a "
+                              f"dict of tensors, or one under {' / '.join(map(repr, STATE_DICT_KEYS))})")
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj, config
