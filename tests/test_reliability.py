@@ -195,6 +195,14 @@ def test_list_file_with_blank_lines_comments_and_windows_line_endings(tiny_voc, 
     assert sorted(p.name for p in out.glob("*.npy")) == ["img_a.npy", "img_b.npy", "img_c.npy"]
 
 
+def test_a_hash_inside_a_name_is_not_a_comment(tmp_path):
+    from infercam.data.voc import read_image_list
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("#header\npic#1\nimg_a\t# tab comment\nimg_b #x\n")
+    assert read_image_list(listing) == ["pic#1", "img_a", "img_b"]
+
+
 def test_duplicate_names_in_the_list_file(tiny_voc, tiny_weights, tmp_path, capsys):
     out = tmp_path / "cams"
     code, err = run(capsys, argv(tiny_voc, tiny_weights, out, "--list", list_file(tiny_voc, "img_a", "img_b", "img_a")))

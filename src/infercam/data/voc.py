@@ -6,6 +6,7 @@ Labels come from, in order: a psa-style ``cls_labels.npy`` (dict name -> 20-vect
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,11 +24,15 @@ ANNOT_DIR = "Annotations"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+COMMENT = re.compile(r"(?:^|\s)#.*")  # a list file's comment: "#" at a line's start or after white space
+
+
 def read_image_list(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[str]:
     """Image names from a list file: one per line, or psa-style lines whose first column is a path.
 
     A line with spaces is one name when ``root`` has ``JPEGImages/<whole line>`` (``my image`` ->
-    ``my image.jpg``), else psa's reading (its first column). Blank lines and ``#`` comments are skipped;
+    ``my image.jpg``), else psa's reading (its first column). Blank lines and ``#`` comments (at the start of a
+    line or after a space, so that ``pic#1`` is a name) are skipped;
     Windows line endings are fine; duplicates are an error.
     """
     path = Path(path)
@@ -41,7 +46,7 @@ def read_image_list(path: str | os.PathLike, root: str | os.PathLike | None = No
         raise DataError(f"list file is not UTF-8 text: {path}") from None
     names: list[str] = []
     for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
+        line = COMMENT.sub("", line).strip()
         if not line:
             continue
         whole = _image_name(line)
