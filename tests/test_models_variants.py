@@ -70,6 +70,16 @@ def test_variant_heads_follow_num_classes():
     assert sccam_state["fc8_200.weight"].shape == (15, 4096, 1, 1)
 
 
+@pytest.mark.parametrize("name", ["resnet38", "resnet38-seam", "resnet38-sccam"])
+def test_the_psa_family_reads_its_class_count_from_the_checkpoint(name):
+    from infercam.models.registry import _resolve
+
+    with torch.device("meta"):
+        state = models.create(name, num_classes=5).state_dict()
+    assert _resolve(name).classes_in(state) == 5  # build_network builds a 5-class network without --num-classes
+    assert _resolve(name).classes_in({}) is None
+
+
 def test_sccam_is_psa_classifier_with_fc8_20(sccam, strong_reference):
     # The strong fill walks identical backbone rows first, so fc8_20 gets the values psa's fc8 gets.
     x = torch.from_numpy(strong_reference["x"])

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .linear_cam import LinearHeadCam
-from .registry import register
+from .registry import head_rows, register
 
 BN_EPS = 1e-3
 Stage = tuple[int, int, int, int, int, int]  # (repeats, kernel, stride, expansion, in, out)
@@ -181,16 +181,11 @@ def _check_sha256(path: str, size: int, mtime: int, variant: LiteVariant) -> Non
     _VERIFIED.add((path, size, mtime))
 
 
-def _fc_classes(state: dict[str, torch.Tensor]) -> int | None:
-    weight = state.get("_fc.weight")
-    return None if weight is None else int(weight.shape[0])
-
-
 def _register(variant: LiteVariant) -> None:
     def create(num_classes: int = 1000) -> EfficientNetLite:
         return EfficientNetLite(num_classes, variant.stages)
 
-    register(variant.name, default_weights=partial(wheel_weights, variant), classes_in=_fc_classes)(create)
+    register(variant.name, default_weights=partial(wheel_weights, variant), classes_in=head_rows("_fc.weight"))(create)
 
 
 for _variant in VARIANTS.values():

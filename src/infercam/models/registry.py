@@ -42,6 +42,17 @@ class _Family:
     classes_in: ClassCount | None
 
 
+def head_rows(key: str, extra: int = 0) -> Callable[[dict[str, torch.Tensor]], int | None]:
+    """A ``classes_in`` hook: the class count is the rows of the checkpoint's ``key`` (less ``extra`` rows that
+    are not classes, e.g. a background channel); None where the checkpoint has no such tensor."""
+
+    def classes_in(state: dict[str, torch.Tensor]) -> int | None:
+        weight = state.get(key)
+        return None if weight is None or weight.dim() == 0 else int(weight.shape[0]) - extra
+
+    return classes_in
+
+
 def register(name: str, default_weights: Callable[[], str] | None = None,
              classes_in: Callable[[dict[str, torch.Tensor]], int | None] | None = None
              ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:

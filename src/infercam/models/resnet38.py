@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .frozen_bn import FrozenBatchNorm2d
-from .registry import register
+from .registry import head_rows, register
 
 # Basic blocks: name, in, mid, out channels, stride, dilation of the first and second 3x3.
 _BASIC_BLOCKS = (
@@ -138,7 +138,7 @@ class ResNet38Classifier(ResNet38):
         return self.classifier(F.avg_pool2d(feats, feats.shape[2:])).flatten(1)
 
 
-@register("resnet38")
+@register("resnet38", classes_in=head_rows("fc8.weight"))
 def psa_resnet38(num_classes: int = 20) -> ResNet38Classifier:
     """psa's ResNet-38 classifier (``res38_cls.pth``); ``num_classes`` sets fc8's output channels."""
     return ResNet38Classifier(num_classes)

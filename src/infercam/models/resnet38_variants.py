@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register
+from .registry import head_rows, register
 from .resnet38 import ResNet38Classifier
 
 
@@ -74,13 +74,13 @@ class ResNet38SubCategory(ResNet38Classifier):
         nn.init.xavier_uniform_(self.fc8_200.weight)
 
 
-@register("resnet38-seam")
+@register("resnet38-seam", classes_in=head_rows("fc8.weight", extra=1))  # fc8 row 0: background
 def seam_resnet38(num_classes: int = 20) -> ResNet38SEAM:
     """SEAM's ResNet-38 with PCM (SEAM's released weights); forward_cam is at input resolution."""
     return ResNet38SEAM(num_classes)
 
 
-@register("resnet38-sccam")
+@register("resnet38-sccam", classes_in=head_rows("fc8_20.weight"))
 def sccam_resnet38(num_classes: int = 20, subcategories: int = 10) -> ResNet38SubCategory:
     """SC-CAM's ResNet-38 with parent and sub-category classifiers."""
     return ResNet38SubCategory(num_classes, subcategories)
