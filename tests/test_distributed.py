@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from infercam.cli import main
 from infercam.io import load_cams
@@ -46,3 +47,47 @@ def test_two_ranks_equal_one_process(tiny_voc, tiny_weights, tmp_path):
     assert merged["totals"]["done"] == 4 and len(merged["ranks"]) == 2
     per_rank = [json.loads((multi / f"infercam-run.rank{r}-of-2.json").read_text()) for r in range(2)]
     assert [len(p["images"]) for p in per_rank] == [2, 2]
+
+
+def test_a_rank_that_is_refused_ends_the_job_in_one_line_per_rank(tiny_voc, tiny_weights, tmp_path):
+    """One rank refused (another run's live lock on its manifest name): the other rank's wait for it ends with a
+    note, not a gloo traceback; a device this machine lacks is refused before the process group."""
+    import socket
+
+    out = tmp_path / "multi"
+    out.mkdir()
+    args = ["infer", "--voc-root", str(tiny_voc), "--network", "tiny:TinyCamNet", "--weights", str(tiny_weights),
+            "--no-progress", "--workers", "1", "--out-cam", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "infercam"]
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = {"pid": holder.pid, "host": socket.gethostname(), "since": "2026-12-04T00:00:00+0000"}
+        (out / "infercam-run.rank1-of-2.json.lock").write_text(json.dumps(lock))
+        proc = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode != 0 and f"another run (pid {holder.pid}" in proc.stderr
+    ours = "/infercam/"  # torchrun's own launcher prints a traceback for a failed rank; none may be from infercam
+    assert "another rank ended early" in proc.stderr and "2 done, 0 skipped" in proc.stderr, proc.stderr[-3000:]
+    assert not [line for line in proc.stderr.splitlines() if line.strip().startswith("File") and ours in line]
+    assert json.loads((out / "infercam-run.rank0-of-2.json").read_text())["totals"]["done"] == 2
+    if not torch.cuda.is_available():
+        proc = subprocess.run([*cmd, *args, "--device", "cuda"], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode != 0 and "CUDA is not available" in proc.stderr, proc.stderr[-3000:]
+        assert not [line for line in proc.stderr.splitlines() if line.strip().startswith("File") and ours in line]
+
+
+def test_merged_manifest_sums_the_ranks(tmp_path):
+    from infercam.run.distributed import merge_manifests
+
+    part = {"config": {}, "device": "cpu", "host": "h", "started": "s", "ended": "e", "status": "finished",
+            "signal": None, "error": "", "totals": {"done": 2, "skipped": 0, "failed": 0}, "remaining": 0}
+    for r, recomputed in enumerate((0, 2)):
+        (tmp_path / f"infercam-run.rank{r}-of-2.json").write_text(
+            json.dumps({**part, "recomputed": recomputed, "images": [{"name": f"x{r}"}]}))
+    merged = merge_manifests(tmp_path, "infercam-run.json", 2)
+    assert merged["recomputed"] == 2 and merged["totals"]["done"] == 4 and len(merged["images"]) == 2

@@ -1,6 +1,7 @@
 """Resuming into a folder an earlier run wrote: damaged or stale outputs are recomputed, a folder written by
 another computation is refused, two runs on one folder do not both write it, and one image that runs out of
 memory fails alone (issue 17)."""
+import json
 import os
 import subprocess
 import sys
@@ -62,7 +63,13 @@ def test_damaged_or_missing_patches_and_heatmaps_are_redone_on_resume(tiny_voc, 
     out, heat, splits = tmp_path / "cams", tmp_path / "heat", tmp_path / "splits"
     args = argv(tiny_voc, tiny_weights, out, "--heatmap", heat, "--save-splits", splits, "--mode", "reference")
     assert run(capsys, args)[0] == 0
-    clean = {p.name: p.read_bytes() for p in [*splits.iterdir(), *heat.iterdir()]}
+
+    def written():  # every output folder holds the run's record beside its files
+        assert (heat / "infercam-run.json").is_file() and (splits / "infercam-run.json").is_file()
+        return {p.name: p.read_bytes() for p in [*splits.iterdir(), *heat.iterdir()]
+                if not p.name.startswith("infercam-run")}
+
+    clean = written()
     (splits / "img_a_4.jpg").unlink()  # not written: simply to do
     cut = splits / "img_b_3.jpg"
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
@@ -72,7 +79,7 @@ def test_damaged_or_missing_patches_and_heatmaps_are_redone_on_resume(tiny_voc, 
     assert code == 0 and "3 done (2 recomputed: earlier output unusable), 1 skipped, 0 failed" in err
     reasons = {s["name"]: s["reason"] for s in manifest(out)["images"]}
     assert "img_b_3.jpg does not decode" in reasons["img_b"] and picture.name in reasons["img_c"]
-    assert {p.name: p.read_bytes() for p in [*splits.iterdir(), *heat.iterdir()]} == clean
+    assert written() == clean
     assert not temp_files(tmp_path)
 
 
@@ -175,7 +182,6 @@ def test_a_checkpoint_that_fits_nowhere_is_refused_even_non_strict(tiny_voc, tmp
 
 def test_a_second_run_on_a_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tiny_voc, tiny_weights,
                                                                                     tmp_path, capsys):
-    import json
     import socket
 
     out = tmp_path / "cams"
@@ -192,3 +198,74 @@ def test_a_second_run_on_a_folder_in_use_is_refused_and_a_stale_lock_is_taken_ov
         holder.wait()
     code, err = run(capsys, argv(tiny_voc, tiny_weights, out))  # its process is gone: the lock is stale
     assert code == 0 and "4 done" in err and not (out / "infercam-run.json.lock").exists()
+
+
+def test_an_interrupted_overwrite_then_a_plain_resume_recomputes_what_the_replaced_run_wrote(
+        tiny_voc, tiny_weights, tmp_path, capsys, monkeypatch):
+    import signal
+
+    import infercam.run.outputs
+
+    out, clean = tmp_path / "cams", tmp_path / "clean"
+    assert run(capsys, argv(tiny_voc, tiny_weights, clean))[0] == 0
+    assert run(capsys, argv(tiny_voc, tiny_weights, out, command="cam"))[0] == 0  # baseline CAMs
+    real, calls = infercam.run.outputs.save_cams, []
+
+    def save_cams(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(infercam.run.outputs, "save_cams", save_cams)
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out, "--overwrite"))  # infer over them, interrupted
+    assert code == 130 and "2 done" in err
+    monkeypatch.setattr(infercam.run.outputs, "save_cams", real)
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out))  # the same infer, resumed without --overwrite
+    assert code == 0 and "2 done (2 recomputed: earlier output unusable), 2 skipped, 0 failed" in err
+    assert "written before the --overwrite run" in json.dumps(manifest(out)["images"])
+    assert cam_bytes(out) == cam_bytes(clean)  # no baseline CAM is left under the infer run's record
+
+
+def test_every_output_folder_records_its_run_before_the_first_output_and_unrecorded_files_are_refused(
+        tiny_voc, tiny_weights, tmp_path, capsys, monkeypatch):
+    import infercam.run.outputs
+
+    out, heat = tmp_path / "cams", tmp_path / "heat"
+    real, seen = infercam.run.outputs.save_cams, []
+
+    def save_cams(*args, **kwargs):  # a run killed here (SIGKILL, power loss) leaves this record behind
+        seen.append([manifest(folder)["status"] for folder in (out, heat)])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(infercam.run.outputs, "save_cams", save_cams)
+    assert run(capsys, argv(tiny_voc, tiny_weights, out, "--heatmap", heat, command="cam"))[0] == 0
+    assert seen[0] == ["running", "running"] and manifest(heat)["status"] == "finished"
+    # another computation into the heatmap folder alone is refused by that folder's own record
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, tmp_path / "other", "--heatmap", heat))
+    assert code == 2 and f"{heat} holds the outputs of another run (command: 'cam' -> 'infer'" in err
+    (out / "infercam-run.json").unlink()  # outputs without a record: their provenance is unknown
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out, command="cam"))
+    assert code == 2 and f"{out} holds files that no infercam run recorded" in err
+    assert run(capsys, argv(tiny_voc, tiny_weights, out, "--overwrite", command="cam"))[0] == 0
+
+
+def test_a_torchrun_ranks_record_counts_and_its_live_lock_excludes_a_plain_run(tiny_voc, tiny_weights, tmp_path,
+                                                                              capsys):
+    import socket
+
+    out = tmp_path / "cams"
+    assert run(capsys, argv(tiny_voc, tiny_weights, out, command="cam"))[0] == 0
+    (out / "infercam-run.json").rename(out / "infercam-run.rank0-of-2.json")  # as a 2-rank job leaves it
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out))
+    assert code == 2 and "holds the outputs of another run" in err and "rank0-of-2" in err
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = {"pid": holder.pid, "host": socket.gethostname(), "since": "2026-12-04T00:00:00+0000"}
+        (out / "infercam-run.rank1-of-2.json.lock").write_text(json.dumps(lock))
+        code, err = run(capsys, argv(tiny_voc, tiny_weights, out, command="cam"))
+        assert code == 2 and f"another run (pid {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(capsys, argv(tiny_voc, tiny_weights, out, command="cam"))[0] == 0  # the lock is stale now

@@ -226,14 +226,15 @@ def save_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) ->
 def folder_lock(path: str | os.PathLike) -> Iterator[None]:
     """Hold the lock file ``path`` (its holder's pid, host and start time) while a run writes a folder, so that
     a second run on the same folder refuses instead of doing the same work; a lock whose process is gone
-    (same host) or that is unreadable is stale and taken over."""
+    (same host) or that is unreadable is stale and taken over. The file appears with its content at once (a hard
+    link to a finished temporary file), so no second run can read it half-written and call it stale."""
     path = Path(path)
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     for _ in range(2):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            _create_whole(path, json.dumps(mine))
         except FileExistsError:
-            holder = _lock_holder(path)
+            holder = lock_holder(path)
             if holder is not None:
                 raise OutputError(f"another run (pid {holder['pid']} on {holder['host']}, since {holder['since']}) "
                                   f"is writing to {path.parent}: wait for it to end, or delete {path} if that "
@@ -242,19 +243,38 @@ def folder_lock(path: str | os.PathLike) -> Iterator[None]:
             continue
         except OSError as exc:
             raise OutputError(f"cannot create the lock file {path}: {exc.strerror or exc}") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(mine, f)
         break
     else:
         raise OutputError(f"cannot take the lock file {path}: another run keeps creating it")
     try:
         yield
     finally:
-        if _lock_holder(path) == mine:
+        if lock_holder(path) == mine:
             path.unlink(missing_ok=True)
 
 
-def _lock_holder(path: Path) -> dict[str, Any] | None:
+def _create_whole(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text``, or FileExistsError if it exists: a hard link to a finished temporary file
+    (so it never exists empty); where the file system has no hard links, an exclusive create, then the write."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".lock", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        try:
+            os.link(tmp, path)
+            return
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here (some network or FUSE file systems)
+            pass
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+    finally:
+        _remove(tmp)
+
+
+def lock_holder(path: Path) -> dict[str, Any] | None:
     """The live holder recorded in a lock file, or None when the lock is stale (unreadable, or its process
     on this host has ended). A holder on another host is assumed alive."""
     try:

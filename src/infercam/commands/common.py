@@ -6,8 +6,9 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..classes import VOC_CLASSES
 from ..data.images import DEFAULT_MAX_SIDE, MIN_SIDE, SizeLimits
@@ -15,14 +16,14 @@ from ..data.voc import VOCDataset
 from ..errors import InferCamError
 from ..io import CAM_FORMATS
 from ..method.cam import DEFAULT_SCALES, check_scales
-from ..method.engine import describe_device
+from ..method.engine import describe_device, resolve_device
 from ..method.forward import PRECISIONS
 from ..method.gradcam import CAM_METHODS, with_cam_method
 from ..models import build_network, cam_classes, list_models
 from ..models.class_map import CLASS_MAPS, DEFAULT_REDUCE, REDUCTIONS, with_class_map
 from ..run import distributed
 from ..run.dataset import ComputeFn, PrepareFn, run_dataset
-from ..run.manifest import RunSummary, file_sha256
+from ..run.manifest import MANIFEST, MANIFEST_STEM, RunSummary, file_sha256
 from ..run.outputs import LabelOutputs, Outputs
 from .validate import int_at_least, positive_int
 
@@ -166,22 +167,51 @@ def _what_it_computes(record: dict[str, Any]) -> dict[str, Any]:
     return {**config, **hashes}
 
 
-def check_same_run(manifest: Path, record: dict[str, Any]) -> None:
-    """Refuse to resume into a folder whose manifest says another computation wrote it (other command,
-    network, weights, mode, scales, format, class map, ...), naming what differs."""
-    try:
-        earlier = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # no (readable) manifest: nothing recorded to compare with
-    if not isinstance(earlier, dict) or not isinstance(earlier.get("config"), dict):
-        return
-    before, now = _what_it_computes(earlier), _what_it_computes(record)
-    differ = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
-    if differ:
-        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in differ[:4])
-        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
-        raise InferCamError(f"{manifest.parent} holds the outputs of another run ({shown}{more}; see {manifest}): "
-                            "use --overwrite to recompute them, or another output folder")
+def _earlier_records(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The run records in ``folder``: its manifest and those of torchrun ranks (an unreadable one counts as none)."""
+    records = []
+    for path in sorted(folder.glob(f"{MANIFEST_STEM}*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("config"), dict):
+            records.append((path, record))
+    return records
+
+
+def _holds_outputs(folder: Path) -> bool:
+    """Whether ``folder`` holds files other than run records, locks and temporary files."""
+    return folder.is_dir() and any(not p.name.startswith((MANIFEST_STEM, ".tmp-")) for p in folder.iterdir())
+
+
+def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: bool) -> float | None:
+    """Refuse to resume into a folder that another computation wrote (other command, network, weights, mode,
+    scales, format, class map, ...; any rank's record counts), naming what differs, or that holds outputs no run
+    recorded (a run killed before it wrote its record by an infercam older than the start-of-run record, or
+    another tool's files). Returns the time from
+    which earlier outputs may be resumed from: the start of an --overwrite run (this one, or the one this run
+    continues), else None (every output that loads whole is kept)."""
+    if overwrite:
+        return time.time()
+    since = None
+    for folder in folders:
+        records = _earlier_records(folder)
+        if not records and _holds_outputs(folder):
+            raise InferCamError(f"{folder} holds files that no infercam run recorded (its run record "
+                                f"{MANIFEST} is missing): use --overwrite to recompute them, or another folder")
+        now = _what_it_computes(record)
+        for path, earlier in records:
+            before = _what_it_computes(earlier)
+            differ = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+            if differ:
+                shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in differ[:4])
+                more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+                raise InferCamError(f"{folder} holds the outputs of another run ({shown}{more}; see {path}): "
+                                    "use --overwrite to recompute them, or another output folder")
+            if isinstance(earlier.get("outputs_since"), (int, float)):
+                since = max(since or 0.0, float(earlier["outputs_since"]))
+    return since
 
 
 def add_output_args(parser: argparse.ArgumentParser, splits: bool = True) -> None:
@@ -192,7 +222,8 @@ def add_output_args(parser: argparse.ArgumentParser, splits: bool = True) -> Non
     group.add_argument("--heatmap", default=None, help="folder for <name>_<class>.png heatmap overlays")
     if splits:
         group.add_argument("--save-splits", default=None, metavar="DIR",
-                           help="also write each image's four patches (<name>_1.jpg .. _4.jpg, <name>.json)")
+                           help="also write each image's four patches (<name>_1.jpg .. _4.jpg, <name>.json; the "
+                                "default and evidence modes do not cut, so each is the whole image)")
 
 
 def make_outputs(args: argparse.Namespace) -> Outputs:
@@ -226,6 +257,7 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
     manifest; the output folders are created once the data set, network and device were found usable."""
     rank = distributed.Rank.from_env()
     args.device = rank.device(args.device)
+    resolve_device(args.device)  # a clear error before the process group, whose backend depends on it
     distributed.start(rank, args.device)
     dataset = open_dataset(args)
     compute, prepare = make_compute(args)
@@ -235,11 +267,12 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
     if isinstance(outputs, Outputs):
         outputs.class_names = getattr(args, "class_names", outputs.class_names)
     record = run_record(args)
-    if not args.overwrite:
-        check_same_run(outputs.folder / rank.manifest_name(), record)
+    since = check_same_run(outputs.folders, record, args.overwrite)
+    record["outputs_since"] = since  # a later resume of this run keeps nothing older
     summary = run_dataset(dataset, compute, outputs, names=distributed.shard(dataset.names, rank.rank, rank.world_size),
                           overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,
-                          progress=not args.no_progress, manifest=record,
-                          manifest_name=rank.manifest_name(), desc=rank.label(desc), limits=limits, prepare=prepare)
+                          progress=not args.no_progress, manifest=record, manifest_name=rank.manifest_name(),
+                          peers=rank.peer_manifest_names(), since=since, desc=rank.label(desc), limits=limits,
+                          prepare=prepare)
     distributed.finish(rank, outputs.folder)
     return report(summary)

@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_size_args(parser)
     add_model_args(parser)
     parser.add_argument("--mode", choices=MODES, default="default",
-                        help="default: clamp patch starts at 0; reference: the authors' wrap-around slicing")
+                        help="how the patches are cut, as the mode's InferCam run cuts them: fixed: the published "
+                             "corner patches, starts clamped at 0; reference: the authors' wrap-around slicing; "
+                             "default, evidence: no cut (each of the four patches is the whole image)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the patches and box files")
     add_run_args(parser)
     parser.set_defaults(func=run)

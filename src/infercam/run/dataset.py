@@ -11,12 +11,14 @@ JSON manifest next to the outputs says what happened to every image.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import signal
 import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -26,9 +28,9 @@ from tqdm import tqdm
 from ..data.images import SizeLimits, load_image
 from ..data.voc import VOCDataset
 from ..errors import InferCamError, OutputError
-from ..io import folder_lock
+from ..io import folder_lock, lock_holder
 from ..method.engine import InferCamResult
-from .manifest import ImageStatus, RunSummary, write_manifest
+from .manifest import MANIFEST, MANIFEST_STEM, ImageStatus, RunSummary, write_manifest
 from .outputs import MISSING, LabelOutputs, Outputs
 
 ComputeFn = Callable[[str, Any, list[int]], "InferCamResult | dict[int, np.ndarray] | np.ndarray"]
@@ -56,16 +58,18 @@ def _prefetch(dataset: VOCDataset, names: Sequence[str], workers: int, limits: S
         yield from pending
 
 
-def _resume_problem(dataset: VOCDataset, outputs: Outputs | LabelOutputs, name: str) -> str | None:
-    """None when a previous run wrote every output of ``name`` whole and for its current labels and size;
-    else why not (``MISSING`` for an image simply not done, or one whose labels or image cannot be read)."""
+def _resume_problem(dataset: VOCDataset, outputs: Outputs | LabelOutputs, name: str,
+                    since: float | None) -> str | None:
+    """None when a previous run wrote every output of ``name`` whole, for its current labels and size (and not
+    before ``since``); else why not (``MISSING`` for an image simply not done, or one whose labels or image
+    cannot be read)."""
     try:
         labels = dataset.labels(name)
         with Image.open(dataset.image_path(name)) as img:  # reads the header only
             size = (img.height, img.width)
     except (InferCamError, OSError, ValueError):
         return MISSING  # the computation reports the problem
-    return outputs.problem(name, labels, size) if labels else MISSING
+    return outputs.problem(name, labels, size, since) if labels else MISSING
 
 
 class _StopRequest:
@@ -94,31 +98,50 @@ class _StopRequest:
 def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | LabelOutputs, *,
                 names: Sequence[str] | None = None, overwrite: bool = False, on_error: str = "skip",
                 workers: int = 2, progress: bool = True, manifest: dict[str, Any] | None = None,
-                manifest_name: str = "infercam-run.json", desc: str = "images",
-                limits: SizeLimits = SizeLimits(), prepare: PrepareFn | None = None) -> RunSummary:
+                manifest_name: str = MANIFEST, peers: Sequence[str] = (), since: float | None = None,
+                desc: str = "images", limits: SizeLimits = SizeLimits(),
+                prepare: PrepareFn | None = None) -> RunSummary:
     """Compute and write every image of ``names`` (default: the whole data set); see module docstring.
 
-    ``manifest`` (the run's command, configuration, ...) is written with the outcome to ``manifest_name``
-    in the output folder, also when the run is interrupted or stopped by an output error (re-raised).
+    ``manifest`` (the run's command, configuration, ...) is written to ``manifest_name`` in every output folder
+    before the first output (status "running") and again with the outcome, also when the run is interrupted or
+    stopped by an output error (re-raised). Each folder is locked under the same name; ``peers`` are the manifest
+    names of the other processes of this job (torchrun ranks), whose locks do not exclude this one, while any
+    other run's live lock does. Outputs written before ``since`` (a time stamp: the start of the --overwrite run
+    this one continues) are not resumed from but computed again.
     """
     if on_error not in ("skip", "stop"):
         raise InferCamError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
     names = list(dataset.names if names is None else names)
     outputs.prepare()
-    with folder_lock(outputs.folder / f"{manifest_name}.lock"):
+    with contextlib.ExitStack() as locks:
+        for folder in outputs.folders:
+            locks.enter_context(folder_lock(folder / f"{manifest_name}.lock"))
+            _refuse_other_runs(folder, {manifest_name, *peers})
         return _run_locked(dataset, compute, outputs, names, overwrite, on_error, workers, progress, manifest,
-                           manifest_name, desc, limits, prepare)
+                           manifest_name, since, desc, limits, prepare)
+
+
+def _refuse_other_runs(folder: Path, job: set[str]) -> None:
+    """An OutputError if a run outside this job (e.g. a torchrun job, while this is a plain run) holds a live
+    lock on ``folder``."""
+    for lock in sorted(folder.glob(f"{MANIFEST_STEM}*.json.lock")):
+        holder = None if lock.name[:-len(".lock")] in job else lock_holder(lock)
+        if holder is not None:
+            raise OutputError(f"another run (pid {holder['pid']} on {holder['host']}, since {holder['since']}) is "
+                              f"writing to {folder}: wait for it to end, or delete {lock} if that run is gone")
 
 
 def _run_locked(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | LabelOutputs, names: list[str],
                 overwrite: bool, on_error: str, workers: int, progress: bool, manifest: dict[str, Any] | None,
-                manifest_name: str, desc: str, limits: SizeLimits, prepare: PrepareFn | None) -> RunSummary:
-    """The body of :func:`run_dataset`, run while this process holds the output folder's lock."""
+                manifest_name: str, since: float | None, desc: str, limits: SizeLimits,
+                prepare: PrepareFn | None) -> RunSummary:
+    """The body of :func:`run_dataset`, run while this process holds the output folders' locks."""
     summary = RunSummary(total=len(names))
     started = _dt.datetime.now(_dt.timezone.utc)
     todo, redo = [], {}
     for name in names:
-        problem = MISSING if overwrite else _resume_problem(dataset, outputs, name)
+        problem = MISSING if overwrite else _resume_problem(dataset, outputs, name, since)
         if problem is None:
             summary.images.append(ImageStatus(name, "skipped", "output exists (resumed)"))
         else:
@@ -128,6 +151,9 @@ def _run_locked(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | Labe
     bar = tqdm(total=len(names), initial=len(names) - len(todo), desc=desc, unit="img",
                disable=not progress, dynamic_ncols=True, file=sys.stderr)
     bar.set_postfix_str(f"resumed {len(names) - len(todo)}")
+    if manifest is not None:  # before any output: a run killed outright still says what wrote the folders
+        for folder in outputs.folders:
+            write_manifest(folder / manifest_name, manifest, dataclasses.replace(summary, status="running"), started)
     stop = _StopRequest()
     try:
         with stop, contextlib.closing(_prefetch(dataset, todo, workers, limits, prepare)) as images:
@@ -157,7 +183,8 @@ def _run_locked(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | Labe
         if stop.signal is not None:
             summary.status, summary.signal = "interrupted", stop.signal
         if manifest is not None:
-            write_manifest(outputs.folder / manifest_name, manifest, summary, started)
+            for folder in outputs.folders:
+                write_manifest(folder / manifest_name, manifest, summary, started)
     return summary
 
 

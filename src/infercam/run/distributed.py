@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -49,6 +50,10 @@ class Rank:
         stem = base[:-len(".json")] if base.endswith(".json") else base
         return f"{stem}.rank{self.rank}-of-{self.world_size}.json"
 
+    def peer_manifest_names(self, base: str = "infercam-run.json") -> list[str]:
+        """The manifest names of this job's other ranks (their locks on a folder do not exclude this rank)."""
+        return [Rank(r, self.world_size).manifest_name(base) for r in range(self.world_size) if r != self.rank]
+
     def label(self, text: str) -> str:
         return f"[rank {self.rank}/{self.world_size}] {text}" if self.distributed else text
 
@@ -69,10 +74,15 @@ def finish(rank: Rank, folder: Path, base: str = "infercam-run.json") -> None:
     """Wait for every rank, then rank 0 merges the per-rank manifests into ``base``."""
     if not rank.distributed or not dist.is_initialized():
         return
-    dist.barrier()
-    if rank.rank == 0:
-        merge_manifests(folder, base, rank.world_size)
-    dist.barrier()
+    try:
+        dist.barrier()
+        if rank.rank == 0:
+            merge_manifests(folder, base, rank.world_size)
+        dist.barrier()
+    except RuntimeError as exc:  # another rank ended early (refused, interrupted, failed): its own line says why
+        print(f"{rank.label('note')}: another rank ended early ({str(exc).splitlines()[0][:120]}); the per-rank "
+              f"manifests in {folder} were not merged", file=sys.stderr)
+        return
     dist.destroy_process_group()
 
 
@@ -86,6 +96,7 @@ def merge_manifests(folder: Path, base: str, world_size: int) -> dict[str, Any]:
     merged["status"] = min((p["status"] for p in parts), key=STATUS_SEVERITY.index)
     merged["totals"] = {k: sum(p["totals"][k] for p in parts) for k in parts[0]["totals"]}
     merged["remaining"] = sum(p["remaining"] for p in parts)
+    merged["recomputed"] = sum(p.get("recomputed", 0) for p in parts)
     merged["images"] = [image for p in parts for image in p["images"]]
     write_json(folder / base, merged)
     return merged

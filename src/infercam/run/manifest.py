@@ -17,6 +17,10 @@ from .. import __version__
 from ..io import write_json
 
 
+MANIFEST = "infercam-run.json"  # a run's record in each output folder (torchrun ranks: infercam-run.rankR-of-W.json)
+MANIFEST_STEM = "infercam-run"
+
+
 @dataclass
 class ImageStatus:
     """One image's outcome in a run."""
@@ -31,8 +35,9 @@ class ImageStatus:
 class RunSummary:
     """Totals and per-image outcomes of a run, and how it ended.
 
-    ``status``: finished (every image was processed), stopped (``on_error="stop"`` after a failure, or an
-    output error such as a full disk; see ``error``) or interrupted (SIGINT/SIGTERM: ``signal``).
+    ``status``: running (the record written before the first output), finished (every image was processed),
+    stopped (``on_error="stop"`` after a failure, or an output error such as a full disk; see ``error``) or
+    interrupted (SIGINT/SIGTERM: ``signal``).
     """
 
     total: int = 0

@@ -44,31 +44,38 @@ class Outputs:
 
     @property
     def folder(self) -> Path:
-        """The folder that holds the run manifest."""
+        """The first output folder (the one a torchrun job's merged manifest is written to)."""
         return self.cam_dir or self.heatmap_dir or self.split_dir  # type: ignore[return-value]
+
+    @property
+    def folders(self) -> list[Path]:
+        """Every output folder: each holds the run's manifest and lock."""
+        return list(dict.fromkeys(folder for folder, _ in self._folders()))
 
     def prepare(self) -> None:
         """Create the output folders (done when the run starts, after its inputs were checked)."""
         for folder, what in self._folders():
             ensure_dir(folder, what)
 
-    def problem(self, name: str, labels: list[int], size: tuple[int, int]) -> str | None:
+    def problem(self, name: str, labels: list[int], size: tuple[int, int], since: float | None = None) -> str | None:
         """Why the outputs of this image (of ``size`` H, W) are not finished: ``MISSING`` when a file is not
-        there, a reason when the CAM file is damaged or from other labels or another image; None when done."""
+        there, a reason when the CAM file is damaged or from other labels or another image, or a file is older
+        than ``since`` (the start of the --overwrite run this one continues); None when done."""
         if self.cam_dir is not None:
             path = self.cam_dir / f"{name}.npy"
             if not path.exists():
                 return MISSING
-            reason = cam_file_problem(path, labels, size)
+            reason = cam_file_problem(path, labels, size) or older_than(path, since)
             if reason is not None:
                 return reason
         if self.split_dir is not None:
-            reason = split_problem(self.split_dir, name, size)
+            reason = split_problem(self.split_dir, name, size) or older_than(self.split_dir / f"{name}.json", since)
             if reason is not None:
                 return reason
         if self.heatmap_dir is not None:
             for c in labels:
-                reason = picture_problem(heatmap_path(self.heatmap_dir, name, c, self.class_names), size)
+                path = heatmap_path(self.heatmap_dir, name, c, self.class_names)
+                reason = picture_problem(path, size) or older_than(path, since)
                 if reason is not None:
                     return reason
         return None
@@ -97,9 +104,13 @@ class LabelOutputs:
         """Create the folder (done when the run starts)."""
         ensure_dir(self.folder, "label folder")
 
-    def problem(self, name: str, labels: list[int], size: tuple[int, int]) -> str | None:
-        """``MISSING`` when the image's PNG is not there, a reason when it does not load or is not of ``size``;
-        None when done."""
+    @property
+    def folders(self) -> list[Path]:
+        return [self.folder]
+
+    def problem(self, name: str, labels: list[int], size: tuple[int, int], since: float | None = None) -> str | None:
+        """``MISSING`` when the image's PNG is not there, a reason when it does not load, is not of ``size`` or is
+        older than ``since``; None when done."""
         path = self.folder / f"{name}.png"
         if not path.exists():
             return MISSING
@@ -107,10 +118,20 @@ class LabelOutputs:
             shape = read_label_png(path).shape
         except InferCamError as exc:
             return str(exc)
-        return None if shape == tuple(size) else f"{path} is {shape[0]}x{shape[1]}, not the image's {size[0]}x{size[1]}"
+        if shape != tuple(size):
+            return f"{path} is {shape[0]}x{shape[1]}, not the image's {size[0]}x{size[1]}"
+        return older_than(path, since)
 
     def write(self, name: str, image: np.ndarray, result: np.ndarray) -> None:
         save_label_png(self.folder / f"{name}.png", result)
+
+
+def older_than(path: Path, since: float | None) -> str | None:
+    """A reason when ``path`` was written before ``since`` (a time stamp): by the run an --overwrite run replaced;
+    None when it is newer, or there is no such run."""
+    if since is None or path.stat().st_mtime >= since:
+        return None
+    return f"{path} was written before the --overwrite run this one continues"
 
 
 def picture_problem(path: Path, size: tuple[int, int]) -> str | None:
