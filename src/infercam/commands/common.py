@@ -188,10 +188,9 @@ def _holds_outputs(folder: Path) -> bool:
 def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: bool) -> float | None:
     """Refuse to resume into a folder that another computation wrote (other command, network, weights, mode,
     scales, format, class map, ...; any rank's record counts), naming what differs, or that holds outputs no run
-    recorded (a run killed before it wrote its record by an infercam older than the start-of-run record, or
-    another tool's files). Returns the time from
-    which earlier outputs may be resumed from: the start of an --overwrite run (this one, or the one this run
-    continues), else None (every output that loads whole is kept)."""
+    recorded (an older infercam's run killed before its end-of-run record, or another tool's files). Returns the
+    time before which earlier outputs are not resumed from: the start of an --overwrite run (this one, or the one
+    this run continues), else None (every output that loads whole is kept)."""
     if overwrite:
         return time.time()
     since = None
