@@ -269,3 +269,33 @@ def test_a_torchrun_ranks_record_counts_and_its_live_lock_excludes_a_plain_run(t
         holder.kill()
         holder.wait()
     assert run(capsys, argv(tiny_voc, tiny_weights, out, command="cam"))[0] == 0  # the lock is stale now
+
+
+def _contend(path, barrier, results):
+    from infercam.errors import OutputError
+    from infercam.io import folder_lock
+
+    barrier.wait()
+    try:
+        with folder_lock(path):
+            import time
+
+            time.sleep(0.1)
+        results.put("held")
+    except OutputError:
+        results.put("refused")
+
+
+def test_two_runs_starting_at_the_same_moment_never_both_hold_the_lock(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(10):  # with a lock file created empty and then written, both held it in most trials
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_contend, args=(tmp_path / f"{trial}.lock", barrier, results)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        assert sorted(results.get(timeout=10) for _ in procs) == ["held", "refused"]
+    assert not list(tmp_path.iterdir())  # no lock or temporary file left behind
