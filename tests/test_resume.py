@@ -236,6 +236,8 @@ def test_every_output_folder_records_its_run_before_the_first_output_and_unrecor
 
     def save_cams(*args, **kwargs):  # a run killed here (SIGKILL, power loss) leaves this record behind
         seen.append([manifest(folder)["status"] for folder in (out, heat)])
+        lock = out / "infercam-run.json.lock"  # readable by another user's run, which must not call it stale
+        assert lock.stat().st_mode & 0o044 == os.stat(out / "infercam-run.json").st_mode & 0o044 != 0
         return real(*args, **kwargs)
 
     monkeypatch.setattr(infercam.run.outputs, "save_cams", save_cams)
@@ -244,10 +246,24 @@ def test_every_output_folder_records_its_run_before_the_first_output_and_unrecor
     # another computation into the heatmap folder alone is refused by that folder's own record
     code, err = run(capsys, argv(tiny_voc, tiny_weights, tmp_path / "other", "--heatmap", heat))
     assert code == 2 and f"{heat} holds the outputs of another run (command: 'cam' -> 'infer'" in err
-    (out / "infercam-run.json").unlink()  # outputs without a record: their provenance is unknown
-    code, err = run(capsys, argv(tiny_voc, tiny_weights, out, command="cam"))
+    (heat / "infercam-run.json").unlink()  # as an older infercam left it: a record in the first folder only
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out, "--heatmap", heat, command="cam"))
+    assert code == 0 and "0 done, 4 skipped" in err and manifest(heat)["status"] == "finished"
+    (out / "infercam-run.json").unlink()  # outputs without any record: their provenance is unknown
+    (heat / "infercam-run.json").unlink()
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out, "--heatmap", heat, command="cam"))
     assert code == 2 and f"{out} holds files that no infercam run recorded" in err
-    assert run(capsys, argv(tiny_voc, tiny_weights, out, "--overwrite", command="cam"))[0] == 0
+    assert run(capsys, argv(tiny_voc, tiny_weights, out, "--heatmap", heat, "--overwrite", command="cam"))[0] == 0
+
+
+def test_one_folder_named_twice_or_holding_a_dotfile_is_an_ordinary_output_folder(tiny_voc, tiny_weights, tmp_path,
+                                                                                     capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".gitkeep").write_text("")
+    monkeypatch.chdir(tmp_path)
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, "out", "--heatmap", out, command="cam"))
+    assert code == 0 and "4 done" in err and len(list(out.glob("*.npy"))) == 4
 
 
 def test_a_torchrun_ranks_record_counts_and_its_live_lock_excludes_a_plain_run(tiny_voc, tiny_weights, tmp_path,
@@ -269,6 +285,12 @@ def test_a_torchrun_ranks_record_counts_and_its_live_lock_excludes_a_plain_run(t
         holder.kill()
         holder.wait()
     assert run(capsys, argv(tiny_voc, tiny_weights, out, command="cam"))[0] == 0  # the lock is stale now
+    (out / "infercam-run.json").rename(out / "infercam-run.rank1-of-2.json")
+    # an --overwrite run replaces every earlier record, so the folder can be resumed by its own options
+    assert run(capsys, argv(tiny_voc, tiny_weights, out, "--overwrite", "--scales", "1.0", command="cam"))[0] == 0
+    assert sorted(p.name for p in out.glob("infercam-run*.json")) == ["infercam-run.json"]
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out, "--scales", "1.0", command="cam"))
+    assert code == 0 and "0 done, 4 skipped" in err
 
 
 def _contend(path, barrier, results):

@@ -258,6 +258,7 @@ def _create_whole(path: Path, text: str) -> None:
     (so it never exists empty); where the file system has no hard links, an exclusive create, then the write."""
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".lock", dir=path.parent)
     try:
+        os.chmod(tmp, FILE_MODE)  # readable by every user's run, as a lock must be (mkstemp's is 0600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         try:

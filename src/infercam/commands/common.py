@@ -181,8 +181,8 @@ def _earlier_records(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def _holds_outputs(folder: Path) -> bool:
-    """Whether ``folder`` holds files other than run records, locks and temporary files."""
-    return folder.is_dir() and any(not p.name.startswith((MANIFEST_STEM, ".tmp-")) for p in folder.iterdir())
+    """Whether ``folder`` holds files other than run records, locks and hidden files (temporary files, .gitkeep)."""
+    return folder.is_dir() and any(not p.name.startswith((MANIFEST_STEM, ".")) for p in folder.iterdir())
 
 
 def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: bool) -> float | None:
@@ -193,14 +193,16 @@ def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: b
     this run continues), else None (every output that loads whole is kept)."""
     if overwrite:
         return time.time()
-    since = None
+    since, records = None, {folder: _earlier_records(folder) for folder in folders}
+    # files that no record vouches for (a folder without one beside a recorded folder is the --heatmap or
+    # --save-splits folder of an older infercam's run, which recorded its first folder only)
+    unrecorded = next((f for f in folders if _holds_outputs(f)), None) if not any(records.values()) else None
+    if unrecorded is not None:
+        raise InferCamError(f"{unrecorded} holds files that no infercam run recorded (its run record {MANIFEST} "
+                            "is missing): use --overwrite to recompute them, or another folder")
+    now = _what_it_computes(record)
     for folder in folders:
-        records = _earlier_records(folder)
-        if not records and _holds_outputs(folder):
-            raise InferCamError(f"{folder} holds files that no infercam run recorded (its run record "
-                                f"{MANIFEST} is missing): use --overwrite to recompute them, or another folder")
-        now = _what_it_computes(record)
-        for path, earlier in records:
+        for path, earlier in records[folder]:
             before = _what_it_computes(earlier)
             differ = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
             if differ:

@@ -118,6 +118,10 @@ def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | Labe
         for folder in outputs.folders:
             locks.enter_context(folder_lock(folder / f"{manifest_name}.lock"))
             _refuse_other_runs(folder, {manifest_name, *peers})
+            if overwrite:  # what earlier runs recorded no longer describes the folder
+                for record in folder.glob(f"{MANIFEST_STEM}*.json"):
+                    if record.name not in {manifest_name, *peers}:
+                        record.unlink(missing_ok=True)
         return _run_locked(dataset, compute, outputs, names, overwrite, on_error, workers, progress, manifest,
                            manifest_name, since, desc, limits, prepare)
 

@@ -3,6 +3,7 @@ heatmaps and patches (:class:`Outputs`) or label PNGs (:class:`LabelOutputs`).""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +50,12 @@ class Outputs:
 
     @property
     def folders(self) -> list[Path]:
-        """Every output folder: each holds the run's manifest and lock."""
-        return list(dict.fromkeys(folder for folder, _ in self._folders()))
+        """Every output folder, once however it is spelt (a relative path, a link): each holds the run's manifest
+        and lock."""
+        unique: dict[str, Path] = {}
+        for folder, _ in self._folders():
+            unique.setdefault(os.path.realpath(folder), folder)
+        return list(unique.values())
 
     def prepare(self) -> None:
         """Create the output folders (done when the run starts, after its inputs were checked)."""
