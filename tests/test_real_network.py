@@ -375,4 +375,4 @@ def test_imagenet_labels_and_heatmaps_named_by_imagenet_class(tmp_path):
                  "--out-cam", str(tmp_path / "cams"), "--heatmap", str(tmp_path / "heat"), "--no-progress"]) == 0
     cams = np.load(tmp_path / "cams" / "a.npy", allow_pickle=True).item()
     assert sorted(cams) == [5, 232] and cams[232].shape == (40, 56)
-    assert sorted(p.name for p in (tmp_path / "heat").iterdir()) == ["a_Border_collie.png", "a_electric_ray.png"]
+    assert sorted(p.name for p in (tmp_path / "heat").glob("*.png")) == ["a_Border_collie.png", "a_electric_ray.png"]
