@@ -94,3 +94,5 @@ def test_demo_with_grad_cam_and_a_wrong_layer(tmp_path, capsys):
     assert all(0 <= m["miou"] <= 100 for m in summary["methods"].values())
     assert main(args + ["--out", str(tmp_path / "b"), "--target-layer", "no_such_layer"]) == 2
     assert "no_such_layer" in capsys.readouterr().err
+    assert main(args + ["--out", str(tmp_path / "c"), "--json", str(tmp_path)]) == 2  # refused before the run
+    assert "is a folder: give a file name" in capsys.readouterr().err and not (tmp_path / "c").exists()

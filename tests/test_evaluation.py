@@ -257,6 +257,16 @@ def test_eval_refuses_thresholds_outside_the_unit_interval(tmp_path, capsys, arg
     assert exc.value.code == 2 and "[0, 1]" in capsys.readouterr().err
 
 
+def test_eval_refuses_a_sweep_too_fine_to_hold_before_allocating_it(tmp_path, capsys):
+    from infercam.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--pred", str(tmp_path), "--voc-root", str(tmp_path), "--list", str(tmp_path / "l.txt"),
+              "--thresholds", "0:1:1e-9"])
+    assert exc.value.code == 2 and "thresholds in 0.0:1.0:1e-09: at most 1001" in capsys.readouterr().err
+    assert len(threshold_range(0, 1, 0.001)) == 1001  # the finest sweep taken
+
+
 def test_paired_mean_bootstrap_resamples_whole_groups():
     from infercam.evaluation.stats import paired_mean_bootstrap
 

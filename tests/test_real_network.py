@@ -210,6 +210,13 @@ def test_scaled_boxes_stay_inside_and_non_empty():
     assert photos.scaled_box((990, 990, 1000, 1000), (1000, 1000), (10, 10)) == (9, 9, 10, 10)
 
 
+def test_make_photos_refuses_an_output_path_it_cannot_make_in_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(["make-photos", "--out", str(tmp_path / "afile" / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "afile is a file, not a folder" in err and "Traceback" not in err
+
+
 def test_make_photos_writes_the_photos_the_bench_scores(tmp_path):
     """Photos larger than 500 px are written at the bench's size with their boxes scaled; --max-side 0 keeps the
     files as shipped."""

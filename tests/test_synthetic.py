@@ -83,6 +83,38 @@ def test_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
         make_synthetic(tmp_path, 1, 0, SIZE)
 
 
+@pytest.mark.parametrize("existed", [False, True])
+def test_an_interrupted_run_leaves_no_half_made_data_set(tmp_path: Path, monkeypatch, existed: bool) -> None:
+    import infercam.data.synthetic as synthetic
+
+    root = tmp_path / "syn"
+    if existed:
+        root.mkdir()  # an empty folder the user made: kept, and empty again
+    real, calls = synthetic._write_image, []
+
+    def write_image(job):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(synthetic, "_write_image", write_image)
+    with pytest.raises(KeyboardInterrupt):
+        make_synthetic(root, 4, 1, SIZE)
+    assert (root.is_dir() and not any(root.iterdir())) if existed else not root.exists()
+    monkeypatch.setattr(synthetic, "_write_image", real)
+    assert make_synthetic(root, 4, 1, SIZE).n_train == 4  # the rerun is not refused
+
+
+@pytest.mark.parametrize("args, said", [(["--seed", "-1"], "must be at least 0"),
+                                        (["--size", "60000"], "must be 64 to 2048"),
+                                        (["--n-train", "1000000000"], "must be 0 to 1000000")])
+def test_cli_refuses_numbers_out_of_range(tmp_path: Path, capsys, args, said) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["make-synthetic", "--out", str(tmp_path / "x"), *args])
+    assert exc.value.code == 2 and said in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def test_class_mix_follows_the_design() -> None:
     design = SceneDesign(class_mix=(0.6, 0.3, 0.1))
     counts = np.zeros(4, dtype=int)

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ..data.synthetic import MAX_IMAGES
 from ..demo.run import DEMO_SEED, run_demo
-from ..io import write_json
+from ..errors import OutputError
+from ..io import ensure_dir, write_json
 from ..method.gradcam import CAM_METHODS
-from .validate import int_at_least, positive_int
+from .validate import int_at_least
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,8 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "real photos packages ship (scored against hand-drawn boxes; skipped with a note where absent); "
                     "and write an HTML report.")
     parser.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    parser.add_argument("--images", type=positive_int, default=60, help="held-out images to generate (default: 60)")
-    parser.add_argument("--seed", type=int, default=DEMO_SEED, help=f"generator seed (default: {DEMO_SEED})")
+    parser.add_argument("--images", type=int_at_least(1, MAX_IMAGES), default=60, help="held-out images to generate (default: 60)")
+    parser.add_argument("--seed", type=int_at_least(0), default=DEMO_SEED, help=f"generator seed (default: {DEMO_SEED})")
     parser.add_argument("--network", default="demo", help="network (default: demo, the bundled classifier)")
     parser.add_argument("--weights", default=None, help="checkpoint (default: the network's bundled weights)")
     parser.add_argument("--cam-method", choices=CAM_METHODS, default="cam",
@@ -37,6 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json:  # its folder made before the run, not found missing after it
+        if Path(args.json).is_dir():
+            raise OutputError(f"--json {args.json} is a folder: give a file name")
+        ensure_dir(Path(args.json).parent, "--json folder")
     summary = run_demo(args.out, n_images=args.images, seed=args.seed, network=args.network, weights=args.weights,
                        device=args.device, report_images=args.report_images, progress=not args.no_progress,
                        max_photos=args.photos, cam_method=args.cam_method, target_layer=args.target_layer)

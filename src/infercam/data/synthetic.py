@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from .voc import ANNOT_DIR, IMAGE_DIR, SEG_DIR, voc_annotation
 PART_DIR = "SegmentationPart"
 LIST_DIR = os.path.join("ImageSets", "Segmentation")
 LABELS_FILE = "cls_labels.npy"
+MAX_IMAGES = 1_000_000  # far beyond any use here; the job list of a typo (1e9) would exhaust the memory first
+MAX_SIZE = 2048
 _PALETTE = voc_colormap().ravel().tolist()
 
 
@@ -87,6 +90,12 @@ def _prepare_root(root: Path) -> None:
         raise OutputError(f"cannot create output folder {root}: {exc}") from None
 
 
+def _empty(root: Path) -> None:
+    """Remove everything in ``root`` (a folder that was empty before this run filled it)."""
+    for entry in root.iterdir():
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
 def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[str, bytes, int]]:
     """Results of :func:`_write_image` in job order, from ``workers`` processes.
 
@@ -108,27 +117,34 @@ def make_synthetic(root: str | os.PathLike, n_train: int, n_val: int, size: int 
     Images are named ``syn_%06d`` (train first, then val); each image depends only on (seed, index),
     so the bytes written do not depend on ``workers``. ``progress(1)`` is called per image.
     """
-    if n_train < 0 or n_val < 0 or n_train + n_val == 0:
-        raise ValueError(f"need n_train, n_val >= 0 and at least one image, got {n_train}, {n_val}")
-    if size < 64:
-        raise ValueError(f"size must be at least 64 px, got {size}")
+    if n_train < 0 or n_val < 0 or not 0 < n_train + n_val <= MAX_IMAGES:
+        raise ValueError(f"need n_train, n_val >= 0 and 1 to {MAX_IMAGES} images, got {n_train}, {n_val}")
+    if not 64 <= size <= MAX_SIZE:
+        raise ValueError(f"size must be 64 to {MAX_SIZE} px, got {size}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     design = design or SceneDesign()
     root = Path(root)
+    created = not root.exists()
     _prepare_root(root)
     jobs = [_Job(os.fspath(root), f"syn_{i:06d}", i, size, seed, design) for i in range(n_train + n_val)]
     labels: dict[str, np.ndarray] = {}
     objects = 0
-    for name, vector, count in _run_jobs(jobs, workers):
-        labels[name] = np.frombuffer(vector, dtype=np.float32).copy()
-        objects += count
-        if progress is not None:
-            progress(1)
-    names = [job.name for job in jobs]
-    for split, part in (("train", names[:n_train]), ("val", names[n_train:])):
-        (root / LIST_DIR / f"{split}.txt").write_text("".join(f"{n}\n" for n in part), encoding="utf-8")
-    np.save(root / LABELS_FILE, labels, allow_pickle=True)
+    try:
+        for name, vector, count in _run_jobs(jobs, workers):
+            labels[name] = np.frombuffer(vector, dtype=np.float32).copy()
+            objects += count
+            if progress is not None:
+                progress(1)
+        names = [job.name for job in jobs]
+        for split, part in (("train", names[:n_train]), ("val", names[n_train:])):
+            (root / LIST_DIR / f"{split}.txt").write_text("".join(f"{n}\n" for n in part), encoding="utf-8")
+        np.save(root / LABELS_FILE, labels, allow_pickle=True)
+    except BaseException:  # interrupted or failed: no half-made data set is left to block the next run
+        shutil.rmtree(root, ignore_errors=True) if created else _empty(root)
+        raise
     table = np.stack(list(labels.values()))
     per_image = table.sum(axis=1).astype(int)
     return SyntheticSummary(

@@ -23,6 +23,7 @@ from .scores import (
 )
 
 CamDict = Mapping[int, np.ndarray]
+MAX_THRESHOLDS = 1001  # a step of 0.001 over [0, 1]
 
 
 def threshold_range(start: float, stop: float, step: float) -> np.ndarray:
@@ -30,6 +31,9 @@ def threshold_range(start: float, stop: float, step: float) -> np.ndarray:
     if step <= 0 or stop < start:
         raise ValueError(f"bad threshold range {start}:{stop}:{step}: need step > 0 and stop >= start")
     count = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if count > MAX_THRESHOLDS:  # each threshold holds a confusion matrix per image
+        raise ValueError(f"{count} thresholds in {start}:{stop}:{step}: at most {MAX_THRESHOLDS} (a step of "
+                         f"{(stop - start) / (MAX_THRESHOLDS - 1):.2g} or more)")
     return np.round(start + step * np.arange(count), 10)
 
 
