@@ -96,3 +96,9 @@ def test_demo_with_grad_cam_and_a_wrong_layer(tmp_path, capsys):
     assert "no_such_layer" in capsys.readouterr().err
     assert main(args + ["--out", str(tmp_path / "c"), "--json", str(tmp_path)]) == 2  # refused before the run
     assert "is a folder: give a file name" in capsys.readouterr().err and not (tmp_path / "c").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.json").write_text("my own")  # a folder of other files: the demo would replace them
+    assert main(args + ["--out", str(mine)]) == 2
+    assert "holds files no demo wrote" in capsys.readouterr().err and (mine / "summary.json").read_text() == "my own"
+    assert main(args + ["--out", str(tmp_path / "a"), "--target-layer", "stages"]) == 0  # an earlier demo's: rerun

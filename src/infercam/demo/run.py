@@ -8,6 +8,7 @@ and writes an HTML report.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from ..data.images import fit, load_image
 from ..data.scenes import PART_BODY, PART_HEAD
 from ..data.synthetic import PART_DIR, make_synthetic
 from ..data.voc import VOCDataset, read_label_png
+from ..errors import OutputError
 from ..evaluation import CamSweep, EvalResult, format_threshold
 from ..evaluation.metrics import best_iou, mass_share
 from ..evaluation.stats import Interval, paired_bootstrap
@@ -112,6 +114,32 @@ class PartMass:
         return dict(zip(("head", "body", "outside"), (self.totals / total).round(4).tolist()))
 
 
+DEMO_MARK = ".infercam-demo"  # in a folder the demo writes: a rerun may replace what is there
+
+
+def demo_folder(out: str | Path) -> Path:
+    """The demo's output folder, new or one an earlier demo wrote; a folder of other files is refused, since the
+    demo replaces report/ and summary.json."""
+    out = Path(out)
+    if out.is_dir() and not (out / DEMO_MARK).exists() and not _demo_summary(out) and any(out.iterdir()):
+        raise OutputError(f"demo output folder {out} holds files no demo wrote (the demo replaces report/ and "
+                          "summary.json): choose a new or empty folder")
+    out = ensure_dir(out, "demo output folder")
+    try:
+        (out / DEMO_MARK).touch()
+    except OSError as exc:
+        raise OutputError(f"cannot write to the demo output folder {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def _demo_summary(out: Path) -> bool:
+    """Whether ``out`` holds the summary.json of a demo from before the folder was marked."""
+    try:
+        return "methods" in json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def demo_data(out: Path, n_images: int, seed: int, size: int, progress: bool) -> Path:
     """The held-out split (generated once per seed, count and size; reused by later runs)."""
     root = out / f"data-seed{seed}-n{n_images}-s{size}"
@@ -138,7 +166,7 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
     """Run the whole demo into ``out`` and return its figures (also written to ``out/summary.json``); the
     synthetic part's maps come from ``network`` by ``cam_method`` (its own CAM head, or Grad-CAM at a layer)."""
     start = time.perf_counter()
-    out = ensure_dir(out, "demo output folder")
+    out = demo_folder(out)
     root = demo_data(out, n_images, seed, size, progress)
     dataset = VOCDataset.open(root, root / "ImageSets/Segmentation/val.txt")
     model = with_cam_method(build_network(network, weights)[0], cam_method, target_layer)
