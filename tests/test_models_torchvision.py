@@ -102,6 +102,11 @@ def test_a_plug_in_network_of_the_wrong_signature_or_result_is_a_clear_error(tmp
     with pytest.raises(InferCamError, match=r"'my_nets:a_dict' returned a dict, not a torch nn.Module"):
         create("my_nets:a_dict")
     assert create("my_nets:fine", num_classes=3).out_channels == 3
+    # a plug-in spec of a registered factory still fits a checkpoint saved under the registered name
+    small = {"widths": [8, 8, 16, 16], "depths": [1, 1, 1, 1]}
+    torch.save({"state_dict": create("small-resnet", **small).state_dict(),
+                "config": {"arch": "small-resnet", "arch_kwargs": small}}, tmp_path / "small.pth")
+    assert build_network("infercam.models.small:small_resnet", tmp_path / "small.pth")[1].ok
 
 
 def test_mlp_head_has_no_cam_and_the_error_suggests_gradcam(tiny_voc, tmp_path, capsys):

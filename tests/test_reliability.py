@@ -234,9 +234,11 @@ CHECKPOINTS = {  # case: (file contents, messages)
                             "  head.weight", "conv.weight: [8, 3, 3, 3] vs [16, 3, 3, 3]"]),
     "python objects besides tensors": ({"state_dict": TinyCamNet().state_dict(), "args": argparse.Namespace(lr=1)},
                                        ["holds Python objects besides tensors", "argparse Namespace",
-                                        "torch.load(FILE, weights_only=False)['state_dict']"]),
+                                        "torch.load(FILE, weights_only=False)", "obj.state_dict()"]),
     "no tensors": ({"epoch": 3, "weights": [1, 2]},
                    ["no state_dict of tensors found", "its top-level keys: epoch, weights", "'model_state_dict'"]),
+    "an empty model entry": ({"model": {}, "step": 3},
+                             ["no state_dict of tensors found", "its top-level keys: model, step"]),
     "21 classes for 20": (TinyCamNet(num_classes=21).state_dict(),
                           ["has a 21-class classifier (fc.weight) but the network was built for 20 classes: "
                            "give --num-classes 21 if that is intended"]),

@@ -246,7 +246,11 @@ def test_every_output_folder_records_its_run_before_the_first_output_and_unrecor
     # another computation into the heatmap folder alone is refused by that folder's own record
     code, err = run(capsys, argv(tiny_voc, tiny_weights, tmp_path / "other", "--heatmap", heat))
     assert code == 2 and f"{heat} holds the outputs of another run (command: 'cam' -> 'infer'" in err
-    (heat / "infercam-run.json").unlink()  # as an older infercam left it: a record in the first folder only
+    (heat / "infercam-run.json").unlink()  # a folder of pictures no record names: refused
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out, "--heatmap", heat, command="cam"))
+    assert code == 2 and f"{heat} holds files that no infercam run recorded" in err
+    older = {k: v for k, v in manifest(out).items() if k != "outputs_since"}  # as an older infercam wrote it,
+    (out / "infercam-run.json").write_text(json.dumps(older))  # naming its --heatmap folder, which had no record
     code, err = run(capsys, argv(tiny_voc, tiny_weights, out, "--heatmap", heat, command="cam"))
     assert code == 0 and "0 done, 4 skipped" in err and manifest(heat)["status"] == "finished"
     (out / "infercam-run.json").unlink()  # outputs without any record: their provenance is unknown

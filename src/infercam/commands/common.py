@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -13,7 +14,7 @@ from typing import Any, Callable, Sequence
 from ..classes import VOC_CLASSES
 from ..data.images import DEFAULT_MAX_SIDE, MIN_SIDE, SizeLimits
 from ..data.voc import VOCDataset
-from ..errors import InferCamError
+from ..errors import InferCamError, OutputError
 from ..io import CAM_FORMATS
 from ..method.cam import DEFAULT_SCALES, check_scales
 from ..method.engine import describe_device, resolve_device
@@ -185,6 +186,26 @@ def _holds_outputs(folder: Path) -> bool:
     return folder.is_dir() and any(not p.name.startswith((MANIFEST_STEM, ".")) for p in folder.iterdir())
 
 
+def _names(record: dict[str, Any], folder: Path) -> bool:
+    """Whether an older infercam's run record (before every output folder had its own) names ``folder`` as its
+    --heatmap or --save-splits folder, which that version left without a record."""
+    paths = [v for k, v in record["config"].items() if k in OUTPUT_PATH_OPTIONS and isinstance(v, str)]
+    return "outputs_since" not in record and os.path.abspath(folder) in {os.path.abspath(p) for p in paths}
+
+
+def _file_system_now(folders: Sequence[Path]) -> float:
+    """The time stamp a file written now in the first existing output folder gets (the file system's clock and
+    granularity, to compare outputs' mtimes with); the local clock where no folder exists yet (nothing to keep)."""
+    folder = next((f for f in folders if f.is_dir()), None)
+    if folder is None:
+        return time.time()
+    try:
+        with tempfile.NamedTemporaryFile(prefix=".tmp-", dir=folder) as probe:
+            return os.fstat(probe.fileno()).st_mtime
+    except OSError as exc:
+        raise OutputError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from None
+
+
 def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: bool) -> float | None:
     """Refuse to resume into a folder that another computation wrote (other command, network, weights, mode,
     scales, format, class map, ...; any rank's record counts), naming what differs, or that holds outputs no run
@@ -192,14 +213,13 @@ def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: b
     time before which earlier outputs are not resumed from: the start of an --overwrite run (this one, or the one
     this run continues), else None (every output that loads whole is kept)."""
     if overwrite:
-        return time.time()
+        return _file_system_now(folders)
     since, records = None, {folder: _earlier_records(folder) for folder in folders}
-    # files that no record vouches for (a folder without one beside a recorded folder is the --heatmap or
-    # --save-splits folder of an older infercam's run, which recorded its first folder only)
-    unrecorded = next((f for f in folders if _holds_outputs(f)), None) if not any(records.values()) else None
-    if unrecorded is not None:
-        raise InferCamError(f"{unrecorded} holds files that no infercam run recorded (its run record {MANIFEST} "
-                            "is missing): use --overwrite to recompute them, or another folder")
+    every = [earlier for found in records.values() for _, earlier in found]
+    for folder in folders:  # files that no record vouches for
+        if not records[folder] and _holds_outputs(folder) and not any(_names(r, folder) for r in every):
+            raise InferCamError(f"{folder} holds files that no infercam run recorded (its run record {MANIFEST} "
+                                "is missing): use --overwrite to recompute them, or another folder")
     now = _what_it_computes(record)
     for folder in folders:
         for path, earlier in records[folder]:

@@ -135,9 +135,10 @@ def demo_folder(out: str | Path) -> Path:
 def _demo_summary(out: Path) -> bool:
     """Whether ``out`` holds the summary.json of a demo from before the folder was marked."""
     try:
-        return "methods" in json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return False
+    return isinstance(summary, dict) and "methods" in summary
 
 
 def demo_data(out: Path, n_images: int, seed: int, size: int, progress: bool) -> Path:

@@ -130,6 +130,7 @@ def _plugin(spec: str) -> Callable[..., nn.Module]:
     if not callable(factory):
         raise InferCamError(f"plug-in network {spec!r}: module {module_name!r} has no callable {attr!r}")
 
+    @functools.wraps(factory)  # inspect.unwrap gives the factory back: a checkpoint of its registered name fits
     def build(**kwargs: Any) -> nn.Module:
         """The factory's network, or a clear error where its signature or result does not fit."""
         try:
@@ -247,23 +248,24 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise CheckpointError(
             f"not a PyTorch checkpoint, or one that holds Python objects besides tensors (e.g. the argparse Namespace "
             f"of timm's training checkpoints, or a whole pickled model): {path}. infercam unpickles tensors only; "
-            f"from a file you trust, save the weights alone: torch.save(torch.load(FILE, weights_only=False)"
-            f"['state_dict'], 'weights.pth')") from None
+            f"from a file you trust, save the weights alone: obj = torch.load(FILE, weights_only=False), then "
+            f"torch.save(obj['state_dict'], 'weights.pth') (a whole model: obj.state_dict())") from None
     except RuntimeError as exc:  # torch's archive reader: a damaged (e.g. truncated) checkpoint
         raise CheckpointError(f"damaged PyTorch checkpoint: {path} ({str(exc).split('. ')[0]})") from None
     except Exception:  # a file of another kind makes the unpickler fail in many ways
         raise CheckpointError(f"not a PyTorch checkpoint: {path}") from None
     config: dict[str, Any] = {}
+    top = obj
     if isinstance(obj, dict):
         if isinstance(obj.get("config"), dict):
             config = obj["config"]
         for key in STATE_DICT_KEYS:
-            if isinstance(obj.get(key), dict):
+            if isinstance(obj.get(key), dict) and obj[key]:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        found = f"its top-level keys: {', '.join(map(str, list(obj)[:10]))}" if isinstance(obj, dict) and obj \
-            else f"it holds {'an empty dict' if isinstance(obj, dict) else 'a ' + type(obj).__name__}"
+        found = f"its top-level keys: {', '.join(map(str, list(top)[:10]))}" if isinstance(top, dict) and top \
+            else f"it holds {'an empty dict' if isinstance(top, dict) else 'a ' + type(top).__name__}"
         raise CheckpointError(f"no state_dict of tensors found in checkpoint: {path} ({found}; infercam reads a "
                               f"dict of tensors, or one under {' / '.join(map(repr, STATE_DICT_KEYS))})")
     if all(k.startswith("module.") for k in obj):
@@ -339,7 +341,7 @@ def build_network(name: str, weights: str | os.PathLike | None = None, num_class
         weights = _DEFAULT_WEIGHTS[name]()
     state, config = read_checkpoint(weights)
     saved = config.get("arch")
-    if saved not in (None, name) and _REGISTRY.get(saved) is not _REGISTRY.get(name, family.factory):
+    if saved not in (None, name) and _REGISTRY.get(saved) is not _REGISTRY.get(name, inspect.unwrap(family.factory)):
         raise CheckpointError(f"checkpoint {weights} was saved for network {saved!r}, not {name!r}")
     classes = num_classes if num_classes is not None else config.get("num_classes")
     if classes is None and family.classes_in is not None:

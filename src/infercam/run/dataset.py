@@ -115,13 +115,13 @@ def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | Labe
     names = list(dataset.names if names is None else names)
     outputs.prepare()
     with contextlib.ExitStack() as locks:
-        for folder in outputs.folders:
+        for folder in outputs.folders:  # every folder locked and free before any is changed
             locks.enter_context(folder_lock(folder / f"{manifest_name}.lock"))
             _refuse_other_runs(folder, {manifest_name, *peers})
-            if overwrite:  # what earlier runs recorded no longer describes the folder
-                for record in folder.glob(f"{MANIFEST_STEM}*.json"):
-                    if record.name not in {manifest_name, *peers}:
-                        record.unlink(missing_ok=True)
+        for folder in outputs.folders if overwrite else ():  # earlier records no longer describe the folders
+            for record in folder.glob(f"{MANIFEST_STEM}*.json"):
+                if record.name not in {manifest_name, *peers}:
+                    record.unlink(missing_ok=True)
         return _run_locked(dataset, compute, outputs, names, overwrite, on_error, workers, progress, manifest,
                            manifest_name, since, desc, limits, prepare)
 

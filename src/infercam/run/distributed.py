@@ -80,7 +80,8 @@ def finish(rank: Rank, folder: Path, base: str = "infercam-run.json") -> None:
             merge_manifests(folder, base, rank.world_size)
         dist.barrier()
     except RuntimeError as exc:  # another rank ended early (refused, interrupted, failed): its own line says why
-        print(f"{rank.label('note')}: another rank ended early ({str(exc).splitlines()[0][:120]}); the per-rank "
+        print(f"{rank.label('note')}: another rank ended early "
+              f"({(str(exc).splitlines() or [type(exc).__name__])[0][:120]}); the per-rank "
               f"manifests in {folder} were not merged", file=sys.stderr)
         return
     dist.destroy_process_group()
