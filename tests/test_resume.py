@@ -325,3 +325,55 @@ def test_two_runs_starting_at_the_same_moment_never_both_hold_the_lock(tmp_path)
             p.join(timeout=60)
         assert sorted(results.get(timeout=10) for _ in procs) == ["held", "refused"]
     assert not list(tmp_path.iterdir())  # no lock or temporary file left behind
+
+
+def _contend_slowly(path, barrier, results):
+    import time
+
+    import infercam.io as io
+
+    read = io.lock_holder
+
+    def slow_read(lock):  # widens the window between finding the lock stale and replacing it
+        holder = read(lock)
+        time.sleep(0.05)
+        return holder
+
+    io.lock_holder = slow_read
+    _contend(path, barrier, results)
+
+
+def test_two_runs_finding_the_same_stale_lock_never_both_take_it_over(tmp_path):
+    import multiprocessing
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": "2026-12-02T00:00:00+0000"})
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(3):  # without the takeover guard both replaced the stale lock in every trial
+        (tmp_path / f"{trial}.lock").write_text(stale)
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_contend_slowly, args=(tmp_path / f"{trial}.lock", barrier, results))
+                 for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        assert sorted(results.get(timeout=10) for _ in procs) == ["held", "refused"]
+    assert not list(tmp_path.iterdir())  # no lock, guard or temporary file left behind
+
+
+def test_a_takeover_guard_left_by_a_killed_run_does_not_block_later_runs(tmp_path):
+    import socket
+
+    from infercam.io import folder_lock
+
+    lock = tmp_path / "infercam-run.json.lock"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": "x"}))
+    (tmp_path / "infercam-run.json.lock.takeover").write_text("")
+    with folder_lock(lock):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not list(tmp_path.iterdir())

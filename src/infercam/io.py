@@ -227,30 +227,74 @@ def folder_lock(path: str | os.PathLike) -> Iterator[None]:
     """Hold the lock file ``path`` (its holder's pid, host and start time) while a run writes a folder, so that
     a second run on the same folder refuses instead of doing the same work; a lock whose process is gone
     (same host) or that is unreadable is stale and taken over. The file appears with its content at once (a hard
-    link to a finished temporary file), so no second run can read it half-written and call it stale."""
+    link to a finished temporary file), so no second run can read it half-written and call it stale; a stale
+    lock is taken over by one run at a time (:func:`_takeover_guard`), so two runs that find it together cannot
+    both replace it."""
     path = Path(path)
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    for _ in range(2):
+    try:
         try:
             _create_whole(path, json.dumps(mine))
         except FileExistsError:
-            holder = lock_holder(path)
-            if holder is not None:
-                raise OutputError(f"another run (pid {holder['pid']} on {holder['host']}, since {holder['since']}) "
-                                  f"is writing to {path.parent}: wait for it to end, or delete {path} if that "
-                                  "run is gone") from None
-            path.unlink(missing_ok=True)  # stale: its process has ended
-            continue
-        except OSError as exc:
-            raise OutputError(f"cannot create the lock file {path}: {exc.strerror or exc}") from None
-        break
-    else:
-        raise OutputError(f"cannot take the lock file {path}: another run keeps creating it")
+            with _takeover_guard(path):
+                _refuse_live_holder(path)
+                path.unlink(missing_ok=True)  # stale: its process has ended
+                try:
+                    _create_whole(path, json.dumps(mine))
+                except FileExistsError:  # a run that did not need to take over created it meanwhile
+                    _refuse_live_holder(path)
+                    raise OutputError(f"cannot take the lock file {path}: another run keeps creating it") from None
+    except OSError as exc:
+        raise OutputError(f"cannot create the lock file {path}: {exc.strerror or exc}") from None
     try:
         yield
     finally:
         if lock_holder(path) == mine:
             path.unlink(missing_ok=True)
+
+
+def _refuse_live_holder(path: Path) -> None:
+    """An OutputError naming the run that holds the lock ``path``, if a live one does."""
+    holder = lock_holder(path)
+    if holder is not None:
+        raise OutputError(f"another run (pid {holder['pid']} on {holder['host']}, since {holder['since']}) "
+                          f"is writing to {path.parent}: wait for it to end, or delete {path} if that "
+                          "run is gone")
+
+
+@contextlib.contextmanager
+def _takeover_guard(lock: Path, patience: float = 10.0, abandoned: float = 2.0) -> Iterator[None]:
+    """Let one run at a time decide that ``lock`` is stale and replace it: an exclusively created
+    ``<lock>.takeover`` file, removed afterwards. Held for microseconds, so one that stays unchanged for
+    ``abandoned`` seconds was left by a run killed inside it and is removed; OutputError after ``patience``."""
+    guard = lock.with_name(lock.name + ".takeover")
+    start, seen = time.monotonic(), None
+    while True:
+        try:
+            os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            break
+        except FileExistsError:
+            pass
+        try:
+            st = guard.stat()
+            identity = (st.st_ino, st.st_mtime_ns)
+        except FileNotFoundError:
+            continue
+        now = time.monotonic()
+        if seen is None or seen[0] != identity:
+            seen = (identity, now)
+        elif now - seen[1] > abandoned:
+            guard.unlink(missing_ok=True)
+            seen = None
+            continue
+        if now - start > patience:
+            raise OutputError(f"cannot take over the stale lock {lock}: {guard} stays in place; delete it if no "
+                              "run is starting in this folder")
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        guard.unlink(missing_ok=True)
 
 
 def _create_whole(path: Path, text: str) -> None:
