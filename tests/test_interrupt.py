@@ -172,3 +172,18 @@ def test_interrupted_training_resumes_from_partial_to_the_same_weights(tmp_path,
     a, b = torch.load(tmp_path / "whole.pth", weights_only=True), torch.load(cut, weights_only=True)
     for key in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_during_make_synthetic_leaves_no_half_made_folder(tmp_path, workers):
+    out = tmp_path / "syn"
+    proc = subprocess.Popen([sys.executable, "-m", "infercam", "make-synthetic", "--out", str(out), "--n-train",
+                             "5000", "--n-val", "0", "--size", "64", "--workers", str(workers), "--no-progress"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("JPEGImages/*"))) < 5 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)  # as a scheduler or `timeout` stops a job: workers and all
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 128 + signal.SIGTERM and "make-synthetic: terminated" in err
+    assert "Traceback" not in err and not out.exists()

@@ -5,7 +5,9 @@ import argparse
 import importlib
 import os
 import shlex
+import signal
 import sys
+import threading
 
 from . import __version__
 from .errors import InferCamError
@@ -36,23 +38,39 @@ def one_line(exc: InferCamError) -> str:
     return text
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, ``timeout``, torchrun stopping a job), handled as Ctrl-C is: the clean-up of
+    unfinished outputs runs instead of the process dying at once."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; user errors print one line on stderr and give exit status 2."""
+    """Run one subcommand; user errors print one line on stderr and give exit status 2; Ctrl-C gives 130 and
+    SIGTERM 143, both after cleaning up."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["infercam", *argv])  # for run manifests
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     try:
         return int(args.func(args) or 0)
     except InferCamError as exc:
         print(f"infercam {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"infercam {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"infercam {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:  # e.g. `infercam eval ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

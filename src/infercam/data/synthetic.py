@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,11 @@ def _empty(root: Path) -> None:
         shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
+def _default_sigterm() -> None:
+    """Pool workers die quietly when the pool ends them (the CLI's SIGTERM handler is for the main process)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[str, bytes, int]]:
     """Results of :func:`_write_image` in job order, from ``workers`` processes.
 
@@ -105,7 +111,7 @@ def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[str, bytes, int]
         yield from map(_write_image, jobs)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(method).Pool(workers) as pool:
+    with multiprocessing.get_context(method).Pool(workers, initializer=_default_sigterm) as pool:
         yield from pool.imap(_write_image, jobs, chunksize=max(1, min(32, len(jobs) // (8 * workers))))
 
 
