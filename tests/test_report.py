@@ -126,6 +126,16 @@ def test_without_ground_truth_the_maps_are_shown_unscored_and_images_picks_the_m
     assert code == 0 and "without scores" in page and " data-iou0=" not in page and page.count('class="item"') == 4
 
 
+def test_a_rerun_with_fewer_images_leaves_only_the_pictures_its_page_shows(runs, tmp_path, capsys):
+    voc, folders = runs
+    out = tmp_path / "report"
+    assert report(capsys, voc, folders, out)[0] == 0
+    (out / "img" / "mine.png").write_bytes(b"a user's file")
+    assert report(capsys, voc, folders, out, "--images", "2")[0] == 0
+    shown = set(re.findall(r'<img src="img/([^"]+)"', (out / "index.html").read_text()))
+    assert len(shown) == 2 * 5 and {p.name for p in (out / "img").iterdir()} == shown | {"mine.png"}
+
+
 def _visible(dom: str) -> list[str]:
     """The names of the gallery's shown items, in page order."""
     tags = re.findall(r'<div class="item"[^>]*>', dom)

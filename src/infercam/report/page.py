@@ -8,6 +8,7 @@ caller describes the page with the plain data of :class:`Report`; this module kn
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Protocol
@@ -221,7 +222,20 @@ def write_page(folder: Path, title: str, body: str, style: str = "") -> Path:
     path = folder / "index.html"
     with atomic_path(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
+    _remove_unused_pictures(folder, body)
     return path
+
+
+_OWN_PICTURE = re.compile(r"(g\d+_\d+|photo_.+_\d+)\.png")  # the names write_gallery and _photo_section give
+
+
+def _remove_unused_pictures(folder: Path, body: str) -> None:
+    """Remove pictures an earlier report into ``folder`` wrote and this page no longer shows (a rerun with fewer
+    images), so that img/ holds what index.html shows; files of other names are left alone."""
+    shown = set(re.findall(r'src="img/([^"]+)"', body))
+    for picture in (folder / "img").glob("*.png"):
+        if _OWN_PICTURE.fullmatch(picture.name) and picture.name not in shown:
+            picture.unlink(missing_ok=True)
 
 
 __all__ = ["ImageRow", "MethodScore", "PhotoRow", "Report", "threshold_plot", "write_page", "write_report"]
