@@ -116,3 +116,10 @@ def test_help_is_complete(capsys):
             main([cmd, "--help"])
         text = capsys.readouterr().out
         assert "--voc-root" in text and "--network" in text and "--device" in text
+
+
+@pytest.mark.parametrize("spec", [":resnet50", ".models:x"])
+def test_a_plug_in_spec_with_an_empty_or_relative_module_is_one_line(spec, tiny_voc, tmp_path, capsys):
+    code = main(["infer", "--voc-root", str(tiny_voc), "--network", spec, "--out-cam", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot import plug-in network module" in err and "Traceback" not in err

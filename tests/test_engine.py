@@ -112,6 +112,8 @@ def test_split_only():
 
 @pytest.mark.parametrize("labels, message", [
     (np.eye(20)[5], "0/1 vector of 20 entries"), ([3.7], "got 3.7"), ([True], "got True"), (["3"], "got '3'"),
+    (np.eye(20, dtype=np.int64)[14], "0/1 vector of 20 entries"), ([0] * 14 + [1] + [0] * 5, "0/1 vector"),
+    (torch.eye(20, dtype=torch.long)[14], "0/1 vector"),
 ])
 def test_labels_that_are_not_class_indices_are_refused_not_misread(labels, message):
     with pytest.raises(LabelError, match=message):

@@ -94,3 +94,12 @@ def test_a_finished_run_is_reused_and_one_with_other_options_is_not_replaced(tin
     assert "lr" in capsys.readouterr().err and out.read_bytes() == written
     assert main(train_args(tiny_voc, out) + ["--lr", "0.01", "--overwrite"]) == 0
     assert out.read_bytes() != written
+
+
+def test_a_checkpoint_path_without_an_extension_is_written(tmp_path):
+    from infercam.train.loop import save_checkpoint
+
+    model = torch.nn.Linear(2, 3)
+    save_checkpoint(tmp_path / "segmodel", model, {"network": "linear"})  # torch.save refused ".tmp-xxxx"
+    saved = torch.load(tmp_path / "segmodel", weights_only=True)
+    assert saved["config"] == {"network": "linear"} and [p.name for p in tmp_path.iterdir()] == ["segmodel"]

@@ -40,7 +40,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+        # the target's extension (writers pick the format by it), or one anyway: torch.save refuses a name
+        # that is only a dotted stem (".tmp-abc")
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1] or ".part", dir=folder)
     except OSError as exc:
         raise OutputError(_describe(exc, path)) from None
     os.close(fd)

@@ -98,7 +98,9 @@ def check_labels(labels: Iterable[int]) -> list[int]:
         values = list(labels)
     else:
         array = np.asarray(labels)  # a list, tuple, numpy array, tensor or a single index
-        if array.dtype.kind in "fb" and array.ndim == 1 and array.size > 1 and np.isin(array, (0, 1)).all():
+        zero_one = array.ndim == 1 and np.isin(array, (0, 1)).all()
+        # floats or booleans of 0/1, or integers 0/1 with repeats (indices never repeat): a multi-hot vector
+        if zero_one and (array.dtype.kind in "fb" and array.size > 1 or array.dtype.kind in "iu" and array.size > 2):
             raise LabelError(f"labels look like a 0/1 vector of {array.size} entries, not class indices: "
                              "give np.flatnonzero(vector)")
         values = list(labels) if array.dtype == object else array.reshape(-1).tolist()

@@ -124,7 +124,7 @@ def _plugin(spec: str) -> Callable[..., nn.Module]:
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except (ImportError, ValueError, TypeError) as exc:  # ValueError, TypeError: an empty or relative name
         raise InferCamError(f"cannot import plug-in network module {module_name!r}: {exc}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
