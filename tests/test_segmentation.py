@@ -139,6 +139,18 @@ def test_a_bad_image_in_a_loader_worker_is_one_error_line(voc, tmp_path, capsys)
     assert "Traceback" not in err and "DataLoader worker" not in err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--network", "demo"], "train-seg needs a segmentation network"),
+    (["--num-classes", "3"], "a label PNG holds class"),
+    (["--network", "deeplabv3-mobilenet", "--batch-size", "1"], "needs at least 2 images per batch"),
+])
+def test_a_network_or_labels_that_do_not_fit_segmentation_training_are_one_line(extra, message, voc, tmp_path,
+                                                                                 capsys):
+    assert main([*train_seg_args(voc, voc / "SegmentationClass", tmp_path, steps=1), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "seg.pth").exists()
+
+
 def test_train_seg_refuses_to_replace_an_out_file_that_is_no_training_checkpoint(voc, tmp_path, capsys):
     args = train_seg_args(voc, voc / "SegmentationClass", tmp_path)
     (tmp_path / "seg.pth").write_text("my notes")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ..classes import IGNORE_INDEX
 from ..data.images import load_image
 from ..data.voc import VOCDataset
+from ..errors import DataError, InferCamError
 from ..io import ensure_dir, save_label_png
 from ..models.registry import normalization
 from .loop import LabelledImages, TrainConfig, make_loader, save_checkpoint, train_loop
@@ -33,13 +34,27 @@ MOMENTUM = 0.9
 def segmentation_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the labelled pixels (255 ignored); 0 for a batch with none."""
     target = label.long()
+    stray = target[(target != IGNORE_INDEX) & ((target < 0) | (target >= logits.shape[1]))]
+    if stray.numel():
+        raise DataError(f"a label PNG holds class {int(stray[0])}, but the network has {logits.shape[1]} classes "
+                        f"(0-{logits.shape[1] - 1}, {IGNORE_INDEX} ignored): check --num-classes and the labels")
     total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
     return total / (target != IGNORE_INDEX).sum().clamp(min=1)
 
 
 def _step(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
     images, labels = batch
-    loss = segmentation_loss(model(images), labels)
+    try:
+        logits = model(images)
+    except ValueError as exc:  # BatchNorm after a pooled 1 x 1 map (DeepLabV3's ASPP) needs two samples
+        if "Expected more than 1 value per channel" in str(exc):
+            raise InferCamError("this network's batch norm needs at least 2 images per batch: use --batch-size 2 "
+                                "or more") from None
+        raise
+    if logits.ndim != 4:
+        raise InferCamError(f"the network gives {tuple(logits.shape)} scores per batch, not a map per pixel: "
+                            "train-seg needs a segmentation network (e.g. deeplabv3-resnet50, demo-seg)")
+    loss = segmentation_loss(logits, labels)
     return loss, {"loss": loss.item()}
 
 
