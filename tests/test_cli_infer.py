@@ -123,3 +123,27 @@ def test_a_plug_in_spec_with_an_empty_or_relative_module_is_one_line(spec, tiny_
     code = main(["infer", "--voc-root", str(tiny_voc), "--network", spec, "--out-cam", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "cannot import plug-in network module" in err and "Traceback" not in err
+
+
+def _png_header_claiming(path, width, height):
+    """A PNG whose header claims ``width`` x ``height`` (its data is a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width, height", [(20000, 10000), (12000, 9000)])  # beyond PIL's error / warning bound
+def test_an_image_claiming_a_huge_size_fails_alone_with_one_line(width, height, tiny_voc, tiny_weights, tmp_path,
+                                                                 capsys):
+    _png_header_claiming(tiny_voc / "JPEGImages" / "img_d.jpg", width, height)
+    code = main(["cam", "--voc-root", str(tiny_voc), "--network", "tiny:TinyCamNet", "--weights", str(tiny_weights),
+                 "--out-cam", str(tmp_path / "o"), "--no-progress", "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "3 done, 0 skipped, 1 failed" in err and "image too large to decode safely" in err
+    assert "Traceback" not in err and "DecompressionBombWarning" not in err

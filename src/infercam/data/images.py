@@ -75,8 +75,8 @@ def load_image(path: str | os.PathLike, limits: SizeLimits = SizeLimits()) -> np
                 return to_rgb_array(img)
     except ImageError:
         raise
-    except Image.DecompressionBombWarning:
-        raise ImageError(f"image too large (decompression bomb guard): {path}") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageError(f"image too large to decode safely ({exc}): {path}") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"not an image file (format not recognised): {path}") from None
     except (OSError, SyntaxError, ValueError) as exc:

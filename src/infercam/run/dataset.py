@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -65,9 +66,11 @@ def _resume_problem(dataset: VOCDataset, outputs: Outputs | LabelOutputs, name: 
     cannot be read)."""
     try:
         labels = dataset.labels(name)
-        with Image.open(dataset.image_path(name)) as img:  # reads the header only
-            size = (img.height, img.width)
-    except (InferCamError, OSError, ValueError):
+        with warnings.catch_warnings():  # a huge image: the computation reports it, once
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(dataset.image_path(name)) as img:  # reads the header only
+                size = (img.height, img.width)
+    except (InferCamError, OSError, ValueError, Image.DecompressionBombError):
         return MISSING  # the computation reports the problem
     return outputs.problem(name, labels, size, since) if labels else MISSING
 
