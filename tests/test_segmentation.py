@@ -226,3 +226,14 @@ def test_small_resnet_seg_starts_from_a_small_resnet_classifier(voc, tmp_path, c
     out = capsys.readouterr().out
     backbone = sum(1 for k in seg.state_dict() if k.startswith(("stem.", "stages.")))
     assert f"init: {backbone} tensors from" in out and "1 checkpoint tensors unused, 0 of another shape" in out
+
+
+def test_a_second_training_run_on_the_same_checkpoint_is_refused(voc, tmp_path, capsys):
+    from infercam.io import folder_lock
+
+    with folder_lock(tmp_path / "seg.pth.lock"):  # another run is training into seg.pth
+        assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path, steps=1)) == 2
+    err = capsys.readouterr().err
+    assert "another run (pid" in err and not (tmp_path / "seg.pth").exists()
+    assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path, steps=1)) == 0  # once it has ended
+    assert not (tmp_path / "seg.pth.lock").exists()

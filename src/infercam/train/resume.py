@@ -3,15 +3,16 @@ epoch and removed once ``<out>`` is saved; a rerun with the same options continu
 finished one reuses ``<out>`` (so only the step after training, e.g. predictions, is done again)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
 from ..errors import CheckpointError, InferCamError
-from ..io import atomic_path
+from ..io import atomic_path, ensure_dir, folder_lock
 from ..models.registry import read_checkpoint
 from ..run.manifest import file_sha256
 
@@ -28,6 +29,16 @@ def run_inputs(network: str, voc_root: str | os.PathLike, names: Sequence[str], 
             "images": hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest(),
             "labels": None if labels is None else os.path.abspath(labels),
             "init_weights": None if init_weights is None else file_sha256(init_weights), **more}
+
+
+@contextlib.contextmanager
+def checkpoint_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold ``<out>.lock`` while one run decides whether to train and writes ``out``: a second run on the same
+    checkpoint is refused instead of both training and one's checkpoint replacing the other's."""
+    out = Path(out)
+    ensure_dir(out.parent, "checkpoint folder")
+    with folder_lock(out.with_name(out.name + ".lock")):
+        yield
 
 
 def partial_path(out: str | os.PathLike) -> Path:
