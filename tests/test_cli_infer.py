@@ -147,3 +147,12 @@ def test_an_image_claiming_a_huge_size_fails_alone_with_one_line(width, height, 
     err = capsys.readouterr().err
     assert code == 1 and "3 done, 0 skipped, 1 failed" in err and "image too large to decode safely" in err
     assert "Traceback" not in err and "DecompressionBombWarning" not in err
+
+
+def test_a_class_map_the_network_does_not_fit_is_refused_before_any_image(tiny_voc, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "o"
+    code = main(["cam", "--voc-root", str(tiny_voc), "--network", "tiny:TinyCamNet", "--weights", str(tiny_weights),
+                 "--class-map", "imagenet-voc", "--out-cam", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "class map imagenet-voc needs an ImageNet-1k network (it uses classes up to 914), but the network has 20" in err
+    assert not out.exists()

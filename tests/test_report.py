@@ -136,6 +136,19 @@ def test_a_rerun_with_fewer_images_leaves_only_the_pictures_its_page_shows(runs,
     assert len(shown) == 2 * 5 and {p.name for p in (out / "img").iterdir()} == shown | {"mine.png"}
 
 
+def test_an_unreadable_photo_is_left_out_with_missing_skip_and_stops_the_report_before_any_file_otherwise(
+        runs, tmp_path, capsys):
+    voc, folders = runs
+    photo = voc / "JPEGImages" / "img_c.jpg"
+    photo.write_bytes(photo.read_bytes()[:200])  # truncated
+    code, err = report(capsys, voc, folders, tmp_path / "strict")
+    assert code == 2 and "img_c" in err and not (tmp_path / "strict").exists()
+    code, err = report(capsys, voc, folders, tmp_path / "lenient", "--missing", "skip")
+    page = (tmp_path / "lenient" / "index.html").read_text()
+    assert code == 0 and "img_c left out" in err and page.count('class="item"') == 3
+    assert "Left out, the image does not load: img_c" in page
+
+
 def _visible(dom: str) -> list[str]:
     """The names of the gallery's shown items, in page order."""
     tags = re.findall(r'<div class="item"[^>]*>', dom)

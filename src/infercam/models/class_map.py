@@ -22,6 +22,7 @@ from torch import nn
 
 from ..data import imagenet_voc
 from ..errors import InferCamError, check_class_range
+from .registry import cam_classes
 
 CLASS_MAPS = imagenet_voc.CLASS_MAPS
 REDUCTIONS = ("max", "sum", "top")
@@ -95,4 +96,9 @@ def with_class_map(model: nn.Module, class_map: str | None, reduce: str = DEFAUL
     if class_map != imagenet_voc.NAME:
         raise InferCamError(f"unknown class map {class_map!r}: use one of {', '.join(CLASS_MAPS)}")
     members = [imagenet_voc.members(c) for c in range(len(imagenet_voc.IMAGENET_TO_VOC))]
+    needed = max(max(m) for m in members if m) + 1
+    have = cam_classes(model)  # checked once here, not failing every image
+    if have is not None and have < needed:
+        raise InferCamError(f"class map {class_map} needs an ImageNet-1k network (it uses classes up to "
+                            f"{needed - 1}), but the network has {have} classes")
     return ClassMapCam(model, members, reduce, name=f"{imagenet_voc.NAME} v{imagenet_voc.VERSION}")

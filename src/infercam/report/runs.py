@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..classes import VOC_CLASSES
 from ..data.images import load_image
 from ..data.voc import SEG_DIR, find_image, labels_in, read_label_png
-from ..errors import DataError, InferCamError
+from ..errors import DataError, ImageError, InferCamError
 from ..evaluation import DEFAULT_THRESHOLDS, evaluate_cams, evaluate_labels
 from ..io import ensure_dir, load_cams, overlay
 from .gallery import GalleryItem, Panel, sort_value, write_gallery
@@ -204,9 +204,17 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
                     raise
                 print(f"infercam report: note: run {run.name!r} not scored: {exc}", file=sys.stderr)
     shown = informative(names, scores, images) if images is not None else list(names)
-    folder = ensure_dir(out, "report folder")
+    items, unreadable = [], []
+    for name in tqdm(shown, desc="report", unit="img", disable=not progress):
+        try:
+            items.append(_item(name, voc_root, runs, scores))
+        except ImageError as exc:  # the photo itself: nothing to show it with
+            if missing == "error":
+                raise
+            print(f"infercam report: note: {name} left out: {exc}", file=sys.stderr)
+            unreadable.append(name)
+    folder = ensure_dir(out, "report folder")  # made once every picture could be drawn
     ensure_dir(folder / "img", "report image folder")
-    items = [_item(n, voc_root, runs, scores) for n in tqdm(shown, desc="report", unit="img", disable=not progress)]
     names_of_runs = [r.name for r in runs]
     curves = {name: s for name, s in scores.items() if len(s.per_threshold) > 1}  # CAM runs over a sweep
     plot = threshold_plot(curves) if curves else ""
@@ -216,6 +224,7 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
             f"{len(shown)} shown{' (the most informative)' if images is not None else ''}.</p>"
             f"<h2>Summary</h2>{_summary(runs, scores, absent, scored_any)}"
             + (f"<ul>{missing_notes}</ul>" if missing_notes else "")
+            + (f"<p>Left out, the image does not load: {html.escape(', '.join(unreadable))}.</p>" if unreadable else "")
             + (f"<h2>mIoU against threshold</h2>{plot}" if plot else "")
             + f"<h2>Images</h2>{write_gallery(folder, items, names_of_runs, sort_value(sort, names_of_runs))}")
     return write_page(folder, "infercam report", body, RUNS_STYLE)
