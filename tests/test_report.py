@@ -149,6 +149,12 @@ def test_an_unreadable_photo_is_left_out_with_missing_skip_and_stops_the_report_
     assert "Left out, the image does not load: img_c" in page
 
 
+def test_a_damaged_label_file_the_report_does_not_need_does_not_stop_it(runs, tmp_path, capsys):
+    voc, folders = runs
+    (voc / "cls_labels.npy").write_text("junk")
+    assert report(capsys, voc, folders, tmp_path / "report")[0] == 0
+
+
 def _visible(dom: str) -> list[str]:
     """The names of the gallery's shown items, in page order."""
     tags = re.findall(r'<div class="item"[^>]*>', dom)
