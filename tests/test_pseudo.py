@@ -187,6 +187,28 @@ def test_cli_threshold_writes_palette_pngs_equal_to_the_api_and_resumes(voc, tmp
     assert manifest["config"]["method"] == "threshold"
 
 
+def test_a_rerun_recomputes_labels_whose_cam_file_or_image_labels_changed_since(voc, tmp_path, capsys):
+    import os
+    import time
+
+    out = tmp_path / "thr"
+    assert main(pseudo_args(voc, "threshold", out)) == 0
+    later = time.time() + 10  # the CAM computed again after the labels were made
+    os.utime(voc / "cams" / "img_0.npy", (later, later))
+    table = np.load(voc / "cls_labels.npy", allow_pickle=True).item()
+    two = next(n for n in ("img_1", "img_2", "img_3") if table[n].sum() == 2)
+    dropped = int(np.flatnonzero(table[two])[1])
+    assert dropped + 1 in np.unique(read_label_png(out / f"{two}.png"))
+    table[two][dropped] = 0  # the label file changed: one class fewer
+    np.save(voc / "cls_labels.npy", table)
+    capsys.readouterr()
+    assert main(pseudo_args(voc, "threshold", out)) == 0
+    assert "2 done (2 recomputed: earlier output unusable), 2 skipped" in capsys.readouterr().err
+    reasons = {i["name"]: i["reason"] for i in json.loads((out / "infercam-run.json").read_text())["images"]}
+    assert "older than" in reasons["img_0"] and "not labelled with" in reasons[two]
+    assert dropped + 1 not in np.unique(read_label_png(out / f"{two}.png"))
+
+
 @needs_crf
 def test_cli_crf_beats_threshold_and_affinity_labels_have_255(voc, tmp_path):
     assert main(pseudo_args(voc, "threshold", tmp_path / "thr")) == 0

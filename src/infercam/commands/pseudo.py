@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                         else f"--cam {args.cam} is a file, not a folder of <name>.npy CAM files")
     if not any(Path(args.cam).glob("*.npy")):
         raise DataError(f"--cam {args.cam} holds no <name>.npy CAM files (an infer/cam --out-cam folder)")
-    code = run_over_dataset(args, LabelOutputs(Path(args.out)),
+    code = run_over_dataset(args, LabelOutputs(Path(args.out), source=Path(args.cam)),
                             lambda a: (cam_labeler(a.cam, build_labeler(a), dropped), None), desc)
     if dropped:
         print(f"note: {sum(dropped.values())} CAM map(s) of classes the images are not labelled with were dropped "

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..classes import VOC_CLASSES
+from ..classes import IGNORE_INDEX, VOC_CLASSES
 from ..data.voc import read_label_png
 from ..errors import InferCamError
 from ..io import (
@@ -101,6 +101,7 @@ class LabelOutputs:
     """Where a run of label maps writes: one palette PNG ``<name>.png`` per image (pseudo labels, predictions)."""
 
     folder: Path
+    source: Path | None = None  # the folder of <name>.npy CAM files the labels are made from, if any
 
     def __post_init__(self) -> None:
         check_dir(self.folder, "label folder")
@@ -114,17 +115,24 @@ class LabelOutputs:
         return [self.folder]
 
     def problem(self, name: str, labels: list[int], size: tuple[int, int], since: float | None = None) -> str | None:
-        """``MISSING`` when the image's PNG is not there, a reason when it does not load, is not of ``size`` or is
-        older than ``since``; None when done."""
+        """``MISSING`` when the image's PNG is not there, a reason when it does not load, is not of ``size``, holds
+        a class the image is not labelled with (the label file changed), is older than its source CAM file (that
+        was computed again) or than ``since``; None when done."""
         path = self.folder / f"{name}.png"
         if not path.exists():
             return MISSING
         try:
-            shape = read_label_png(path).shape
+            label = read_label_png(path)
         except InferCamError as exc:
             return str(exc)
-        if shape != tuple(size):
-            return f"{path} is {shape[0]}x{shape[1]}, not the image's {size[0]}x{size[1]}"
+        if label.shape != tuple(size):
+            return f"{path} is {label.shape[0]}x{label.shape[1]}, not the image's {size[0]}x{size[1]}"
+        stray = sorted(set(np.unique(label).tolist()) - {0, IGNORE_INDEX} - {c + 1 for c in labels})
+        if stray:
+            return f"{path} holds class {stray[0] - 1}, which the image is not labelled with"
+        cam = None if self.source is None else self.source / f"{name}.npy"
+        if cam is not None and cam.exists() and cam.stat().st_mtime > path.stat().st_mtime:
+            return f"{path} is older than {cam}, which was written again since"
         return older_than(path, since)
 
     def write(self, name: str, image: np.ndarray, result: np.ndarray) -> None:
