@@ -239,12 +239,12 @@ def folder_lock(path: str | os.PathLike) -> Iterator[None]:
             _create_whole(path, json.dumps(mine))
         except FileExistsError:
             with _takeover_guard(path):
-                _refuse_live_holder(path)
+                refuse_live_holder(path)
                 path.unlink(missing_ok=True)  # stale: its process has ended
                 try:
                     _create_whole(path, json.dumps(mine))
                 except FileExistsError:  # a run that did not need to take over created it meanwhile
-                    _refuse_live_holder(path)
+                    refuse_live_holder(path)
                     raise OutputError(f"cannot take the lock file {path}: another run keeps creating it") from None
     except OSError as exc:
         raise OutputError(f"cannot create the lock file {path}: {exc.strerror or exc}") from None
@@ -255,8 +255,8 @@ def folder_lock(path: str | os.PathLike) -> Iterator[None]:
             path.unlink(missing_ok=True)
 
 
-def _refuse_live_holder(path: Path) -> None:
-    """An OutputError naming the run that holds the lock ``path``, if a live one does."""
+def refuse_live_holder(path: Path) -> None:
+    """An OutputError naming the run that holds the lock ``path`` (writing to its folder), if a live one does."""
     holder = lock_holder(path)
     if holder is not None:
         raise OutputError(f"another run (pid {holder['pid']} on {holder['host']}, since {holder['since']}) "

@@ -5,9 +5,9 @@ import argparse
 
 from ..models.affinity import affinity_network_name
 from ..train.affinity import PSA_AFF_TRAIN, train_affinity
-from ..train.resume import checkpoint_lock
 from .common import add_data_args, open_dataset
-from .train_common import add_train_args, initial_network, reuse_finished, train_config, training_inputs
+from .train_common import (add_train_args, initial_network, one_run_per_checkpoint, reuse_finished, train_config,
+                           training_inputs)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,12 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+@one_run_per_checkpoint
 def run(args: argparse.Namespace) -> int:
-    with checkpoint_lock(args.out):  # one run per checkpoint
-        return _train(args)
-
-
-def _train(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     args.network = affinity_network_name(args.network)
     model = initial_network(args, num_classes=0)

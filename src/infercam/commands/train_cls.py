@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ..train.classifier import TrainConfig, train_classifier
-from ..train.resume import checkpoint_lock
+from .train_common import one_run_per_checkpoint
 from .validate import int_at_least, number_at_least, positive_int, positive_number
 
 
@@ -43,12 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+@one_run_per_checkpoint
 def run(args: argparse.Namespace) -> int:
-    with checkpoint_lock(args.out):  # one run per checkpoint
-        return _train(args)
-
-
-def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(arch=args.arch, arch_kwargs=args.arch_kwargs, num_classes=args.num_classes,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          crop_size=args.crop_size, scale_range=tuple(args.scale_range), seed=args.seed,

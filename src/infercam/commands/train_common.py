@@ -1,10 +1,11 @@
-"""Options and helpers shared by ``train-aff`` and ``train-seg``."""
+"""Options and helpers shared by ``train-aff`` and ``train-seg`` (and the checkpoint lock, by ``train-cls`` too)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from torch import nn
 from ..data.voc import VOCDataset
 from ..models import create, list_models, load_state_dict, read_checkpoint
 from ..train.loop import TrainConfig
-from ..train.resume import load_finished, run_inputs
+from ..train.resume import checkpoint_lock, load_finished, run_inputs
 from .validate import int_at_least, number_at_least, positive_int, positive_number
 
 
@@ -80,3 +81,12 @@ def reuse_finished(args: argparse.Namespace, model: nn.Module, inputs: dict[str,
     model.eval()
     print(f"{args.out} holds a finished run with these options: reused (--overwrite trains again)", file=sys.stderr)
     return True
+
+
+def one_run_per_checkpoint(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``run`` holding ``<args.out>.lock`` (:func:`checkpoint_lock`) from its reuse check to the save."""
+    @functools.wraps(run)
+    def locked(args: argparse.Namespace) -> int:
+        with checkpoint_lock(args.out):
+            return run(args)
+    return locked

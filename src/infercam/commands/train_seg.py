@@ -7,9 +7,9 @@ from ..data.voc import IMAGE_DIR, read_image_list
 from ..errors import DataError
 from ..models.segnets import SEG_CLASSES
 from ..train.segmentation import SEG_TRAIN, predict_dataset, train_segmentation
-from ..train.resume import checkpoint_lock
 from .common import add_data_args, open_dataset
-from .train_common import add_train_args, initial_network, reuse_finished, train_config, training_inputs
+from .train_common import (add_train_args, initial_network, one_run_per_checkpoint, reuse_finished, train_config,
+                           training_inputs)
 from .validate import positive_int
 
 
@@ -34,12 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+@one_run_per_checkpoint
 def run(args: argparse.Namespace) -> int:
-    with checkpoint_lock(args.out):  # one run per checkpoint
-        return _train(args)
-
-
-def _train(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     to_predict = None
     if args.out_pred is not None:  # checked before training, not after it

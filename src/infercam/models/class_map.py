@@ -47,6 +47,11 @@ class ClassMapCam(nn.Module):
                 setattr(self, attr, getattr(model, attr))
 
     @property
+    def network_classes(self) -> int:
+        """How many classes the network must have: one past the highest member."""
+        return max((max(m) for m in self.members if m), default=-1) + 1
+
+    @property
     def cam_classes(self) -> int:
         """The class map's target classes (its maps' channels)."""
         return len(self.members)
@@ -68,11 +73,10 @@ class ClassMapCam(nn.Module):
             position = {m: i for i, m in enumerate(needed)}
         else:
             cams = self.model.forward_cam(x)
-            needed = max((max(m) for m in self.members if m), default=-1)
-            if needed >= cams.shape[1]:
-                raise InferCamError(f"class map {self.name or 'given'} needs class {needed}, but the network has "
-                                    f"{cams.shape[1]} classes (an ImageNet-1k network is needed for "
-                                    f"{imagenet_voc.NAME})")
+            if self.network_classes > cams.shape[1]:
+                raise InferCamError(f"class map {self.name or 'given'} needs class {self.network_classes - 1}, but "
+                                    f"the network has {cams.shape[1]} classes (an ImageNet-1k network is needed "
+                                    f"for {imagenet_voc.NAME})")
         out = cams.new_zeros(cams.shape[0], len(targets), *cams.shape[2:])
         for j, c in enumerate(targets):
             if not self.members[c]:
@@ -96,9 +100,9 @@ def with_class_map(model: nn.Module, class_map: str | None, reduce: str = DEFAUL
     if class_map != imagenet_voc.NAME:
         raise InferCamError(f"unknown class map {class_map!r}: use one of {', '.join(CLASS_MAPS)}")
     members = [imagenet_voc.members(c) for c in range(len(imagenet_voc.IMAGENET_TO_VOC))]
-    needed = max(max(m) for m in members if m) + 1
+    mapped = ClassMapCam(model, members, reduce, name=f"{imagenet_voc.NAME} v{imagenet_voc.VERSION}")
     have = cam_classes(model)  # checked once here, not failing every image
-    if have is not None and have < needed:
+    if have is not None and have < mapped.network_classes:
         raise InferCamError(f"class map {class_map} needs an ImageNet-1k network (it uses classes up to "
-                            f"{needed - 1}), but the network has {have} classes")
-    return ClassMapCam(model, members, reduce, name=f"{imagenet_voc.NAME} v{imagenet_voc.VERSION}")
+                            f"{mapped.network_classes - 1}), but the network has {have} classes")
+    return mapped

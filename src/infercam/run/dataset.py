@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..data.images import SizeLimits, load_image
 from ..data.voc import VOCDataset
 from ..errors import InferCamError, OutputError
-from ..io import folder_lock, lock_holder
+from ..io import folder_lock, refuse_live_holder
 from ..method.engine import InferCamResult
 from .manifest import MANIFEST, MANIFEST_STEM, ImageStatus, RunSummary, write_manifest
 from .outputs import MISSING, LabelOutputs, Outputs
@@ -133,10 +133,8 @@ def _refuse_other_runs(folder: Path, job: set[str]) -> None:
     """An OutputError if a run outside this job (e.g. a torchrun job, while this is a plain run) holds a live
     lock on ``folder``."""
     for lock in sorted(folder.glob(f"{MANIFEST_STEM}*.json.lock")):
-        holder = None if lock.name[:-len(".lock")] in job else lock_holder(lock)
-        if holder is not None:
-            raise OutputError(f"another run (pid {holder['pid']} on {holder['host']}, since {holder['since']}) is "
-                              f"writing to {folder}: wait for it to end, or delete {lock} if that run is gone")
+        if lock.name[:-len(".lock")] not in job:
+            refuse_live_holder(lock)
 
 
 def _run_locked(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | LabelOutputs, names: list[str],
