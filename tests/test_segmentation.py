@@ -12,7 +12,9 @@ from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 from infercam.cli import main
 from infercam.data.images import load_image
 from infercam.data.voc import VOCDataset, read_label_png
+from infercam.io import save_label_png
 from infercam.models import IMAGENET_MEAN, IMAGENET_STD, build_network, create, read_checkpoint
+from infercam.run.manifest import file_sha256
 from infercam.train.loop import TrainConfig, random_crop
 from infercam.train.segmentation import predict, segmentation_loss, train_segmentation
 from seg_voc import make_seg_voc
@@ -237,3 +239,67 @@ def test_a_second_training_run_on_the_same_checkpoint_is_refused(voc, tmp_path, 
     assert "another run (pid" in err and not (tmp_path / "seg.pth").exists()
     assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path, steps=1)) == 0  # once it has ended
     assert not (tmp_path / "seg.pth.lock").exists()
+
+
+def test_labels_written_again_since_the_checkpoint_are_other_data(voc, tmp_path, capsys):
+    labels = tmp_path / "labels"
+    shutil.copytree(voc / "SegmentationClass", labels)
+    args = train_seg_args(voc, labels, tmp_path)
+    assert main(args) == 0
+    mask = read_label_png(labels / "img_2.png")
+    mask[:8] = 255  # e.g. pseudo labels made again from other CAMs, in the same folder
+    save_label_png(labels / "img_2.png", mask)
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "trained with other options (labels_sha256): use --overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("folder", ["pseudo", "SegmentationClass", "JPEGImages"])
+def test_predictions_never_replace_an_input_folder(folder, voc, tmp_path, capsys):
+    pseudo = tmp_path / "pseudo"
+    shutil.copytree(voc / "SegmentationClass", pseudo)
+    target = pseudo if folder == "pseudo" else voc / folder
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    args = train_seg_args(voc, pseudo, tmp_path)
+    args[args.index("--out-pred") + 1] = str(target)
+    assert main([*args, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert f"is the {'--pseudo' if folder == 'pseudo' else folder} folder: the predictions would replace" in err
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before and not (tmp_path / "seg.pth").exists()
+
+
+def test_a_prediction_folder_of_other_files_or_another_model_is_refused_before_training(voc, tmp_path, capsys):
+    args = train_seg_args(voc, voc / "SegmentationClass", tmp_path)
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "pred" / "img_0.png").write_bytes(b"someone else's file")
+    assert main(args) == 2
+    assert "holds files that no infercam run recorded" in capsys.readouterr().err
+    assert not (tmp_path / "seg.pth").exists()
+    shutil.rmtree(tmp_path / "pred")
+    assert main(args) == 0
+    predicted = {p.name: p.read_bytes() for p in (tmp_path / "pred").glob("*.png")}
+    (tmp_path / "seg.pth").unlink()  # this checkpoint gone, another would be trained: its predictions differ
+    capsys.readouterr()
+    assert main([*args, "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "pred holds the outputs of another run" in err and "out (SHA-256)" in err
+    assert not (tmp_path / "seg.pth").exists()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "pred").glob("*.png")} == predicted
+    assert main([*args, "--seed", "1", "--overwrite"]) == 0
+    manifest = json.loads((tmp_path / "pred" / "infercam-run.json").read_text())
+    assert manifest["totals"] == {"done": 4, "skipped": 0, "failed": 0}
+    assert manifest["checkpoints"]["out"]["sha256"] == file_sha256(tmp_path / "seg.pth")
+
+
+def test_predictions_need_no_image_labels_and_an_unreadable_image_fails_alone(voc, tmp_path, capsys):
+    shutil.copy(voc / "JPEGImages" / "img_0.jpg", voc / "JPEGImages" / "unlabelled.jpg")
+    (voc / "JPEGImages" / "broken.jpg").write_bytes(b"not a picture")
+    listing = tmp_path / "pred.txt"
+    listing.write_text("unlabelled\nbroken\nimg_1\n")
+    assert main([*train_seg_args(voc, voc / "SegmentationClass", tmp_path), "--pred-list", str(listing)]) == 1
+    captured = capsys.readouterr()
+    assert "wrote 2 predictions" in captured.out and "failed broken: not an image file" in captured.err
+    assert sorted(p.name for p in (tmp_path / "pred").glob("*.png")) == ["img_1.png", "unlabelled.png"]
+    manifest = json.loads((tmp_path / "pred" / "infercam-run.json").read_text())
+    assert manifest["totals"] == {"done": 2, "skipped": 0, "failed": 1}

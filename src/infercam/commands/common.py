@@ -141,7 +141,8 @@ CHECKPOINT_OPTIONS = ("weights", "aff_weights")
 INTERNAL_OPTIONS = ("func", "command_line", "class_names", "cam_classes")
 # Options that do not change what a run writes: a rerun into the same folder may give other values.
 RUN_CONTROL_OPTIONS = ("overwrite", "on_error", "workers", "no_progress", "device", "batch_size", "compile",
-                       "channels_last", "voc_root", "list_file", "labels", "max_side", *OUTPUT_PATH_OPTIONS)
+                       "channels_last", "voc_root", "list_file", "labels", "max_side", "pred_list",
+                       *OUTPUT_PATH_OPTIONS)
 
 
 def run_record(args: argparse.Namespace) -> dict[str, Any]:

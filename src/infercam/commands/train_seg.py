@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
-from ..data.voc import IMAGE_DIR, read_image_list
+from ..data.voc import IMAGE_DIR, SEG_DIR, read_image_list
 from ..errors import DataError
 from ..models.segnets import SEG_CLASSES
 from ..train.segmentation import SEG_TRAIN, predict_dataset, train_segmentation
-from .common import add_data_args, open_dataset
+from ..run.manifest import file_sha256
+from .common import add_data_args, check_same_run, open_dataset, report, run_record
 from .train_common import (add_train_args, initial_network, one_run_per_checkpoint, reuse_finished, train_config,
                            training_inputs)
 from .validate import positive_int
@@ -27,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-classes", type=positive_int, default=SEG_CLASSES,
                         help=f"output classes, background included (default: {SEG_CLASSES})")
     group = parser.add_argument_group("predictions")
-    group.add_argument("--out-pred", default=None, help="after training, write <name>.png predictions here")
+    group.add_argument("--out-pred", default=None, help="after training, write <name>.png predictions here (a folder that is empty or "
+                            "holds this checkpoint's predictions: a rerun writes the missing ones)")
     group.add_argument("--pred-list", default=None,
                        help="images to predict (default: those of --list, else all of JPEGImages)")
     add_train_args(parser, SEG_TRAIN, "deeplabv3-resnet50", "common DeepLab settings")
@@ -39,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     to_predict = None
     if args.out_pred is not None:  # checked before training, not after it
+        refuse_input_folder(args.out_pred, {"--pseudo": args.pseudo, IMAGE_DIR: dataset.root / IMAGE_DIR,
+                                            SEG_DIR: dataset.root / SEG_DIR})
         to_predict = read_image_list(args.pred_list, dataset.root) if args.pred_list else dataset.names
         absent = [n for n in to_predict if not dataset.image_path(n).is_file()]
         if absent:
@@ -47,14 +53,32 @@ def run(args: argparse.Namespace) -> int:
     model = initial_network(args, num_classes=args.num_classes)
     inputs = training_inputs(args, dataset, args.pseudo, num_classes=args.num_classes)
     reused = reuse_finished(args, model, inputs)
+    if to_predict is not None:  # the folder holds nothing or this checkpoint's predictions: refused before training
+        record = run_record(args)
+        record["checkpoints"]["out"] = {"path": str(Path(args.out).resolve()),
+                                        "sha256": file_sha256(args.out) if reused else "trained by this run"}
+        since = check_same_run([Path(args.out_pred)], record, args.overwrite)
     if not reused:
         last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
                                   train_config(args), progress=not args.no_progress, overwrite=args.overwrite,
                                   inputs=inputs)
         print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
-    if to_predict is not None:
-        count = predict_dataset(model, dataset, args.out_pred, to_predict, args.device, progress=not args.no_progress,
-                                keep_existing=reused)
-        kept = f" ({len(to_predict) - count} kept from the earlier run)" if count < len(to_predict) else ""
-        print(f"wrote {count} predictions to {args.out_pred}{kept}")
-    return 0
+    if to_predict is None:
+        return 0
+    record["checkpoints"]["out"]["sha256"] = file_sha256(args.out)
+    record["outputs_since"] = since  # a later resume of this run keeps nothing older
+    summary = predict_dataset(model, dataset, args.out_pred, to_predict, args.device, progress=not args.no_progress,
+                              overwrite=not reused, manifest=record, since=since, workers=max(1, args.workers))
+    kept = summary.count("skipped")
+    print(f"wrote {summary.count('done')} predictions to {args.out_pred}"
+          + (f" ({kept} kept from the earlier run)" if kept else ""))
+    return report(summary)
+
+
+def refuse_input_folder(out_pred: str, inputs: dict[str, str | Path]) -> None:
+    """A DataError when --out-pred is one of the folders the run reads (the pseudo labels, the images, the ground
+    truth): its predictions would replace them, --overwrite or not."""
+    for option, folder in inputs.items():
+        if os.path.realpath(out_pred) == os.path.realpath(folder):
+            raise DataError(f"--out-pred {out_pred} is the {option} folder: the predictions would replace its files; "
+                            "give another folder")

@@ -1,7 +1,8 @@
 """Run a per-image computation over a data set: prefetching, resuming, error policy, progress, manifest.
 
 The computation is any callable ``(name, image, labels) -> dict[int, map] | InferCamResult``, or an
-H x W label map for :class:`LabelOutputs`; the outputs decide which files are written. An optional
+H x W label map for :class:`LabelOutputs`; the outputs decide which files are written, and whether an
+image needs class labels (an image without any is skipped; predictions need none and get ``[]``). An optional
 ``prepare(image)`` (e.g. :meth:`InferCam.prepare`) runs with the decoding, in the prefetch threads, and
 its result takes the image's place as the computation's second argument. Images whose
 outputs already exist are skipped (resume), a failed image is recorded and the run goes on (or
@@ -38,22 +39,23 @@ ComputeFn = Callable[[str, Any, list[int]], "InferCamResult | dict[int, np.ndarr
 PrepareFn = Callable[[np.ndarray], Any]
 
 
-def _load(dataset: VOCDataset, name: str, limits: SizeLimits,
-          prepare: PrepareFn | None) -> tuple[np.ndarray, Any, list[int]]:
-    """(image, what the computation takes: the image or ``prepare(image)``, labels). The image is looked up first,
-    so that a name with no image (a typo in a list file) is reported as such, not as missing labels."""
+def _load(dataset: VOCDataset, name: str, limits: SizeLimits, prepare: PrepareFn | None,
+          labelled: bool) -> tuple[np.ndarray, Any, list[int]]:
+    """(image, what the computation takes: the image or ``prepare(image)``, labels: [] unless ``labelled``). The
+    image is looked up first, so that a name with no image (a typo in a list file) is reported as such, not as
+    missing labels."""
     image = load_image(dataset.image_path(name), limits)
-    labels = dataset.labels(name)
+    labels = dataset.labels(name) if labelled else []
     return image, image if prepare is None else prepare(image), labels
 
 
 def _prefetch(dataset: VOCDataset, names: Sequence[str], workers: int, limits: SizeLimits,
-              prepare: PrepareFn | None) -> Iterator[tuple[str, Future]]:
+              prepare: PrepareFn | None, labelled: bool) -> Iterator[tuple[str, Future]]:
     """Decode (and prepare) images ahead of the computation in a thread pool (bounded look-ahead)."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending: list[tuple[str, Future]] = []
         for name in names:
-            pending.append((name, pool.submit(_load, dataset, name, limits, prepare)))
+            pending.append((name, pool.submit(_load, dataset, name, limits, prepare, labelled)))
             if len(pending) > 2 * max(1, workers):
                 yield pending.pop(0)
         yield from pending
@@ -65,14 +67,14 @@ def _resume_problem(dataset: VOCDataset, outputs: Outputs | LabelOutputs, name: 
     before ``since``); else why not (``MISSING`` for an image simply not done, or one whose labels or image
     cannot be read)."""
     try:
-        labels = dataset.labels(name)
+        labels = dataset.labels(name) if outputs.needs_labels else []
         with warnings.catch_warnings():  # a huge image: the computation reports it, once
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(dataset.image_path(name)) as img:  # reads the header only
                 size = (img.height, img.width)
     except (InferCamError, OSError, ValueError, Image.DecompressionBombError):
         return MISSING  # the computation reports the problem
-    return outputs.problem(name, labels, size, since) if labels else MISSING
+    return outputs.problem(name, labels, size, since) if labels or not outputs.needs_labels else MISSING
 
 
 class _StopRequest:
@@ -161,7 +163,8 @@ def _run_locked(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | Labe
             write_manifest(folder / manifest_name, manifest, dataclasses.replace(summary, status="running"), started)
     stop = _StopRequest()
     try:
-        with stop, contextlib.closing(_prefetch(dataset, todo, workers, limits, prepare)) as images:
+        loading = _prefetch(dataset, todo, workers, limits, prepare, outputs.needs_labels)
+        with stop, contextlib.closing(loading) as images:
             for name, future in images:
                 if stop.signal is not None:
                     break
@@ -198,7 +201,7 @@ def _process(name: str, future: Future, compute: ComputeFn, outputs: Outputs | L
     t0 = time.perf_counter()
     try:
         image, prepared, labels = future.result()
-        if not labels:
+        if not labels and outputs.needs_labels:
             return ImageStatus(name, "skipped", "no labelled class: nothing to localise")
         outputs.write(name, image, compute(name, prepared, labels))
     except OutputError:

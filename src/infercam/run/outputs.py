@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
@@ -32,6 +33,7 @@ class Outputs:
     heatmap_dir: Path | None = None
     split_dir: Path | None = None
     class_names: tuple[str, ...] = VOC_CLASSES  # names in the heatmap files: the network's classes
+    needs_labels: ClassVar[bool] = True  # maps are made for the image's classes: an image without any is skipped
 
     def __post_init__(self) -> None:
         if not (self.cam_dir or self.heatmap_dir or self.split_dir):
@@ -102,6 +104,7 @@ class LabelOutputs:
 
     folder: Path
     source: Path | None = None  # the folder of <name>.npy CAM files the labels are made from, if any
+    needs_labels: bool = True  # pseudo labels hold the image's classes only; predictions need no image labels
 
     def __post_init__(self) -> None:
         check_dir(self.folder, "label folder")
@@ -116,8 +119,8 @@ class LabelOutputs:
 
     def problem(self, name: str, labels: list[int], size: tuple[int, int], since: float | None = None) -> str | None:
         """``MISSING`` when the image's PNG is not there, a reason when it does not load, is not of ``size``, holds
-        a class the image is not labelled with (the label file changed), is older than its source CAM file (that
-        was computed again) or than ``since``; None when done."""
+        a class the image is not labelled with (the label file changed; with ``needs_labels``), is older than its
+        source CAM file (that was computed again) or than ``since``; None when done."""
         path = self.folder / f"{name}.png"
         if not path.exists():
             return MISSING
@@ -128,7 +131,7 @@ class LabelOutputs:
         if label.shape != tuple(size):
             return f"{path} is {label.shape[0]}x{label.shape[1]}, not the image's {size[0]}x{size[1]}"
         stray = sorted(set(np.unique(label).tolist()) - {0, IGNORE_INDEX} - {c + 1 for c in labels})
-        if stray:
+        if stray and self.needs_labels:
             return f"{path} holds class {stray[0] - 1}, which the image is not labelled with"
         cam = None if self.source is None else self.source / f"{name}.npy"
         if cam is not None and cam.exists() and cam.stat().st_mtime > path.stat().st_mtime:

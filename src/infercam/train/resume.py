@@ -24,11 +24,28 @@ def run_inputs(network: str, voc_root: str | os.PathLike, names: Sequence[str], 
                init_weights: str | os.PathLike | None = None, **more: Any) -> dict[str, Any]:
     """What a training run learns from, recorded with its partial state and its checkpoint so that a rerun on
     other data resumes or reuses nothing: the network name, the data set folder, the images (a SHA-256 of their
-    names), the label source and the initial weights' SHA-256 (and ``more``, e.g. the class count)."""
+    names), the label source and its content (:func:`labels_sha256`), and the initial weights' SHA-256 (and
+    ``more``, e.g. the class count)."""
     return {"network_name": network, "voc_root": os.path.abspath(voc_root),
             "images": hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest(),
             "labels": None if labels is None else os.path.abspath(labels),
+            "labels_sha256": None if labels is None else labels_sha256(labels, names),
             "init_weights": None if init_weights is None else file_sha256(init_weights), **more}
+
+
+def labels_sha256(labels: str | os.PathLike, names: Sequence[str]) -> str:
+    """SHA-256 of what a run learns from ``labels``: the file itself (``cls_labels.npy``), or for a folder each
+    image's ``<name>.png`` in ``names`` order, so that labels written again since (e.g. pseudo labels from new CAMs)
+    count as other data. A missing PNG counts as such (training reports it)."""
+    labels = Path(labels)
+    if not labels.is_dir():
+        return file_sha256(labels) if labels.is_file() else "not found"
+    digest = hashlib.sha256()
+    for name in names:
+        path = labels / f"{name}.png"
+        digest.update(f"{name}\0".encode("utf-8"))
+        digest.update(file_sha256(path).encode("ascii") if path.is_file() else b"missing")
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ The defaults (:data:`SEG_TRAIN`: SGD with momentum 0.9, lr 0.01, weight decay 1e
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,14 +15,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from ..classes import IGNORE_INDEX
-from ..data.images import load_image
 from ..data.voc import VOCDataset
 from ..errors import DataError, InferCamError
-from ..io import ensure_dir, save_label_png
 from ..models.registry import normalization
+from ..run.dataset import run_dataset
+from ..run.manifest import RunSummary
+from ..run.outputs import LabelOutputs
 from .loop import LabelledImages, TrainConfig, make_loader, save_checkpoint, train_loop
 from .resume import partial_path
 
@@ -86,15 +85,14 @@ def predict(model: nn.Module, image: np.ndarray, device: str | torch.device = "c
 
 
 def predict_dataset(model: nn.Module, dataset: VOCDataset, out_dir: str | os.PathLike,
-                    names: Sequence[str] | None = None, device: str | torch.device = "cpu",
-                    progress: bool = True, keep_existing: bool = False) -> int:
-    """Write ``<out_dir>/<name>.png`` predictions (images need no labels); returns how many were written.
-    With ``keep_existing`` (the same model's interrupted run) PNGs already there are kept (writes are atomic)."""
-    out_dir = ensure_dir(Path(out_dir), "prediction folder")
+                    names: Sequence[str] | None = None, device: str | torch.device = "cpu", progress: bool = True,
+                    overwrite: bool = False, manifest: dict[str, Any] | None = None, since: float | None = None,
+                    workers: int = 2) -> RunSummary:
+    """Write ``<out_dir>/<name>.png`` predictions (images need no class labels) as a resumable run
+    (:func:`~infercam.run.dataset.run_dataset`: a PNG already there whole is kept unless ``overwrite`` or older
+    than ``since``; an unreadable image is recorded as failed and the run goes on; ``manifest`` is the run's
+    record in the folder)."""
     model.to(device).eval()
-    names = dataset.names if names is None else names
-    if keep_existing:
-        names = [n for n in names if not (out_dir / f"{n}.png").is_file()]
-    for name in tqdm(names, desc="predict", unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr):
-        save_label_png(out_dir / f"{name}.png", predict(model, load_image(dataset.image_path(name)), device))
-    return len(names)
+    return run_dataset(dataset, lambda name, image, labels: predict(model, image, device),
+                       LabelOutputs(Path(out_dir), needs_labels=False), names=names, overwrite=overwrite,
+                       workers=workers, progress=progress, manifest=manifest, since=since, desc="predict")
