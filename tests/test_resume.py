@@ -377,3 +377,17 @@ def test_a_takeover_guard_left_by_a_killed_run_does_not_block_later_runs(tmp_pat
     with folder_lock(lock):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     assert not list(tmp_path.iterdir())
+
+
+def test_another_data_set_into_the_same_folder_is_refused_another_list_is_not(tiny_voc, tiny_weights, tmp_path,
+                                                                               capsys):
+    import shutil
+
+    out, other = tmp_path / "cams", tmp_path / "other_voc"
+    shutil.copytree(tiny_voc, other)  # same names, sizes and labels: the kept CAMs would pass every check
+    code, err = run(capsys, [*argv(tiny_voc, tiny_weights, out), "--list", list_file(tiny_voc, "img_a", "img_b")])
+    assert code == 0 and "2 done" in err
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out))  # the rest of the same data set
+    assert code == 0 and "2 done, 2 skipped" in err
+    code, err = run(capsys, argv(other, tiny_weights, out))
+    assert code == 2 and f"holds the outputs of another run (voc_root: '{tiny_voc}' -> '{other}'" in err

@@ -139,10 +139,11 @@ OUTPUT_PATH_OPTIONS = ("out", "out_cam", "heatmap", "save_splits", "out_pred")
 # Options that name a checkpoint file: the manifest records its path and SHA-256.
 CHECKPOINT_OPTIONS = ("weights", "aff_weights")
 INTERNAL_OPTIONS = ("func", "command_line", "class_names", "cam_classes")
-# Options that do not change what a run writes: a rerun into the same folder may give other values.
+# Options that do not change what a run writes: a rerun into the same folder may give other values (another
+# image list or label file: each image's outputs are checked against its labels). The data set folder is not one of
+# them: another data set's images may share the names, sizes and labels of those whose outputs are kept.
 RUN_CONTROL_OPTIONS = ("overwrite", "on_error", "workers", "no_progress", "device", "batch_size", "compile",
-                       "channels_last", "voc_root", "list_file", "labels", "max_side", "pred_list",
-                       *OUTPUT_PATH_OPTIONS)
+                       "channels_last", "list_file", "labels", "max_side", "pred_list", *OUTPUT_PATH_OPTIONS)
 
 
 def run_record(args: argparse.Namespace) -> dict[str, Any]:
