@@ -187,3 +187,12 @@ def test_sigterm_during_make_synthetic_leaves_no_half_made_folder(tmp_path, work
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 128 + signal.SIGTERM and "make-synthetic: terminated" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_ctrl_c_while_the_commands_are_imported_is_one_line_not_a_traceback():
+    proc = subprocess.Popen([sys.executable, "-m", "infercam", "eval", "--help"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # the interpreter is up; importing the commands and torch takes seconds
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == "infercam: interrupted\n", err

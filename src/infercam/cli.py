@@ -50,7 +50,11 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; user errors print one line on stderr and give exit status 2; Ctrl-C gives 130 and
     SIGTERM 143, both after cleaning up."""
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except KeyboardInterrupt:  # Ctrl-C while the commands (and torch) are imported: nothing was started
+        print("infercam: interrupted", file=sys.stderr)
+        return 130
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["infercam", *argv])  # for run manifests
