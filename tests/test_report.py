@@ -114,6 +114,17 @@ def test_a_run_folder_of_no_or_both_kinds_is_refused(content, message, runs, tmp
     assert code == 2 and f"run 'odd': {odd} {message}" in err
 
 
+def test_a_cam_folder_with_its_heatmaps_beside_the_cams_is_a_cam_run(runs, tiny_weights, tmp_path, capsys):
+    voc, folders = runs
+    both = tmp_path / "both"  # the baseline's command again, its heatmaps written into the CAM folder
+    assert run(capsys, argv(voc, tiny_weights, both, "--heatmap", both, command="cam"))[0] == 0
+    assert any(both.glob("*_*.png")) and any(both.glob("*.npy"))
+    assert report(capsys, voc, {"baseline": folders["baseline"], "both": both}, tmp_path / "r")[0] == 0
+    page = (tmp_path / "r" / "index.html").read_text()
+    shown = [re.search(rf"<tr><td>{name}</td><td>cam</td><td>([0-9.]+)</td>", page) for name in ("baseline", "both")]
+    assert all(shown) and shown[0].group(1) == shown[1].group(1)
+
+
 def test_without_ground_truth_the_maps_are_shown_unscored_and_images_picks_the_most_informative(runs, tmp_path,
                                                                                                  capsys):
     voc, folders = runs

@@ -63,12 +63,19 @@ def open_run(spec: str) -> Run:
     path = Path(folder)
     if not path.is_dir():
         raise DataError(f"run {name!r}: folder not found: {path}")
-    has = {kind: any(path.glob(f"*{suffix}")) for kind, suffix in KINDS.items()}
-    if has["cam"] == has["label"]:
-        what = "both CAM .npy files and label .png files" if has["cam"] else "no CAM .npy files and no label .png files"
+    cams = {p.stem for p in path.glob("*.npy")}
+    labels = [p for p in path.glob("*.png") if not _heatmap_of(p.stem, cams)]
+    if bool(cams) == bool(labels):
+        what = "both CAM .npy files and label .png files" if cams else "no CAM .npy files and no label .png files"
         raise DataError(f"run {name!r}: {path} holds {what}: give a folder of one kind (a cam/infer --out-cam, or "
                         "pseudo labels / predictions)")
-    return Run(name, path, "cam" if has["cam"] else "label")
+    return Run(name, path, "cam" if cams else "label")
+
+
+def _heatmap_of(stem: str, cams: set[str]) -> bool:
+    """Whether ``<stem>.png`` is the heatmap (``<name>_<class>.png``) of a CAM file ``<name>.npy`` of ``cams``: a
+    run written with --out-cam and --heatmap in one folder is a CAM run."""
+    return any(stem[:i] in cams for i, ch in enumerate(stem) if ch == "_")
 
 
 def score_run(run: Run, voc_root: Path, names: Sequence[str], threshold: float | None) -> RunScore:
