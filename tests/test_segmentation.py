@@ -269,7 +269,10 @@ def test_predictions_never_replace_an_input_folder(folder, voc, tmp_path, capsys
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before and not (tmp_path / "seg.pth").exists()
 
 
-def test_a_prediction_folder_of_other_files_or_another_model_is_refused_before_training(voc, tmp_path, capsys):
+def test_a_prediction_folder_of_other_files_or_another_checkpoint_is_refused_before_training(voc, tmp_path, capsys,
+                                                                                             monkeypatch):
+    import infercam.commands.train_seg
+
     args = train_seg_args(voc, voc / "SegmentationClass", tmp_path)
     (tmp_path / "pred").mkdir()
     (tmp_path / "pred" / "img_0.png").write_bytes(b"someone else's file")
@@ -279,17 +282,41 @@ def test_a_prediction_folder_of_other_files_or_another_model_is_refused_before_t
     shutil.rmtree(tmp_path / "pred")
     assert main(args) == 0
     predicted = {p.name: p.read_bytes() for p in (tmp_path / "pred").glob("*.png")}
-    (tmp_path / "seg.pth").unlink()  # this checkpoint gone, another would be trained: its predictions differ
+    other = [a if a != str(tmp_path / "seg.pth") else str(tmp_path / "other.pth") for a in args]
     capsys.readouterr()
-    assert main([*args, "--seed", "1"]) == 2
+    assert main(other) == 2  # another checkpoint's predictions would replace these
     err = capsys.readouterr().err
-    assert "pred holds the outputs of another run" in err and "out (SHA-256)" in err
-    assert not (tmp_path / "seg.pth").exists()
+    assert f"pred holds the outputs of another run (checkpoint: '{tmp_path / 'seg.pth'}' -> " \
+           f"'{tmp_path / 'other.pth'}'" in err and "here --overwrite also trains --out again" in err
+    assert not (tmp_path / "other.pth").exists()
     assert {p.name: p.read_bytes() for p in (tmp_path / "pred").glob("*.png")} == predicted
-    assert main([*args, "--seed", "1", "--overwrite"]) == 0
+
+    def stopped(*a, **k):  # interrupted while training: the folder is already claimed for other.pth
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(infercam.commands.train_seg, "train_segmentation", stopped)
+    assert main([*other, "--overwrite"]) == 130
+    assert main(args) == 2  # so seg.pth's run may not write there now
+    assert "(checkpoint: " in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(other) == 0  # the interrupted run, resumed without --overwrite
     manifest = json.loads((tmp_path / "pred" / "infercam-run.json").read_text())
     assert manifest["totals"] == {"done": 4, "skipped": 0, "failed": 0}
-    assert manifest["checkpoints"]["out"]["sha256"] == file_sha256(tmp_path / "seg.pth")
+    assert manifest["model_sha256"] == file_sha256(tmp_path / "other.pth")
+
+
+def test_predictions_follow_their_checkpoint_beside_it_and_are_made_anew_when_it_is_trained_again(voc, tmp_path,
+                                                                                                capsys):
+    run = tmp_path / "run"
+    args = train_seg_args(voc, voc / "SegmentationClass", run)
+    args[args.index("--out-pred") + 1] = str(run)  # the checkpoint's own folder
+    assert main(args) == 0
+    assert main(args) == 0 and "wrote 0 predictions" in capsys.readouterr().out
+    (run / "seg.pth").unlink()  # trained again with the same options: predictions of the new weights
+    assert main(args) == 0
+    assert "wrote 4 predictions" in capsys.readouterr().out
+    manifest = json.loads((run / "infercam-run.json").read_text())
+    assert manifest["model_sha256"] == file_sha256(run / "seg.pth") and manifest["outputs_since"] is not None
 
 
 def test_predictions_need_no_image_labels_and_an_unreadable_image_fails_alone(voc, tmp_path, capsys):
@@ -303,3 +330,11 @@ def test_predictions_need_no_image_labels_and_an_unreadable_image_fails_alone(vo
     assert sorted(p.name for p in (tmp_path / "pred").glob("*.png")) == ["img_1.png", "unlabelled.png"]
     manifest = json.loads((tmp_path / "pred" / "infercam-run.json").read_text())
     assert manifest["totals"] == {"done": 2, "skipped": 0, "failed": 1}
+
+
+def test_an_out_pred_that_is_a_file_is_refused_before_training(voc, tmp_path, capsys):
+    args = train_seg_args(voc, voc / "SegmentationClass", tmp_path)
+    (tmp_path / "pred").write_text("notes")
+    assert main(args) == 2
+    assert f"--out-pred folder {tmp_path / 'pred'} exists and is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "seg.pth").exists()

@@ -103,3 +103,23 @@ def test_a_checkpoint_path_without_an_extension_is_written(tmp_path):
     save_checkpoint(tmp_path / "segmodel", model, {"network": "linear"})  # torch.save refused ".tmp-xxxx"
     saved = torch.load(tmp_path / "segmodel", weights_only=True)
     assert saved["config"] == {"network": "linear"} and [p.name for p in tmp_path.iterdir()] == ["segmodel"]
+
+
+def test_labels_changed_in_the_annotations_are_other_data_and_an_older_record_says_so(tiny_voc, tmp_path, capsys):
+    from infercam.train.resume import load_partial, save_partial
+
+    (tiny_voc / "cls_labels.npy").unlink()  # labels from the annotations: no label file to hash
+    ann = tiny_voc / "Annotations"
+    ann.mkdir()
+    for name, cls in (("img_a", "aeroplane"), ("img_b", "cat"), ("img_c", "dog"), ("img_d", "person")):
+        (ann / f"{name}.xml").write_text(f"<annotation><object><name>{cls}</name></object></annotation>")
+    out = tmp_path / "cls.pt"
+    assert main(train_args(tiny_voc, out)) == 0
+    (ann / "img_b.xml").write_text("<annotation><object><name>cow</name></object></annotation>")
+    capsys.readouterr()
+    assert main(train_args(tiny_voc, out)) == 2
+    assert "trained with other options (labels_sha256)" in capsys.readouterr().err
+    save_partial(tmp_path / "old.partial", {"lr": 0.1}, {})  # as an infercam before labels_sha256 wrote it
+    with pytest.raises(Exception, match=r"other options \(labels_sha256; labels_sha256 not recorded by the older "
+                                        r"infercam that wrote it\)"):
+        load_partial(tmp_path / "old.partial", {"lr": 0.1, "labels_sha256": "abc"})

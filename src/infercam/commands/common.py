@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from ..classes import VOC_CLASSES
 from ..data.images import DEFAULT_MAX_SIDE, MIN_SIDE, SizeLimits
@@ -147,14 +147,14 @@ RUN_CONTROL_OPTIONS = ("overwrite", "on_error", "workers", "no_progress", "devic
 
 
 def run_record(args: argparse.Namespace) -> dict[str, Any]:
-    """A run's manifest header: the command line, its options (paths made absolute), the checkpoints
+    """A run's manifest header: the command line, its options (paths made absolute, links resolved), the checkpoints
     loaded (path and SHA-256) and the device."""
     config: dict[str, Any] = {}
     for key, value in sorted(vars(args).items()):
         if key in INTERNAL_OPTIONS:
             continue
         if isinstance(value, str) and (key in OUTPUT_PATH_OPTIONS or os.path.exists(value)):
-            value = os.path.abspath(value)
+            value = os.path.realpath(value)  # one spelling per folder: a link or a relative path is the same run
         config[key] = list(value) if isinstance(value, tuple) else value
     checkpoints = {key: {"path": os.path.abspath(path), "sha256": file_sha256(path)}
                    for key in CHECKPOINT_OPTIONS if (path := getattr(args, key, None)) and os.path.isfile(path)}
@@ -170,7 +170,7 @@ def _what_it_computes(record: dict[str, Any]) -> dict[str, Any]:
     return {**config, **hashes}
 
 
-def _earlier_records(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+def earlier_records(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     """The run records in ``folder``: its manifest and those of torchrun ranks (an unreadable one counts as none)."""
     records = []
     for path in sorted(folder.glob(f"{MANIFEST_STEM}*.json")):
@@ -183,9 +183,11 @@ def _earlier_records(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     return records
 
 
-def _holds_outputs(folder: Path) -> bool:
-    """Whether ``folder`` holds files other than run records, locks and hidden files (temporary files, .gitkeep)."""
-    return folder.is_dir() and any(not p.name.startswith((MANIFEST_STEM, ".")) for p in folder.iterdir())
+def _holds_outputs(folder: Path, own: Collection[str]) -> bool:
+    """Whether ``folder`` holds files other than run records, locks, hidden files (temporary files, .gitkeep) and
+    the ``own`` files of this run (real paths)."""
+    return folder.is_dir() and any(not p.name.startswith((MANIFEST_STEM, ".")) and os.path.realpath(p) not in own
+                                   for p in folder.iterdir())
 
 
 def _names(record: dict[str, Any], folder: Path) -> bool:
@@ -195,7 +197,7 @@ def _names(record: dict[str, Any], folder: Path) -> bool:
     return "outputs_since" not in record and os.path.abspath(folder) in {os.path.abspath(p) for p in paths}
 
 
-def _file_system_now(folders: Sequence[Path]) -> float:
+def file_system_now(folders: Sequence[Path]) -> float:
     """The time stamp a file written now in the first existing output folder gets (the file system's clock and
     granularity, to compare outputs' mtimes with); the local clock where no folder exists yet (nothing to keep)."""
     folder = next((f for f in folders if f.is_dir()), None)
@@ -208,18 +210,20 @@ def _file_system_now(folders: Sequence[Path]) -> float:
         raise OutputError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from None
 
 
-def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: bool) -> float | None:
+def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: bool,
+                   own: Collection[str] = ()) -> float | None:
     """Refuse to resume into a folder that another computation wrote (other command, network, weights, mode,
     scales, format, class map, ...; any rank's record counts), naming what differs, or that holds outputs no run
-    recorded (an older infercam's run killed before its end-of-run record, or another tool's files). Returns the
+    recorded (an older infercam's run killed before its end-of-run record, or another tool's files; ``own``: real
+    paths of files this run keeps there, e.g. train-seg's checkpoint beside its predictions). Returns the
     time before which earlier outputs are not resumed from: the start of an --overwrite run (this one, or the one
     this run continues), else None (every output that loads whole is kept)."""
     if overwrite:
-        return _file_system_now(folders)
-    since, records = None, {folder: _earlier_records(folder) for folder in folders}
+        return file_system_now(folders)
+    since, records = None, {folder: earlier_records(folder) for folder in folders}
     every = [earlier for found in records.values() for _, earlier in found]
     for folder in folders:  # files that no record vouches for
-        if not records[folder] and _holds_outputs(folder) and not any(_names(r, folder) for r in every):
+        if not records[folder] and _holds_outputs(folder, own) and not any(_names(r, folder) for r in every):
             raise InferCamError(f"{folder} holds files that no infercam run recorded (its run record {MANIFEST} "
                                 "is missing): use --overwrite to recompute them, or another folder")
     now = _what_it_computes(record)

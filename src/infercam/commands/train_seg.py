@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import os
 from pathlib import Path
+from typing import Any
 
 from ..data.voc import IMAGE_DIR, SEG_DIR, read_image_list
-from ..errors import DataError
+from ..errors import DataError, InferCamError
+from ..io import check_dir, ensure_dir, folder_lock
 from ..models.segnets import SEG_CLASSES
 from ..train.segmentation import SEG_TRAIN, predict_dataset, train_segmentation
-from ..run.manifest import file_sha256
-from .common import add_data_args, check_same_run, open_dataset, report, run_record
+from ..run.manifest import MANIFEST, RunSummary, file_sha256, write_manifest
+from .common import (add_data_args, check_same_run, earlier_records, file_system_now, open_dataset, report,
+                     run_record)
 from .train_common import (add_train_args, initial_network, one_run_per_checkpoint, reuse_finished, train_config,
                            training_inputs)
 from .validate import positive_int
@@ -43,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     to_predict = None
     if args.out_pred is not None:  # checked before training, not after it
+        check_dir(Path(args.out_pred), "--out-pred folder")
         refuse_input_folder(args.out_pred, {"--pseudo": args.pseudo, IMAGE_DIR: dataset.root / IMAGE_DIR,
                                             SEG_DIR: dataset.root / SEG_DIR})
         to_predict = read_image_list(args.pred_list, dataset.root) if args.pred_list else dataset.names
@@ -53,11 +58,8 @@ def run(args: argparse.Namespace) -> int:
     model = initial_network(args, num_classes=args.num_classes)
     inputs = training_inputs(args, dataset, args.pseudo, num_classes=args.num_classes)
     reused = reuse_finished(args, model, inputs)
-    if to_predict is not None:  # the folder holds nothing or this checkpoint's predictions: refused before training
-        record = run_record(args)
-        record["checkpoints"]["out"] = {"path": str(Path(args.out).resolve()),
-                                        "sha256": file_sha256(args.out) if reused else "trained by this run"}
-        since = check_same_run([Path(args.out_pred)], record, args.overwrite)
+    if to_predict is not None:
+        record = claim_prediction_folder(args, reused, len(to_predict))
     if not reused:
         last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
                                   train_config(args), progress=not args.no_progress, overwrite=args.overwrite,
@@ -65,14 +67,50 @@ def run(args: argparse.Namespace) -> int:
         print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
     if to_predict is None:
         return 0
-    record["checkpoints"]["out"]["sha256"] = file_sha256(args.out)
-    record["outputs_since"] = since  # a later resume of this run keeps nothing older
-    summary = predict_dataset(model, dataset, args.out_pred, to_predict, args.device, progress=not args.no_progress,
-                              overwrite=not reused, manifest=record, since=since, workers=max(1, args.workers))
+    folder = Path(args.out_pred)
+    fresh = record["model_sha256"] is None  # the folder does not hold this checkpoint's predictions: all made anew
+    record["model_sha256"] = file_sha256(args.out)
+    if fresh:
+        record["outputs_since"] = file_system_now([folder])  # a later resume of this run keeps nothing older
+    _same_run(folder, record, False, args.out)  # no other run claimed the folder while this one trained
+    summary = predict_dataset(model, dataset, folder, to_predict, args.device, progress=not args.no_progress,
+                              overwrite=fresh, manifest=record, since=record["outputs_since"],
+                              workers=max(1, args.workers))
     kept = summary.count("skipped")
     print(f"wrote {summary.count('done')} predictions to {args.out_pred}"
           + (f" ({kept} kept from the earlier run)" if kept else ""))
     return report(summary)
+
+
+def claim_prediction_folder(args: argparse.Namespace, reused: bool, total: int) -> dict[str, Any]:
+    """Before training: check that --out-pred is empty or holds the predictions of this checkpoint (--out), and
+    write its run record there, so that a second run refuses the folder and a resumed training recognises it.
+    Returns the record: ``model_sha256`` is the reused checkpoint's when the folder holds its predictions (only the
+    missing ones are made, those since ``outputs_since`` kept), else None (all are made anew)."""
+    folder = ensure_dir(Path(args.out_pred), "--out-pred folder")
+    record = run_record(args)
+    record["config"]["checkpoint"] = os.path.realpath(args.out)  # whose predictions the folder holds
+    with folder_lock(folder / f"{MANIFEST}.lock"):
+        since = _same_run(folder, record, args.overwrite, args.out)
+        earlier = {r.get("model_sha256") for _, r in earlier_records(folder)} if not args.overwrite else set()
+        sha = file_sha256(args.out) if reused else None
+        keep = sha is not None and earlier == {sha}
+        record["model_sha256"], record["outputs_since"] = (sha if keep else None), since
+        for path, _ in earlier_records(folder) if args.overwrite else ():
+            path.unlink(missing_ok=True)
+        write_manifest(folder / MANIFEST, record, RunSummary(total=total, status="running"),
+                       _dt.datetime.now(_dt.timezone.utc))
+    return record
+
+
+def _same_run(folder: Path, record: dict[str, Any], overwrite: bool, out: str) -> float | None:
+    """:func:`check_same_run` on the prediction folder, the checkpoint's own files there allowed, its advice saying
+    what --overwrite means here."""
+    own = {os.path.realpath(p) for p in (out, f"{out}.lock", f"{out}.partial")}
+    try:
+        return check_same_run([folder], record, overwrite, own)
+    except InferCamError as exc:
+        raise InferCamError(f"--out-pred: {exc} (here --overwrite also trains --out again)") from None
 
 
 def refuse_input_folder(out_pred: str, inputs: dict[str, str | Path]) -> None:

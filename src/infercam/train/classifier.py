@@ -8,6 +8,7 @@ normalisation, metrics); an interrupted run resumes from ``<out>.partial``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import sys
@@ -166,7 +167,9 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
     torch.manual_seed(config.seed)  # initial weights and dropout
     train_set = VOCDataset.open(voc_root, train_list, labels)
     # the data counts too: a rerun on other images or labels starts afresh instead of mixing two data sets
-    inputs = run_inputs(config.arch, voc_root, train_set.names, train_set.labels_path)
+    table = "\n".join(f"{name} {train_set.labels(name)}" for name in train_set.names)  # any label source
+    inputs = run_inputs(config.arch, voc_root, train_set.names, train_set.labels_path,
+                        label_content=hashlib.sha256(table.encode("utf-8")).hexdigest())
     options = {**dataclasses.asdict(config), **inputs}
     done = load_finished(out, config.arch, options, overwrite)
     if done is not None:  # the same run finished before: its metrics, not a second training

@@ -21,15 +21,17 @@ RUNTIME_OPTIONS = ("device", "workers")
 
 
 def run_inputs(network: str, voc_root: str | os.PathLike, names: Sequence[str], labels: str | os.PathLike | None,
-               init_weights: str | os.PathLike | None = None, **more: Any) -> dict[str, Any]:
+               init_weights: str | os.PathLike | None = None, label_content: str | None = None,
+               **more: Any) -> dict[str, Any]:
     """What a training run learns from, recorded with its partial state and its checkpoint so that a rerun on
     other data resumes or reuses nothing: the network name, the data set folder, the images (a SHA-256 of their
-    names), the label source and its content (:func:`labels_sha256`), and the initial weights' SHA-256 (and
-    ``more``, e.g. the class count)."""
+    names), the label source and its content (``label_content``, by default :func:`labels_sha256` of the source),
+    and the initial weights' SHA-256 (and ``more``, e.g. the class count)."""
+    if label_content is None and labels is not None:
+        label_content = labels_sha256(labels, names)
     return {"network_name": network, "voc_root": os.path.abspath(voc_root),
             "images": hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest(),
-            "labels": None if labels is None else os.path.abspath(labels),
-            "labels_sha256": None if labels is None else labels_sha256(labels, names),
+            "labels": None if labels is None else os.path.abspath(labels), "labels_sha256": label_content,
             "init_weights": None if init_weights is None else file_sha256(init_weights), **more}
 
 
@@ -70,9 +72,13 @@ def save_partial(path: Path, options: dict[str, Any], state: dict[str, Any]) -> 
         torch.save({"options": options, **state}, tmp)
 
 
-def _differing(saved: dict[str, Any], options: dict[str, Any]) -> list[str]:
-    """The options, runtime ones aside, whose values differ between two runs."""
-    return sorted(k for k in {*saved, *options} - set(RUNTIME_OPTIONS) if saved.get(k) != options.get(k))
+def _differing(saved: dict[str, Any], options: dict[str, Any]) -> str:
+    """The options, runtime ones aside, whose values differ between two runs, as a message part ('' if none);
+    those the saved run did not record are said to be so (an older infercam wrote it)."""
+    differ = sorted(k for k in {*saved, *options} - set(RUNTIME_OPTIONS) if saved.get(k) != options.get(k))
+    unrecorded = [k for k in differ if k not in saved]
+    older = f"; {', '.join(unrecorded)} not recorded by the older infercam that wrote it" if unrecorded else ""
+    return ", ".join(differ) + older
 
 
 def load_partial(path: Path, options: dict[str, Any], overwrite: bool = False) -> dict[str, Any] | None:
@@ -86,7 +92,7 @@ def load_partial(path: Path, options: dict[str, Any], overwrite: bool = False) -
     saved = state.get("options", {}) if isinstance(state, dict) else {}
     differ = _differing(saved, options)
     if differ:
-        raise InferCamError(f"{path} is from a run with other options ({', '.join(differ)}): "
+        raise InferCamError(f"{path} is from a run with other options ({differ}): "
                             "delete it or use --overwrite")
     return state
 
@@ -108,5 +114,5 @@ def load_finished(out: str | os.PathLike, arch: str, options: dict[str, Any],
     differ = _differing({"arch": config.get("arch"), **config["train"], **config.get("inputs", {})},
                         {"arch": arch, **options})
     if differ:
-        raise InferCamError(f"{out} exists, trained with other options ({', '.join(differ)}): {advice}")
+        raise InferCamError(f"{out} exists, trained with other options ({differ}): {advice}")
     return state, config
