@@ -34,8 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-classes", type=positive_int, default=SEG_CLASSES,
                         help=f"output classes, background included (default: {SEG_CLASSES})")
     group = parser.add_argument_group("predictions")
-    group.add_argument("--out-pred", default=None, help="after training, write <name>.png predictions here (a folder that is empty or "
-                            "holds this checkpoint's predictions: a rerun writes the missing ones)")
+    group.add_argument("--out-pred", default=None,
+                       help="after training, write <name>.png predictions here (a folder that is empty or holds "
+                            "this checkpoint's predictions: a rerun writes the missing ones)")
     group.add_argument("--pred-list", default=None,
                        help="images to predict (default: those of --list, else all of JPEGImages)")
     add_train_args(parser, SEG_TRAIN, "deeplabv3-resnet50", "common DeepLab settings")
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     folder = Path(args.out_pred)
     fresh = record["model_sha256"] is None  # the folder does not hold this checkpoint's predictions: all made anew
-    record["model_sha256"] = file_sha256(args.out)
     if fresh:
+        record["model_sha256"] = file_sha256(args.out)
         record["outputs_since"] = file_system_now([folder])  # a later resume of this run keeps nothing older
     _same_run(folder, record, False, args.out)  # no other run claimed the folder while this one trained
     summary = predict_dataset(model, dataset, folder, to_predict, args.device, progress=not args.no_progress,
@@ -92,11 +93,11 @@ def claim_prediction_folder(args: argparse.Namespace, reused: bool, total: int) 
     record["config"]["checkpoint"] = os.path.realpath(args.out)  # whose predictions the folder holds
     with folder_lock(folder / f"{MANIFEST}.lock"):
         since = _same_run(folder, record, args.overwrite, args.out)
-        earlier = {r.get("model_sha256") for _, r in earlier_records(folder)} if not args.overwrite else set()
-        sha = file_sha256(args.out) if reused else None
-        keep = sha is not None and earlier == {sha}
+        earlier = earlier_records(folder)
+        sha = file_sha256(args.out) if reused else None  # never with --overwrite, which trains again
+        keep = sha is not None and {r.get("model_sha256") for _, r in earlier} == {sha}
         record["model_sha256"], record["outputs_since"] = (sha if keep else None), since
-        for path, _ in earlier_records(folder) if args.overwrite else ():
+        for path, _ in earlier if args.overwrite else ():
             path.unlink(missing_ok=True)
         write_manifest(folder / MANIFEST, record, RunSummary(total=total, status="running"),
                        _dt.datetime.now(_dt.timezone.utc))
