@@ -184,6 +184,24 @@ def test_cli_end_to_end_with_json(tmp_path, capsys):
     assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
 
 
+@pytest.mark.parametrize("target", ["list", "prediction", "truth", "other json", "folder"])
+def test_json_never_replaces_an_input_or_a_foreign_file(target, tmp_path, capsys):
+    voc, pred, _ = make_dataset(tmp_path)
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nb\n")
+    (tmp_path / "other.json").write_text('{"miou": 1}')
+    path = {"list": listing, "prediction": pred / "a.npy", "truth": voc / "SegmentationClass" / "a.png",
+            "other json": tmp_path / "other.json", "folder": pred}[target]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    args = ["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing), "--json", str(path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--json {path} " + ("is a folder" if target == "folder" else "exists and is not a score file") in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    scores = tmp_path / "scores.json"
+    assert main([*args[:-1], str(scores)]) == 0 and main([*args[:-1], str(scores)]) == 0  # its own file: replaced
+
+
 def test_missing_prediction_error_and_skip(tmp_path, capsys):
     voc, pred, _ = make_dataset(tmp_path)
     (pred / "b.npy").unlink()

@@ -64,6 +64,23 @@ def test_the_report_shows_every_run_and_scores_them_as_eval_does(runs, tmp_path,
     assert "★" in page and page.count('class="item"') == 4
 
 
+@pytest.mark.parametrize("target", ["data set", "run folder", "web page", "file"])
+def test_the_report_refuses_a_folder_of_other_files_and_replaces_its_own(target, runs, tmp_path, capsys):
+    voc, folders = runs
+    page = tmp_path / "site"
+    page.mkdir()
+    (page / "index.html").write_text("<html>my page</html>")
+    out = {"data set": voc, "run folder": folders["baseline"], "web page": page, "file": voc / "cls_labels.npy"}[target]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code, err = report(capsys, voc, folders, out)
+    assert code == 2 and f"report folder {out} " in err
+    assert ("an index.html that no infercam report wrote" if target == "web page" else
+            "is a file" if target == "file" else "holds other files") in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    mine = tmp_path / "mine"
+    assert report(capsys, voc, folders, mine)[0] == 0 and report(capsys, voc, folders, mine)[0] == 0
+
+
 def test_missing_files_stop_the_report_or_are_shown_with_skip(runs, tmp_path, capsys):
     voc, folders = runs
     (folders["infercam"] / "img_c.npy").unlink()

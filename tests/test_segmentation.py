@@ -265,7 +265,8 @@ def test_predictions_never_replace_an_input_folder(folder, voc, tmp_path, capsys
     args[args.index("--out-pred") + 1] = str(target)
     assert main([*args, "--overwrite"]) == 2
     err = capsys.readouterr().err
-    assert f"is the {'--pseudo' if folder == 'pseudo' else folder} folder: the predictions would replace" in err
+    what = "the --pseudo folder" if folder == "pseudo" else f"the data set's {folder}/ folder"
+    assert f"--out-pred {target} is {what}, which this run reads: its files would be replaced" in err
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before and not (tmp_path / "seg.pth").exists()
 
 

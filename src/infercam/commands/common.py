@@ -13,8 +13,8 @@ from typing import Any, Callable, Collection, Sequence
 
 from ..classes import VOC_CLASSES
 from ..data.images import DEFAULT_MAX_SIDE, MIN_SIDE, SizeLimits
-from ..data.voc import VOCDataset
-from ..errors import InferCamError, OutputError
+from ..data.voc import ANNOT_DIR, IMAGE_DIR, SEG_DIR, VOCDataset
+from ..errors import DataError, InferCamError, OutputError
 from ..io import CAM_FORMATS
 from ..method.cam import DEFAULT_SCALES, check_scales
 from ..method.engine import describe_device, resolve_device
@@ -144,6 +144,30 @@ INTERNAL_OPTIONS = ("func", "command_line", "class_names", "cam_classes")
 # them: another data set's images may share the names, sizes and labels of those whose outputs are kept.
 RUN_CONTROL_OPTIONS = ("overwrite", "on_error", "workers", "no_progress", "device", "batch_size", "compile",
                        "channels_last", "list_file", "labels", "max_side", "pred_list", *OUTPUT_PATH_OPTIONS)
+
+
+# Options that name what a run reads (files or folders); no output may be one of them.
+INPUT_PATH_OPTIONS = ("voc_root", "list_file", "labels", "cam", "split_path", "pseudo", "aff_labels", "weights",
+                      "aff_weights", "init_weights", "train_list", "val_list", "pred_list")
+
+
+def refuse_inputs_as_outputs(args: argparse.Namespace) -> None:
+    """A DataError when an output option names something the run reads: an input option's file or folder, or the
+    data set's images, annotations or ground truth. Its files would be replaced, --overwrite or not."""
+    inputs = {}
+    for key in INPUT_PATH_OPTIONS:
+        path = getattr(args, key, None)
+        if isinstance(path, (str, os.PathLike)):
+            kind = "folder" if os.path.isdir(path) else "file"
+            inputs[path] = "the data set folder" if key == "voc_root" else f"the --{key.replace('_', '-')} {kind}"
+    if getattr(args, "voc_root", None) is not None:
+        inputs.update({Path(args.voc_root) / f: f"the data set's {f}/ folder" for f in (IMAGE_DIR, SEG_DIR, ANNOT_DIR)})
+    read = {os.path.realpath(path): what for path, what in inputs.items()}
+    for key in OUTPUT_PATH_OPTIONS:
+        out = getattr(args, key, None)
+        if isinstance(out, (str, os.PathLike)) and os.path.realpath(out) in read:
+            raise DataError(f"--{key.replace('_', '-')} {out} is {read[os.path.realpath(out)]}, which this run reads: "
+                            "its files would be replaced, --overwrite or not; give another path")
 
 
 def run_record(args: argparse.Namespace) -> dict[str, Any]:
@@ -282,6 +306,7 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
                      limits: SizeLimits = SizeLimits()) -> int:
     """The shared body of cam / infer / split / pseudo: this rank's share of the images, resumable, with a
     manifest; the output folders are created once the data set, network and device were found usable."""
+    refuse_inputs_as_outputs(args)
     rank = distributed.Rank.from_env()
     args.device = rank.device(args.device)
     resolve_device(args.device)  # a clear error before the process group, whose backend depends on it

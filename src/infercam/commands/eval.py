@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..io import ensure_dir, write_json
 from .validate import unit_interval
 
 CURVE_POINTS = 20  # entries in the printed mIoU-vs-threshold line
+SCORE_KEYS = {"miou", "per_class", "num_images"}  # keys of every --json file eval writes (EvalResult.to_dict)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -107,7 +109,25 @@ def format_report(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
+def check_json_target(path: Path) -> None:
+    """A DataError when --json names a folder or a file that is not an earlier score file of eval (an input, a
+    manifest, anyone's JSON): it would be replaced. Checked before scoring, so nothing is computed in vain."""
+    if path.is_dir():
+        raise DataError(f"--json {path} is a folder: give the path of a .json file to write")
+    if not path.exists():
+        return
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        earlier = None
+    if not (isinstance(earlier, dict) and SCORE_KEYS <= earlier.keys()):
+        raise DataError(f"--json {path} exists and is not a score file of infercam eval: it would be replaced; "
+                        "give another path (or delete it)")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        check_json_target(args.json)
     names = read_image_list(args.list, args.voc_root)
     kind = _detect_format(args.pred, names) if args.format == "auto" else args.format
     if kind == "cam":

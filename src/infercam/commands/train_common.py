@@ -14,6 +14,7 @@ from ..data.voc import VOCDataset
 from ..models import create, list_models, load_state_dict, read_checkpoint
 from ..train.loop import TrainConfig
 from ..train.resume import checkpoint_lock, load_finished, run_inputs
+from .common import refuse_inputs_as_outputs
 from .validate import int_at_least, number_at_least, positive_int, positive_number
 
 
@@ -84,9 +85,11 @@ def reuse_finished(args: argparse.Namespace, model: nn.Module, inputs: dict[str,
 
 
 def one_run_per_checkpoint(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``run`` holding ``<args.out>.lock`` (:func:`checkpoint_lock`) from its reuse check to the save."""
+    """``run`` holding ``<args.out>.lock`` (:func:`checkpoint_lock`) from its reuse check to the save, once its
+    outputs were found not to be any of its inputs."""
     @functools.wraps(run)
     def locked(args: argparse.Namespace) -> int:
+        refuse_inputs_as_outputs(args)
         with checkpoint_lock(args.out):
             return run(args)
     return locked

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..data.voc import IMAGE_DIR, SEG_DIR, read_image_list
+from ..data.voc import IMAGE_DIR, read_image_list
 from ..errors import DataError, InferCamError
 from ..io import check_dir, ensure_dir, folder_lock
 from ..models.segnets import SEG_CLASSES
@@ -49,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
     to_predict = None
     if args.out_pred is not None:  # checked before training, not after it
         check_dir(Path(args.out_pred), "--out-pred folder")
-        refuse_input_folder(args.out_pred, {"--pseudo": args.pseudo, IMAGE_DIR: dataset.root / IMAGE_DIR,
-                                            SEG_DIR: dataset.root / SEG_DIR})
         to_predict = read_image_list(args.pred_list, dataset.root) if args.pred_list else dataset.names
         absent = [n for n in to_predict if not dataset.image_path(n).is_file()]
         if absent:
@@ -113,11 +111,3 @@ def _same_run(folder: Path, record: dict[str, Any], overwrite: bool, out: str) -
     except InferCamError as exc:
         raise InferCamError(f"--out-pred: {exc} (here --overwrite also trains --out again)") from None
 
-
-def refuse_input_folder(out_pred: str, inputs: dict[str, str | Path]) -> None:
-    """A DataError when --out-pred is one of the folders the run reads (the pseudo labels, the images, the ground
-    truth): its predictions would replace them, --overwrite or not."""
-    for option, folder in inputs.items():
-        if os.path.realpath(out_pred) == os.path.realpath(folder):
-            raise DataError(f"--out-pred {out_pred} is the {option} folder: the predictions would replace its files; "
-                            "give another folder")

@@ -18,6 +18,7 @@ import numpy as np
 from ..classes import VOC_CLASSES
 from ..data.voc import labels_in
 from ..evaluation import cam_to_label
+from ..errors import DataError
 from ..evaluation.stats import Interval
 from ..io import atomic_path, ensure_dir, overlay, save_image
 from ..method.split import Box
@@ -28,6 +29,8 @@ COLOURS = {"baseline": "#888888", "infercam-default": "#d62728", "infercam-fixed
            "infercam-reference": "#1f77b4"}
 SPARE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 CamMaps = dict[int, np.ndarray]  # class index -> map
+GENERATOR = '<meta name="generator" content="infercam report">'  # marks a folder as a report's, to replace
+OLDER_REPORT_MARK = "keep index.html beside its img/ folder."  # what reports before the mark all say
 
 
 class Curve(Protocol):
@@ -204,6 +207,7 @@ b.textContent=(im.length-ok)+' of '+im.length+' pictures failed to load: keep in
 def write_report(folder: str | Path, report: Report) -> Path:
     """Write ``folder/index.html`` (and its images): the summary, the threshold plot, the labelled images, then the
     real photos' panels; returns the HTML path."""
+    check_report_folder(Path(folder))
     folder = ensure_dir(folder, "report folder")
     ensure_dir(folder / "img", "report image folder")
     body = (f"<h1>{html.escape(report.heading, quote=False)}</h1><p>{html.escape(report.intro, quote=False)}</p>"
@@ -216,7 +220,7 @@ def write_report(folder: str | Path, report: Report) -> Path:
 def write_page(folder: Path, title: str, body: str, style: str = "") -> Path:
     """Write ``folder/index.html`` atomically: ``body`` with the reports' style (and ``style``), the gallery's,
     and the check that every picture loaded; returns its path."""
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title, quote=False)}</title>"
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}<title>{html.escape(title, quote=False)}</title>"
             f"<style>{STYLE}{GALLERY_STYLE}{style}</style></head><body><div id='broken'></div>{body}{CHECK_SCRIPT}"
             "</body></html>\n")
     path = folder / "index.html"
@@ -224,6 +228,28 @@ def write_page(folder: Path, title: str, body: str, style: str = "") -> Path:
         Path(tmp).write_text(page, encoding="utf-8")
     _remove_unused_pictures(folder, body)
     return path
+
+
+def check_report_folder(folder: Path) -> None:
+    """A DataError unless ``folder`` may take a report: it does not exist, is empty, or holds an earlier report
+    (an ``index.html`` an infercam report wrote), which is replaced. Any other folder (a data set, a run's outputs,
+    someone's web page) is refused before anything is computed: the report would mix with or replace its files."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise DataError(f"report folder {folder} is a file: give a folder for index.html and img/")
+    if not any(folder.iterdir()):
+        return
+    index = folder / "index.html"
+    try:
+        ours = index.is_file() and any(mark in index.read_text(encoding="utf-8", errors="replace")
+                                       for mark in (GENERATOR, OLDER_REPORT_MARK))
+    except OSError:
+        ours = False
+    if not ours:
+        what = "an index.html that no infercam report wrote" if index.exists() else "other files"
+        raise DataError(f"report folder {folder} holds {what}: a report writes index.html and img/ into an empty "
+                        "folder of its own (or over an earlier report); give another --out")
 
 
 _OWN_PICTURE = re.compile(r"(g\d+_\d+|photo_.+_\d+)\.png")  # the names write_gallery and _photo_section give
@@ -238,4 +264,5 @@ def _remove_unused_pictures(folder: Path, body: str) -> None:
             picture.unlink(missing_ok=True)
 
 
-__all__ = ["ImageRow", "MethodScore", "PhotoRow", "Report", "threshold_plot", "write_page", "write_report"]
+__all__ = ["ImageRow", "MethodScore", "PhotoRow", "Report", "check_report_folder", "threshold_plot", "write_page",
+           "write_report"]

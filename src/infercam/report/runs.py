@@ -24,7 +24,7 @@ from ..errors import DataError, ImageError, InferCamError
 from ..evaluation import DEFAULT_THRESHOLDS, evaluate_cams, evaluate_labels
 from ..io import ensure_dir, load_cams, overlay
 from .gallery import GalleryItem, Panel, sort_value, write_gallery
-from .page import threshold_plot, write_page
+from .page import check_report_folder, threshold_plot, write_page
 from .pictures import colour_labels
 
 KINDS = {"cam": ".npy", "label": ".png"}
@@ -190,6 +190,7 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
     ``missing="error"`` refuses a run that lacks a file of the list; ``"skip"`` shows it as missing and scores
     the run on what it has."""
     voc_root = Path(voc_root)
+    check_report_folder(Path(out))
     runs = [open_run(spec) for spec in run_specs]
     if len({r.name for r in runs}) != len(runs):
         raise InferCamError("two --run arguments have the same name: give each run its own")
