@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from infercam.classes import voc_colormap
+from infercam.classes import VOC_CLASSES, voc_colormap
 from infercam.cli import main
 from infercam.errors import DataError
 from infercam.evaluation import (
@@ -200,6 +201,28 @@ def test_json_never_replaces_an_input_or_a_foreign_file(target, tmp_path, capsys
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
     scores = tmp_path / "scores.json"
     assert main([*args[:-1], str(scores)]) == 0 and main([*args[:-1], str(scores)]) == 0  # its own file: replaced
+
+
+def test_a_missing_prediction_folder_a_piped_list_and_nothing_left_to_score(tmp_path, capsys):
+    voc, pred, _ = make_dataset(tmp_path)
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nb\n")
+    base = ["eval", "--voc-root", str(voc), "--list", str(listing)]
+    assert main([*base, "--pred", str(tmp_path / "nope")]) == 2
+    assert f"prediction folder not found: {tmp_path / 'nope'}" in capsys.readouterr().err
+    assert main([*base, "--pred", str(listing)]) == 2
+    assert f"--pred {listing} is a file" in capsys.readouterr().err
+    every = [a for name in VOC_CLASSES[1:] for a in ("--ignore-class", name)]
+    assert main([*base, "--pred", str(pred), *every]) == 2
+    assert "leave no class but background to score" in capsys.readouterr().err
+    read, write = os.pipe()  # bash's --list <(...)
+    os.write(write, b"a\n")
+    os.close(write)
+    try:
+        assert main(["eval", "--voc-root", str(voc), "--list", f"/dev/fd/{read}", "--pred", str(pred)]) == 0
+    finally:
+        os.close(read)
+    assert "images: 1" in capsys.readouterr().out
 
 
 def test_missing_prediction_error_and_skip(tmp_path, capsys):

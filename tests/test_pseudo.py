@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from infercam.cli import build_parser, main
+from infercam.commands.pseudo import check_method_options
 from infercam.data.voc import read_label_png
 from infercam.evaluation import cam_to_label
 from infercam.io import load_cams
@@ -29,6 +30,7 @@ def test_psa_defaults():
     assert (PSA_RW.beta, PSA_RW.logt, PSA_RW.alpha) == (8, 8, 16)
     assert PSA_THRESHOLD == 0.2
     args = build_parser().parse_args(["pseudo", "--cam", "c", "--voc-root", "v", "--method", "rw", "--out", "o"])
+    check_method_options(args)  # the defaults, filled in once the method is known
     assert (args.beta, args.logt, args.low_alpha, args.high_alpha) == (8, 8, 4, 32)
     assert args.aff_network == "demo"
 
@@ -232,6 +234,11 @@ def test_cli_crf_beats_threshold_and_affinity_labels_have_255(voc, tmp_path):
     (["--method", "rw", "--device", "cuda:99"], "device 'cuda:99'"),
     (["--method", "rw", "--device", "foo"], "unknown device 'foo'"),
     (["--method", "rw", "--aff-network", "resnet38"], "give a checkpoint with --aff-weights"),
+    (["--method", "crf", "--low-alpha", "2"], "--low-alpha applies only with --method crf --affinity-labels"),
+    (["--method", "threshold", "--high-alpha", "2"], "--high-alpha applies only with --method crf --affinity-labels"),
+    (["--method", "crf", "--beta", "4"], "--beta applies only with --method rw; this run would ignore it"),
+    (["--method", "threshold", "--logt", "2"], "--logt applies only with --method rw"),
+    (["--method", "crf", "--affinity-labels", "--aff-weights", "x.pth"], "--aff-weights applies only with --method rw"),
 ])
 def test_cli_rejects_option_mixes(voc, tmp_path, capsys, extra, message):
     args = pseudo_args(voc, "crf", tmp_path / "x")

@@ -128,6 +128,11 @@ def check_json_target(path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_json_target(args.json)
+    if not args.pred.is_dir():
+        raise DataError(f"prediction folder not found: {args.pred}" if not args.pred.exists()
+                        else f"--pred {args.pred} is a file: give the folder of <name>.npy or <name>.png predictions")
+    if len(ignored_classes(args)) >= len(VOC_CLASSES) - 1:
+        raise DataError("--ignore-class / --class-map leave no class but background to score")
     names = read_image_list(args.list, args.voc_root)
     kind = _detect_format(args.pred, names) if args.format == "auto" else args.format
     if kind == "cam":

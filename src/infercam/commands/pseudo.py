@@ -44,21 +44,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     crf.add_argument("--affinity-labels", action="store_true",
                      help="write psa's confident labels instead: the class of a CRF with background alpha "
                           "--low-alpha, 255 where that CRF says background, 0 where a CRF with --high-alpha does")
-    crf.add_argument("--low-alpha", type=positive_number, default=PSA_LOW_ALPHA, help=f"default: {PSA_LOW_ALPHA} (psa)")
-    crf.add_argument("--high-alpha", type=positive_number, default=PSA_HIGH_ALPHA, help=f"default: {PSA_HIGH_ALPHA} (psa)")
+    crf.add_argument("--low-alpha", type=positive_number, default=None, help=f"default: {PSA_LOW_ALPHA} (psa)")
+    crf.add_argument("--high-alpha", type=positive_number, default=None, help=f"default: {PSA_HIGH_ALPHA} (psa)")
     rw = parser.add_argument_group("random walk (rw only)")
-    rw.add_argument("--aff-network", default="demo",
+    rw.add_argument("--aff-network", default=None,
                     help="AffinityNet: demo (the compact one, bundled weights trained on the synthetic data; = "
                          "demo-aff), resnet38 (psa's, = resnet38-aff; give --aff-weights) or any registry name "
                          "(default: demo)")
     rw.add_argument("--aff-weights", default=None,
                     help="AffinityNet checkpoint (train-aff's, or psa's resnet38_aff .pth); default: bundled weights")
-    rw.add_argument("--beta", type=positive_number, default=PSA_RW.beta, help=f"affinity power (default: {PSA_RW.beta:g}, psa)")
-    rw.add_argument("--logt", type=int_at_least(0), default=PSA_RW.logt,
+    rw.add_argument("--beta", type=positive_number, default=None, help=f"affinity power (default: {PSA_RW.beta:g}, psa)")
+    rw.add_argument("--logt", type=int_at_least(0), default=None,
                     help=f"walk length 2**LOGT (default: {PSA_RW.logt}, psa)")
     rw.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     add_run_args(parser)
     parser.set_defaults(func=run)
+
+
+def _method_options(args: argparse.Namespace) -> list[tuple[str, bool, object]]:
+    """The options of one method only: (option, whether this run uses it, its default)."""
+    rw, affinity = args.method == "rw", args.method == "crf" and args.affinity_labels
+    return [("low_alpha", affinity, PSA_LOW_ALPHA), ("high_alpha", affinity, PSA_HIGH_ALPHA),
+            ("aff_network", rw, "demo"), ("aff_weights", rw, None), ("beta", rw, PSA_RW.beta),
+            ("logt", rw, PSA_RW.logt)]
+
+
+def check_method_options(args: argparse.Namespace) -> None:
+    """Refuse an option the chosen method does not use (e.g. --low-alpha without --affinity-labels, --beta
+    without --method rw), then fill in the defaults of the others."""
+    for key, used, default in _method_options(args):
+        option = f"--{key.replace('_', '-')}"
+        if getattr(args, key) is not None and not used:
+            needs = "--method crf --affinity-labels" if key.endswith("_alpha") else "--method rw"
+            raise InferCamError(f"{option} applies only with {needs}; this run would ignore it")
+        if getattr(args, key) is None:
+            setattr(args, key, default)
 
 
 def _background(args: argparse.Namespace) -> Background:
@@ -99,6 +119,7 @@ def build_labeler(args: argparse.Namespace) -> Labeler:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_method_options(args)
     desc = "pseudo (crf, affinity labels)" if args.affinity_labels else f"pseudo ({args.method})"
     dropped: Counter = Counter()
     if not Path(args.cam).is_dir():  # a run-level error, before the output folder and its manifest are made

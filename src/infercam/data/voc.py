@@ -38,12 +38,14 @@ def read_image_list(path: str | os.PathLike, root: str | os.PathLike | None = No
     path = Path(path)
     if path.is_dir():
         raise DataError(f"list file {path} is a folder: give a text file of image names, one per line")
-    if not path.is_file():
+    if not path.exists():  # a pipe (bash's <(...)) or /dev/stdin is read like a file
         raise DataError(f"list file not found: {path}")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"list file is not UTF-8 text: {path}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read list file {path}: {exc.strerror or exc}") from None
     names: list[str] = []
     for line in text.splitlines():
         line = COMMENT.sub("", line).strip()
