@@ -95,7 +95,11 @@ def test_demo_with_grad_cam_and_a_wrong_layer(tmp_path, capsys):
     assert main(args + ["--out", str(tmp_path / "b"), "--target-layer", "no_such_layer"]) == 2
     assert "no_such_layer" in capsys.readouterr().err
     assert main(args + ["--out", str(tmp_path / "c"), "--json", str(tmp_path)]) == 2  # refused before the run
-    assert "is a folder: give a file name" in capsys.readouterr().err and not (tmp_path / "c").exists()
+    assert f"--json {tmp_path} is a folder" in capsys.readouterr().err and not (tmp_path / "c").exists()
+    weights_before = weights.read_bytes()
+    assert main(args + ["--out", str(tmp_path / "c"), "--json", str(weights)]) == 2  # not a summary: kept
+    assert "exists and is not a file of infercam demo" in capsys.readouterr().err and not (tmp_path / "c").exists()
+    assert weights.read_bytes() == weights_before
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "summary.json").write_text("my own")  # a folder of other files: the demo would replace them

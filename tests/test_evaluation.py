@@ -197,7 +197,7 @@ def test_json_never_replaces_an_input_or_a_foreign_file(target, tmp_path, capsys
     args = ["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing), "--json", str(path)]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"--json {path} " + ("is a folder" if target == "folder" else "exists and is not a score file") in err
+    assert f"--json {path} " + ("is a folder" if target == "folder" else "exists and is not a file of infercam eval") in err
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
     scores = tmp_path / "scores.json"
     assert main([*args[:-1], str(scores)]) == 0 and main([*args[:-1], str(scores)]) == 0  # its own file: replaced

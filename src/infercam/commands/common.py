@@ -265,6 +265,24 @@ def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: b
     return since
 
 
+def check_json_target(path: str | os.PathLike, keys: Collection[str], writer: str) -> None:
+    """A DataError when --json names a folder or an existing file that is not an earlier one of ``writer``'s
+    (a JSON object with every one of ``keys``): an input, a manifest or anyone's file would be replaced. Checked
+    before the work, so that nothing is computed in vain."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"--json {path} is a folder: give the path of a .json file to write")
+    if not path.exists():
+        return
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        earlier = None
+    if not (isinstance(earlier, dict) and set(keys) <= earlier.keys()):
+        raise DataError(f"--json {path} exists and is not a file of {writer}: it would be replaced; give another "
+                        "path (or delete it)")
+
+
 def add_output_args(parser: argparse.ArgumentParser, splits: bool = True) -> None:
     group = parser.add_argument_group("outputs")
     group.add_argument("--out-cam", default=None, help="folder for <name>.npy CAM files")

@@ -6,10 +6,13 @@ from pathlib import Path
 
 from ..data.synthetic import MAX_IMAGES
 from ..demo.run import DEMO_SEED, run_demo
-from ..errors import OutputError
 from ..io import ensure_dir, write_json
 from ..method.gradcam import CAM_METHODS
+from .common import check_json_target
 from .validate import int_at_least
+
+
+SUMMARY_KEYS = ("images", "methods", "differences")  # keys of every --json file demo writes (DemoSummary.to_dict)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,9 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.json:  # its folder made before the run, not found missing after it
-        if Path(args.json).is_dir():
-            raise OutputError(f"--json {args.json} is a folder: give a file name")
+    if args.json:  # checked, and its folder made, before the run, not found unusable after it
+        check_json_target(args.json, SUMMARY_KEYS, "infercam demo")
         ensure_dir(Path(args.json).parent, "--json folder")
     summary = run_demo(args.out, n_images=args.images, seed=args.seed, network=args.network, weights=args.weights,
                        device=args.device, report_images=args.report_images, progress=not args.no_progress,

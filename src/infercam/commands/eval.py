@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from ..evaluation import (
     DEFAULT_THRESHOLDS, EvalResult, evaluate_cams, evaluate_labels, format_threshold, threshold_range,
 )
 from ..io import ensure_dir, write_json
+from .common import check_json_target
 from .validate import unit_interval
 
 CURVE_POINTS = 20  # entries in the printed mIoU-vs-threshold line
@@ -109,25 +109,9 @@ def format_report(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def check_json_target(path: Path) -> None:
-    """A DataError when --json names a folder or a file that is not an earlier score file of eval (an input, a
-    manifest, anyone's JSON): it would be replaced. Checked before scoring, so nothing is computed in vain."""
-    if path.is_dir():
-        raise DataError(f"--json {path} is a folder: give the path of a .json file to write")
-    if not path.exists():
-        return
-    try:
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        earlier = None
-    if not (isinstance(earlier, dict) and SCORE_KEYS <= earlier.keys()):
-        raise DataError(f"--json {path} exists and is not a score file of infercam eval: it would be replaced; "
-                        "give another path (or delete it)")
-
-
 def run(args: argparse.Namespace) -> int:
     if args.json is not None:
-        check_json_target(args.json)
+        check_json_target(args.json, SCORE_KEYS, "infercam eval")
     if not args.pred.is_dir():
         raise DataError(f"prediction folder not found: {args.pred}" if not args.pred.exists()
                         else f"--pred {args.pred} is a file: give the folder of <name>.npy or <name>.png predictions")
