@@ -275,3 +275,18 @@ def test_cli_drops_cam_classes_the_image_is_not_labelled_with(voc, tmp_path, cap
     assert main(pseudo_args(voc, "threshold", out)) == 0
     assert extra + 1 not in np.unique(read_label_png(out / "img_0.png"))
     assert "1 CAM map(s) of classes the images are not labelled with were dropped" in capsys.readouterr().err
+
+
+def test_cli_notes_labelled_classes_without_a_map(voc, tmp_path, capsys):
+    from infercam.data.voc import VOCDataset
+
+    name = next(n for n in VOCDataset.open(voc).names if len(VOCDataset.open(voc).labels(n)) > 1)
+    cams = load_cams(voc / "cams" / f"{name}.npy")
+    missing = min(cams)
+    del cams[missing]  # CAMs made with labels that lacked this class
+    np.save(voc / "cams" / f"{name}.npy", cams)
+    out = tmp_path / "thr"
+    assert main(pseudo_args(voc, "threshold", out)) == 0
+    assert missing + 1 not in np.unique(read_label_png(out / f"{name}.png"))
+    assert (f"note: 1 labelled class(es) have no map in their CAM file and got no pixels (1 image(s), e.g. {name})"
+            in capsys.readouterr().err)

@@ -122,14 +122,19 @@ def run(args: argparse.Namespace) -> int:
     check_method_options(args)
     desc = "pseudo (crf, affinity labels)" if args.affinity_labels else f"pseudo ({args.method})"
     dropped: Counter = Counter()
+    absent: Counter = Counter()
     if not Path(args.cam).is_dir():  # a run-level error, before the output folder and its manifest are made
         raise DataError(f"CAM folder not found: {args.cam}" if not Path(args.cam).exists()
                         else f"--cam {args.cam} is a file, not a folder of <name>.npy CAM files")
     if not any(Path(args.cam).glob("*.npy")):
         raise DataError(f"--cam {args.cam} holds no <name>.npy CAM files (an infer/cam --out-cam folder)")
     code = run_over_dataset(args, LabelOutputs(Path(args.out), source=Path(args.cam)),
-                            lambda a: (cam_labeler(a.cam, build_labeler(a), dropped), None), desc)
+                            lambda a: (cam_labeler(a.cam, build_labeler(a), dropped, absent), None), desc)
     if dropped:
         print(f"note: {sum(dropped.values())} CAM map(s) of classes the images are not labelled with were dropped "
               f"({len(dropped)} image(s), e.g. {next(iter(dropped))})", file=sys.stderr)
+    if absent:
+        print(f"note: {sum(absent.values())} labelled class(es) have no map in their CAM file and got no pixels "
+              f"({len(absent)} image(s), e.g. {next(iter(absent))}): were the CAMs made with other labels?",
+              file=sys.stderr)
     return code

@@ -16,12 +16,13 @@ from .threshold import CamDict
 Labeler = Callable[[np.ndarray, CamDict], np.ndarray]
 
 
-def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler, dropped: Counter | None = None
-                ) -> Callable[[str, np.ndarray, list[int]], np.ndarray]:
+def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler, dropped: Counter | None = None,
+                absent: Counter | None = None) -> Callable[[str, np.ndarray, list[int]], np.ndarray]:
     """A per-image computation for :func:`infercam.run.dataset.run_dataset`: ``labeler(image, <cam_dir>/<name>.npy)``.
 
     Maps of classes the image is not labelled with are dropped (as psa does: a pseudo label only holds the image's
-    classes); ``dropped`` counts them per image name."""
+    classes); ``dropped`` counts them per image name, ``absent`` the image's classes that have no map (they get no
+    pixel: CAMs computed with other labels)."""
     cam_dir = Path(cam_dir)
 
     def compute(name: str, image: np.ndarray, labels: list[int]) -> np.ndarray:
@@ -32,6 +33,8 @@ def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler, dropped: Counter |
         kept = {c: m for c, m in cams.items() if c in labels}
         if dropped is not None and len(kept) < len(cams):
             dropped[name] += len(cams) - len(kept)
+        if absent is not None and len(kept) < len(set(labels)):
+            absent[name] += len(set(labels)) - len(kept)
         if not kept:
             raise DataError(f"CAM file {path} holds none of the image's classes {labels} (it has {sorted(cams)})")
         return labeler(image, kept)
