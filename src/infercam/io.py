@@ -204,6 +204,12 @@ def heatmap_path(folder: str | os.PathLike, name: str, c: int, class_names: tupl
     return Path(folder) / f"{name}_{label}.png"
 
 
+def is_heatmap_of(stem: str, cam_names: set[str]) -> bool:
+    """Whether ``<stem>.png`` may be the :func:`heatmap_path` overlay of one of the images ``cam_names``: its name is
+    an image's name, '_' and more (a class label, which may itself hold '_')."""
+    return any(stem[:i] in cam_names for i, ch in enumerate(stem) if ch == "_")
+
+
 def save_heatmaps(folder: str | os.PathLike, name: str, image: np.ndarray,
                   cams: dict[int, np.ndarray], class_names: tuple[str, ...] = VOC_CLASSES) -> list[Path]:
     """Write ``<name>_<classname>.png`` overlays, one per class; returns the paths."""

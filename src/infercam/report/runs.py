@@ -22,7 +22,7 @@ from ..data.images import load_image
 from ..data.voc import SEG_DIR, find_image, labels_in, read_label_png
 from ..errors import DataError, ImageError, InferCamError
 from ..evaluation import DEFAULT_THRESHOLDS, evaluate_cams, evaluate_labels
-from ..io import ensure_dir, load_cams, overlay
+from ..io import ensure_dir, is_heatmap_of, load_cams, overlay
 from .gallery import GalleryItem, Panel, sort_value, write_gallery
 from .page import check_report_folder, threshold_plot, write_page
 from .pictures import colour_labels
@@ -64,18 +64,12 @@ def open_run(spec: str) -> Run:
     if not path.is_dir():
         raise DataError(f"run {name!r}: folder not found: {path}")
     cams = {p.stem for p in path.glob("*.npy")}
-    labels = [p for p in path.glob("*.png") if not _heatmap_of(p.stem, cams)]
+    labels = [p for p in path.glob("*.png") if not is_heatmap_of(p.stem, cams)]
     if bool(cams) == bool(labels):
         what = "both CAM .npy files and label .png files" if cams else "no CAM .npy files and no label .png files"
         raise DataError(f"run {name!r}: {path} holds {what}: give a folder of one kind (a cam/infer --out-cam, or "
                         "pseudo labels / predictions)")
     return Run(name, path, "cam" if cams else "label")
-
-
-def _heatmap_of(stem: str, cams: set[str]) -> bool:
-    """Whether ``<stem>.png`` is the heatmap (``<name>_<class>.png``) of a CAM file ``<name>.npy`` of ``cams``: a
-    run written with --out-cam and --heatmap in one folder is a CAM run."""
-    return any(stem[:i] in cams for i, ch in enumerate(stem) if ch == "_")
 
 
 def score_run(run: Run, voc_root: Path, names: Sequence[str], threshold: float | None) -> RunScore:
