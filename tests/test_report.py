@@ -94,6 +94,9 @@ def test_missing_files_stop_the_report_or_are_shown_with_skip(runs, tmp_path, ca
 def test_a_damaged_file_is_named_by_the_report_and_left_out_of_its_scores(runs, tmp_path, capsys):
     voc, folders = runs
     (folders["infercam"] / "img_c.npy").write_bytes(b"damaged")
+    code, err = report(capsys, voc, folders, tmp_path / "r")  # as eval: a damaged file stops it by default
+    assert code == 2 and "run 'infercam': cannot read CAM file" in err and "use --missing skip" in err
+    assert not (tmp_path / "r").exists()
     code, err = report(capsys, voc, folders, tmp_path / "r", "--missing", "skip")
     assert "infercam report: note: run 'infercam':" in err and "img_c.npy" in err and "left out" in err
     assert code == 0 and "infercam eval" not in err

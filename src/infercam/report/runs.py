@@ -72,14 +72,18 @@ def open_run(spec: str) -> Run:
     return Run(name, path, "cam" if cams else "label")
 
 
-def score_run(run: Run, voc_root: Path, names: Sequence[str], threshold: float | None) -> RunScore:
+def score_run(run: Run, voc_root: Path, names: Sequence[str], threshold: float | None,
+              missing: str = "skip") -> RunScore:
     """``infercam eval``'s scores of a run (at ``threshold``, or the best of the default sweep), images without a
-    prediction or ground truth left out."""
+    prediction or ground truth left out; a damaged prediction file is a DataError (``missing="error"``, as eval's
+    default) or left out with a note (``"skip"``)."""
     if run.kind == "cam":
         thresholds = DEFAULT_THRESHOLDS if threshold is None else [threshold]
         result = evaluate_cams(run.folder, voc_root, names, thresholds, missing="skip")
     else:
         result = evaluate_labels(run.folder, voc_root, names, missing="skip")
+    if result.notes and missing == "error":
+        raise DataError(f"run {run.name!r}: {result.notes[0]} (use --missing skip to leave such files out)")
     for note in result.notes:
         print(f"infercam report: note: run {run.name!r}: {note}; left out", file=sys.stderr)
     return RunScore(result.miou, result.best_threshold, result.per_threshold,
@@ -200,7 +204,7 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
     if scored_any:
         for run in runs:
             try:
-                scores[run.name] = score_run(run, voc_root, names, threshold)
+                scores[run.name] = score_run(run, voc_root, names, threshold, missing)
             except DataError as exc:
                 if missing == "error":
                     raise
