@@ -454,7 +454,8 @@ def test_numeric_options_are_checked_at_parse_time(tiny_voc, tmp_path, capsys, o
     ("train-cls", "--epochs", "0"), ("train-cls", "--lr", "-0.1"), ("train-cls", "--lr", "nan"),
     ("train-cls", "--weight-decay", "-1"), ("train-cls", "--crop-size", "-5"), ("train-seg", "--batch-size", "0"),
     ("train-aff", "--crop-size", "0"), ("train-aff", "--max-steps", "0"), ("pseudo", "--bg-threshold", "1.5"),
-    ("pseudo", "--beta", "0"), ("pseudo", "--logt", "-1"), ("demo", "--images", "0"), ("cam", "--num-classes", "0")])
+    ("pseudo", "--beta", "0"), ("pseudo", "--logt", "-1"), ("pseudo", "--alpha", "1e308"), ("pseudo", "--beta", "1e9"),
+    ("demo", "--images", "0"), ("cam", "--num-classes", "0")])
 def test_training_pseudo_and_demo_numbers_are_checked_at_parse_time(command, option, value, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, f"{option}={value}"])

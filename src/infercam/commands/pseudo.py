@@ -17,9 +17,13 @@ from ..pseudo import (
 from ..pseudo.run import Labeler
 from ..run.outputs import LabelOutputs
 from .common import add_data_args, add_run_args, run_over_dataset
-from .validate import int_at_least, positive_number, unit_interval
+from .validate import int_at_least, number_above, unit_interval
 
 METHODS = ("threshold", "crf", "rw")
+# An exponent (--alpha, --beta) above this only rounds maps to 0 or 1 (psa uses 4 to 32), and far above it
+# overflows float32.
+MAX_POWER = 1000.0
+power = number_above(0.0, MAX_POWER)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,15 +41,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bg = parser.add_argument_group("background score (threshold, crf, rw)").add_mutually_exclusive_group()
     bg.add_argument("--bg-threshold", type=unit_interval, default=None,
                     help=f"fixed background score (threshold/crf default: {PSA_THRESHOLD}, psa's infer_cls.py)")
-    bg.add_argument("--alpha", type=positive_number, default=None,
+    bg.add_argument("--alpha", type=power, default=None,
                     help="background (1 - max CAM) ** ALPHA instead of a fixed score "
                          f"(rw default: {PSA_RW.alpha:g}, psa's infer_aff.py)")
     crf = parser.add_argument_group("confident labels for train-aff (crf only)")
     crf.add_argument("--affinity-labels", action="store_true",
                      help="write psa's confident labels instead: the class of a CRF with background alpha "
                           "--low-alpha, 255 where that CRF says background, 0 where a CRF with --high-alpha does")
-    crf.add_argument("--low-alpha", type=positive_number, default=None, help=f"default: {PSA_LOW_ALPHA} (psa)")
-    crf.add_argument("--high-alpha", type=positive_number, default=None, help=f"default: {PSA_HIGH_ALPHA} (psa)")
+    crf.add_argument("--low-alpha", type=power, default=None, help=f"default: {PSA_LOW_ALPHA} (psa)")
+    crf.add_argument("--high-alpha", type=power, default=None, help=f"default: {PSA_HIGH_ALPHA} (psa)")
     rw = parser.add_argument_group("random walk (rw only)")
     rw.add_argument("--aff-network", default=None,
                     help="AffinityNet: demo (the compact one, bundled weights trained on the synthetic data; = "
@@ -53,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "(default: demo)")
     rw.add_argument("--aff-weights", default=None,
                     help="AffinityNet checkpoint (train-aff's, or psa's resnet38_aff .pth); default: bundled weights")
-    rw.add_argument("--beta", type=positive_number, default=None, help=f"affinity power (default: {PSA_RW.beta:g}, psa)")
+    rw.add_argument("--beta", type=power, default=None, help=f"affinity power (default: {PSA_RW.beta:g}, psa)")
     rw.add_argument("--logt", type=int_at_least(0), default=None,
                     help=f"walk length 2**LOGT (default: {PSA_RW.logt}, psa)")
     rw.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")

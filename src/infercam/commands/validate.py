@@ -37,16 +37,17 @@ def number_in(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
-def number_above(low: float) -> Callable[[str], float]:
-    """An argparse type: a finite number greater than ``low``."""
+def number_above(low: float, high: float = math.inf) -> Callable[[str], float]:
+    """An argparse type: a finite number greater than ``low`` (and no larger than ``high``)."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if not (math.isfinite(value) and value > low):
-            raise argparse.ArgumentTypeError(f"must be a finite number above {low:g}, got {text!r}")
+        if not (math.isfinite(value) and low < value <= high):
+            bound = "" if high == math.inf else f" and at most {high:g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number above {low:g}{bound}, got {text!r}")
         return value
 
     return parse
