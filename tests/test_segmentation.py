@@ -306,6 +306,27 @@ def test_a_prediction_folder_of_other_files_or_another_checkpoint_is_refused_bef
     assert manifest["model_sha256"] == file_sha256(tmp_path / "other.pth")
 
 
+def test_no_other_run_writes_to_the_prediction_folder_while_this_one_trains(voc, tmp_path, capsys, monkeypatch):
+    import infercam.commands.train_seg
+
+    args = train_seg_args(voc, voc / "SegmentationClass", tmp_path)
+    other = [a if a != str(tmp_path / "seg.pth") else str(tmp_path / "other.pth") for a in args]
+    train, seen = infercam.commands.train_seg.train_segmentation, []
+
+    def train_while_another_run_starts(*a, **k):
+        seen.append(main([*other, "--overwrite"]))  # would replace this run's claim and, later, its predictions
+        seen.append(capsys.readouterr().err)
+        return train(*a, **k)
+
+    monkeypatch.setattr(infercam.commands.train_seg, "train_segmentation", train_while_another_run_starts)
+    assert main(args) == 0
+    assert seen[0] == 2 and "another run (pid" in seen[1] and f"is writing to {tmp_path / 'pred'}" in seen[1]
+    assert not (tmp_path / "other.pth").exists()
+    manifest = json.loads((tmp_path / "pred" / "infercam-run.json").read_text())
+    assert manifest["config"]["checkpoint"] == str(tmp_path / "seg.pth") and manifest["totals"]["done"] == 4
+    assert not list((tmp_path / "pred").glob("*.lock"))
+
+
 def test_predictions_follow_their_checkpoint_beside_it_and_are_made_anew_when_it_is_trained_again(voc, tmp_path,
                                                                                                 capsys):
     run = tmp_path / "run"

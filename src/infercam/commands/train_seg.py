@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import os
 from pathlib import Path
@@ -12,12 +13,16 @@ from ..errors import DataError, InferCamError
 from ..io import check_dir, ensure_dir, folder_lock
 from ..models.segnets import SEG_CLASSES
 from ..train.segmentation import SEG_TRAIN, predict_dataset, train_segmentation
-from ..run.manifest import MANIFEST, RunSummary, file_sha256, write_manifest
+from ..run.dataset import refuse_other_runs
+from ..run.manifest import MANIFEST, MANIFEST_STEM, RunSummary, file_sha256, write_manifest
 from .common import (add_data_args, check_same_run, earlier_records, file_system_now, open_dataset, report,
                      run_record)
 from .train_common import (add_train_args, initial_network, one_run_per_checkpoint, reuse_finished, train_config,
                            training_inputs)
 from .validate import positive_int
+
+
+CLAIM = f"{MANIFEST_STEM}.train-seg.json"  # the prediction folder's lock (CLAIM.lock) from the claim to the end
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,48 +62,51 @@ def run(args: argparse.Namespace) -> int:
     model = initial_network(args, num_classes=args.num_classes)
     inputs = training_inputs(args, dataset, args.pseudo, num_classes=args.num_classes)
     reused = reuse_finished(args, model, inputs)
-    if to_predict is not None:
-        record = claim_prediction_folder(args, reused, len(to_predict))
-    if not reused:
-        last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
-                                  train_config(args), progress=not args.no_progress, overwrite=args.overwrite,
-                                  inputs=inputs)
-        print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
-    if to_predict is None:
-        return 0
-    folder = Path(args.out_pred)
-    fresh = record["model_sha256"] is None  # the folder does not hold this checkpoint's predictions: all made anew
-    if fresh:
-        record["model_sha256"] = file_sha256(args.out)
-        record["outputs_since"] = file_system_now([folder])  # a later resume of this run keeps nothing older
-    _same_run(folder, record, False, args.out)  # no other run claimed the folder while this one trained
-    summary = predict_dataset(model, dataset, folder, to_predict, args.device, progress=not args.no_progress,
-                              overwrite=fresh, manifest=record, since=record["outputs_since"],
-                              workers=max(1, args.workers))
+    with contextlib.ExitStack() as claim:  # the prediction folder is this run's from before training to the end
+        if to_predict is not None:
+            record = claim_prediction_folder(args, reused, len(to_predict), claim)
+        if not reused:
+            last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
+                                      train_config(args), progress=not args.no_progress, overwrite=args.overwrite,
+                                      inputs=inputs)
+            print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
+        if to_predict is None:
+            return 0
+        folder = Path(args.out_pred)
+        fresh = record["model_sha256"] is None  # the folder does not hold this checkpoint's predictions: all anew
+        if fresh:
+            record["model_sha256"] = file_sha256(args.out)
+            record["outputs_since"] = file_system_now([folder])  # a later resume of this run keeps nothing older
+        summary = predict_dataset(model, dataset, folder, to_predict, args.device, progress=not args.no_progress,
+                                  overwrite=fresh, manifest=record, since=record["outputs_since"],
+                                  workers=max(1, args.workers), peers=(CLAIM,))
     kept = summary.count("skipped")
     print(f"wrote {summary.count('done')} predictions to {args.out_pred}"
           + (f" ({kept} kept from the earlier run)" if kept else ""))
     return report(summary)
 
 
-def claim_prediction_folder(args: argparse.Namespace, reused: bool, total: int) -> dict[str, Any]:
+def claim_prediction_folder(args: argparse.Namespace, reused: bool, total: int,
+                            claim: contextlib.ExitStack) -> dict[str, Any]:
     """Before training: check that --out-pred is empty or holds the predictions of this checkpoint (--out), and
-    write its run record there, so that a second run refuses the folder and a resumed training recognises it.
+    write its run record there, so that a resumed training recognises it; the folder's lock ``CLAIM`` stays held
+    in ``claim``, so that no other run writes there until this one's predictions are done.
     Returns the record: ``model_sha256`` is the reused checkpoint's when the folder holds its predictions (only the
     missing ones are made, those since ``outputs_since`` kept), else None (all are made anew)."""
     folder = ensure_dir(Path(args.out_pred), "--out-pred folder")
     record = run_record(args)
     record["config"]["checkpoint"] = os.path.realpath(args.out)  # whose predictions the folder holds
-    with folder_lock(folder / f"{MANIFEST}.lock"):
-        since = _same_run(folder, record, args.overwrite, args.out)
-        earlier = earlier_records(folder)
-        sha = file_sha256(args.out) if reused else None  # never with --overwrite, which trains again
-        keep = sha is not None and {r.get("model_sha256") for _, r in earlier} == {sha}
-        record["model_sha256"], record["outputs_since"] = (sha if keep else None), since
-        for path, _ in earlier if args.overwrite else ():
-            path.unlink(missing_ok=True)
-        write_manifest(folder / MANIFEST, record, RunSummary(total=total, status="running"),
-                       _dt.datetime.now(_dt.timezone.utc))
+    claim.enter_context(folder_lock(folder / f"{CLAIM}.lock"))
+    refuse_other_runs(folder, {CLAIM})
+    since = _same_run(folder, record, args.overwrite, args.out)
+    earlier = earlier_records(folder)
+    sha = file_sha256(args.out) if reused else None  # never with --overwrite, which trains again
+    keep = sha is not None and {r.get("model_sha256") for _, r in earlier} == {sha}
+    record["model_sha256"], record["outputs_since"] = (sha if keep else None), since
+    for path, _ in earlier if args.overwrite else ():
+        path.unlink(missing_ok=True)
+    write_manifest(folder / MANIFEST, record, RunSummary(total=total, status="running"),
+                   _dt.datetime.now(_dt.timezone.utc))
     return record
 
 

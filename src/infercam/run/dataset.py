@@ -122,7 +122,7 @@ def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | Labe
     with contextlib.ExitStack() as locks:
         for folder in outputs.folders:  # every folder locked and free before any is changed
             locks.enter_context(folder_lock(folder / f"{manifest_name}.lock"))
-            _refuse_other_runs(folder, {manifest_name, *peers})
+            refuse_other_runs(folder, {manifest_name, *peers})
         for folder in outputs.folders if overwrite else ():  # earlier records no longer describe the folders
             for record in folder.glob(f"{MANIFEST_STEM}*.json"):
                 if record.name not in {manifest_name, *peers}:
@@ -131,7 +131,7 @@ def run_dataset(dataset: VOCDataset, compute: ComputeFn, outputs: Outputs | Labe
                            manifest_name, since, desc, limits, prepare)
 
 
-def _refuse_other_runs(folder: Path, job: set[str]) -> None:
+def refuse_other_runs(folder: Path, job: set[str]) -> None:
     """An OutputError if a run outside this job (e.g. a torchrun job, while this is a plain run) holds a live
     lock on ``folder``."""
     for lock in sorted(folder.glob(f"{MANIFEST_STEM}*.json.lock")):

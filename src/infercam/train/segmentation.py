@@ -87,12 +87,13 @@ def predict(model: nn.Module, image: np.ndarray, device: str | torch.device = "c
 def predict_dataset(model: nn.Module, dataset: VOCDataset, out_dir: str | os.PathLike,
                     names: Sequence[str] | None = None, device: str | torch.device = "cpu", progress: bool = True,
                     overwrite: bool = False, manifest: dict[str, Any] | None = None, since: float | None = None,
-                    workers: int = 2) -> RunSummary:
+                    workers: int = 2, peers: Sequence[str] = ()) -> RunSummary:
     """Write ``<out_dir>/<name>.png`` predictions (images need no class labels) as a resumable run
     (:func:`~infercam.run.dataset.run_dataset`: a PNG already there whole is kept unless ``overwrite`` or older
     than ``since``; an unreadable image is recorded as failed and the run goes on; ``manifest`` is the run's
-    record in the folder)."""
+    record in the folder; ``peers``: the names of other locks on the folder that this run holds)."""
     model.to(device).eval()
     return run_dataset(dataset, lambda name, image, labels: predict(model, image, device),
                        LabelOutputs(Path(out_dir), needs_labels=False), names=names, overwrite=overwrite,
-                       workers=workers, progress=progress, manifest=manifest, since=since, desc="predict")
+                       workers=workers, progress=progress, manifest=manifest, since=since, desc="predict",
+                       peers=peers)
