@@ -164,6 +164,27 @@ def test_label_pngs_palette_and_grayscale(tmp_path):
     np.testing.assert_array_equal(result.per_image_intersection[:, [0, 15]], [[2, 2], [3, 1]])
 
 
+@pytest.mark.parametrize("which", ["truth", "prediction"])
+@pytest.mark.parametrize("kind", ["gray JPEG", "RGB PNG"])
+def test_a_label_png_of_jpeg_data_or_colours_is_refused_naming_it(which, kind, tmp_path, capsys):
+    """A .png label file that holds JPEG data (lossy values, not labels) or RGB colours is not scored."""
+    gt = np.array([[0, 0, 15], [15, 255, 0]], np.uint8)
+    save_png(tmp_path / "voc" / "SegmentationClass" / "x.png", gt)
+    save_png(tmp_path / "pred" / "x.png", gt)
+    bad = (tmp_path / "voc" / "SegmentationClass" if which == "truth" else tmp_path / "pred") / "x.png"
+    if kind == "gray JPEG":
+        Image.fromarray(gt, mode="L").save(bad, format="JPEG")
+    else:
+        Image.fromarray(np.stack([gt] * 3, axis=-1)).save(bad, format="PNG")
+    with pytest.raises(DataError, match="JPEG data" if kind == "gray JPEG" else "mode RGB"):
+        evaluate_labels(tmp_path / "pred", tmp_path / "voc", ["x"])
+    (tmp_path / "l.txt").write_text("x\n")
+    assert main(["eval", "--pred", str(tmp_path / "pred"), "--voc-root", str(tmp_path / "voc"),
+                 "--list", str(tmp_path / "l.txt")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and len(err.strip().splitlines()) == 1
+
+
 def test_cli_end_to_end_with_json(tmp_path, capsys):
     voc, pred, _ = make_dataset(tmp_path)
     listing = tmp_path / "val.txt"

@@ -152,9 +152,12 @@ def voc_annotation(filename: str, width: int, height: int, objects: list[tuple[s
 
 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
-    """A VOC label PNG as an H x W uint8 index map (palette indices, not colours)."""
+    """A VOC label PNG as an H x W uint8 index map (palette indices, not colours); a LabelError for a file that
+    is not a PNG (e.g. JPEG data under a .png name: its lossy values are no labels) or not palette/grayscale."""
     try:
         with Image.open(path) as img:
+            if img.format != "PNG":
+                raise LabelError(f"label file is not a PNG but {img.format or 'another format'} data: {path}")
             if img.mode not in ("P", "L"):
                 raise LabelError(f"label PNG must be palette or grayscale, got mode {img.mode}: {path}")
             return np.asarray(img, dtype=np.uint8).copy()
