@@ -186,6 +186,13 @@ def test_training_on_labels_lowers_the_loss(voc, tmp_path):
     assert full_image_loss(model, voc) < 0.5 * before
 
 
+def test_a_diverging_training_stops_with_one_line_and_leaves_no_checkpoint(voc, tmp_path, capsys):
+    assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path) + ["--lr", "1e30"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("infercam train-seg: error: training diverged at step") and "lower --lr" in err[-1]
+    assert not (tmp_path / "seg.pth").exists()
+
+
 def test_train_seg_reports_missing_pseudo_labels(voc, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(train_seg_args(voc, tmp_path / "empty", tmp_path)) == 2

@@ -123,3 +123,24 @@ def test_labels_changed_in_the_annotations_are_other_data_and_an_older_record_sa
     with pytest.raises(Exception, match=r"other options \(labels_sha256; labels_sha256 not recorded by the older "
                                         r"infercam that wrote it\)"):
         load_partial(tmp_path / "old.partial", {"lr": 0.1, "labels_sha256": "abc"})
+
+
+def test_a_diverging_run_stops_with_one_line_and_leaves_no_checkpoint(tiny_voc, tmp_path, capsys):
+    out = tmp_path / "cls.pt"
+    assert main(train_args(tiny_voc, out) + ["--lr", "1e30"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("infercam train-cls: error: training diverged at step") and "lower --lr" in err[-1]
+    assert not out.exists()
+
+
+def test_weights_that_are_not_finite_are_never_saved_as_the_checkpoint(tmp_path):
+    """The last step may diverge after the last loss was checked: its NaN weights are not the final model."""
+    from infercam.errors import InferCamError
+    from infercam.train.loop import save_checkpoint
+
+    model = torch.nn.Linear(2, 3)
+    with torch.no_grad():
+        model.bias[1] = float("nan")
+    with pytest.raises(InferCamError, match=r"NaN or infinite values \(bias\).*lower --lr"):
+        save_checkpoint(tmp_path / "model.pt", model, {})
+    assert list(tmp_path.iterdir()) == []

@@ -29,7 +29,7 @@ from ..data.voc import VOCDataset
 from ..errors import InferCamError
 from ..io import ensure_dir
 from ..models import create, normalization
-from .loop import save_checkpoint
+from .loop import check_finite, save_checkpoint
 from .resume import load_finished, load_partial, partial_path, run_inputs, save_partial
 
 
@@ -214,8 +214,9 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
         t0, losses = time.perf_counter(), []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, file=sys.stderr,
                    dynamic_ncols=True)
-        for x, y in bar:
+        for i, (x, y) in enumerate(bar):
             loss = F.multilabel_soft_margin_loss(model(x.contiguous(memory_format=torch.channels_last)), y)
+            check_finite(loss, epoch * steps_per_epoch + i)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

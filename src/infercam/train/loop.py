@@ -113,6 +113,13 @@ def _to(batch: Any, device: torch.device) -> Any:
     return batch.to(device)
 
 
+def check_finite(loss: torch.Tensor, step: int) -> None:
+    """An InferCamError when the loss of ``step`` is NaN or infinite: training diverged, and every later step
+    would only spread it through the weights."""
+    if not torch.isfinite(loss):
+        raise InferCamError(f"training diverged at step {step} (loss {loss.item()}): lower --lr")
+
+
 def train_loop(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, step_fn: StepFn,
                config: TrainConfig, progress: bool = True, desc: str = "train", partial: Path | None = None,
                overwrite: bool = False, inputs: dict[str, Any] | None = None) -> dict[str, float]:
@@ -151,8 +158,7 @@ def train_loop(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
                 for group, base in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = base * (1 - step / total) ** POLY_POWER
                 loss, last = step_fn(model, _to(batch, device))
-                if not torch.isfinite(loss):
-                    raise InferCamError(f"training diverged at step {step} (loss {loss.item()}): lower --lr")
+                check_finite(loss, step)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -169,9 +175,13 @@ def train_loop(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: dict[str, Any]) -> None:
     """Write ``{"state_dict": ..., "config": config}`` atomically (see ``models.read_checkpoint``), then
-    remove the run's ``<path>.partial``."""
+    remove the run's ``<path>.partial``; weights that are not finite are refused, nothing written."""
     ensure_dir(Path(path).parent, "checkpoint folder")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # the last step diverged, after the last loss was checked
+        raise InferCamError(f"training diverged: the trained weights hold NaN or infinite values ({bad}), "
+                            f"{path} not written: lower --lr")
     with atomic_path(path) as tmp:
         torch.save({"state_dict": state, "config": config}, tmp)
     partial_path(path).unlink(missing_ok=True)
