@@ -1,7 +1,10 @@
 """AffinityNet: psa's pair layout and labels, the loss, the networks (psa's keys), train-aff through the CLI."""
+import re
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy import ndimage
 
 from infercam.cli import main
@@ -186,3 +189,34 @@ def test_rw_refuses_a_network_that_is_not_an_affinity_net(voc_with_confident_lab
     assert main(["pseudo", *data_args(voc), "--cam", str(voc / "cams"), "--method", "rw", "--aff-network",
                  "tiny:TinyCamNet", "--aff-weights", str(tiny_weights), "--out", str(tmp_path / "rw")]) == 2
     assert "is not an AffinityNet" in capsys.readouterr().err
+
+
+
+def value_out_of_range(labels):
+    label = read_label_png(labels / "img_2.png")
+    label[:4, :4] = 50
+    save_label_png(labels / "img_2.png", label)
+
+
+def every_pixel_ignored(labels):
+    for path in labels.iterdir():
+        save_label_png(path, np.full_like(read_label_png(path), 255))
+
+
+def jpeg_data(labels):
+    Image.fromarray(read_label_png(labels / "img_2.png"), mode="L").save(labels / "img_2.png", format="JPEG")
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (value_out_of_range, r"img_2\.png holds value 50: labels of 21 classes are 0-20"),
+    (every_pixel_ignored, r"every pixel of the 4 label PNGs checked in .* is 255"),
+    (jpeg_data, r"img_2\.png"),
+])
+def test_train_aff_refuses_labels_out_of_range_all_ignored_or_not_png(spoil, message, voc_with_confident_labels,
+                                                                       tmp_path, capsys):
+    voc, labels = voc_with_confident_labels
+    spoil(labels)
+    assert main(["train-aff", *data_args(voc), "--aff-labels", str(labels), "--out", str(tmp_path / "a.pth"),
+                 "--network", "demo-aff", "--crop-size", "96", "--batch-size", "2", "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]) and not (tmp_path / "a.pth").exists()

@@ -1,6 +1,7 @@
 """Segmentation training on pseudo labels, predictions scored by eval, and the whole chain through the CLI."""
 import importlib.util
 import json
+import re
 import shutil
 
 import numpy as np
@@ -143,7 +144,7 @@ def test_a_bad_image_in_a_loader_worker_is_one_error_line(voc, tmp_path, capsys)
 
 @pytest.mark.parametrize("extra, message", [
     (["--network", "demo"], "train-seg needs a segmentation network"),
-    (["--num-classes", "3"], "a label PNG holds class"),
+    (["--num-classes", "3"], "img_0.png holds value 8: labels of 3 classes are 0-2"),
     (["--network", "deeplabv3-mobilenet", "--batch-size", "1"], "needs at least 2 images per batch"),
 ])
 def test_a_network_or_labels_that_do_not_fit_segmentation_training_are_one_line(extra, message, voc, tmp_path,
@@ -191,6 +192,26 @@ def test_a_diverging_training_stops_with_one_line_and_leaves_no_checkpoint(voc, 
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("infercam train-seg: error: training diverged at step") and "lower --lr" in err[-1]
     assert not (tmp_path / "seg.pth").exists()
+
+
+@pytest.mark.parametrize("value, message", [
+    (50, r"img_3\.png holds value 50: labels of 21 classes are 0-20"),
+    (255, r"every pixel of the 4 label PNGs checked in .* is 255"),
+])
+def test_train_seg_checks_every_label_before_training(value, message, voc, tmp_path, capsys):
+    """A stray value in one pixel that no crop may reach, or labels that are all ignored (loss 0), stop the run."""
+    pseudo = tmp_path / "pseudo"
+    shutil.copytree(voc / "SegmentationClass", pseudo)
+    for i in range(4):
+        label = read_label_png(pseudo / f"img_{i}.png")
+        if value == 255:
+            label[:] = 255
+        elif i == 3:
+            label[-1, -1] = value
+        save_label_png(pseudo / f"img_{i}.png", label)
+    assert main(train_seg_args(voc, pseudo, tmp_path, steps=1)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]) and not (tmp_path / "seg.pth").exists()
 
 
 def test_train_seg_reports_missing_pseudo_labels(voc, tmp_path, capsys):

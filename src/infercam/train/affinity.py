@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..classes import IGNORE_INDEX
+from ..classes import IGNORE_INDEX, NUM_CLASSES
 from ..data.voc import VOCDataset
 from ..models.affinity import check_affinity_net
 from ..models.pixel_pairs import affinity_labels
@@ -32,6 +32,7 @@ from .resume import partial_path
 
 STRIDE = 8
 PSA_AFF_TRAIN = TrainConfig(epochs=8, batch_size=8, lr=0.1, weight_decay=5e-4, crop_size=448)
+CONFIDENT_CLASSES = NUM_CLASSES + 1  # the confident labels' values: 0 background, c+1 VOC class c (and 255)
 LR_MULTIPLIERS = (1, 2, 10, 20)  # psa: pretrained weights, pretrained biases, new weights, new biases
 
 
@@ -88,7 +89,7 @@ def train_affinity(model: nn.Module, arch: str, dataset: VOCDataset, label_dir: 
     check_affinity_net(model, arch)
     torch.manual_seed(config.seed)
     samples = LabelledImages(dataset, label_dir, dataset.names if names is None else names, config.crop_size,
-                             *normalization(model), jitter=PSA_JITTER,
+                             *normalization(model), CONFIDENT_CLASSES, jitter=PSA_JITTER,
                              label_transform=functools.partial(affinity_targets, radius=model.radius))
     optimizer = affinity_optimizer(model, config.lr, config.weight_decay)
     last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-aff",

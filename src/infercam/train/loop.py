@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from ..classes import IGNORE_INDEX
 from ..data.images import load_image
 from ..data.voc import VOCDataset, read_label_png
-from ..errors import DataError, InferCamError
+from ..errors import DataError, InferCamError, LabelError
 from ..io import atomic_path, ensure_dir
 from .resume import load_partial, partial_path, save_partial
 
@@ -65,11 +66,30 @@ def random_crop(image: torch.Tensor, label: torch.Tensor, size: int) -> tuple[to
     return out_image, out_label
 
 
+def check_label_pngs(label_dir: Path, names: Sequence[str], classes: int) -> None:
+    """A LabelError naming the first ``<label_dir>/<name>.png`` with a value that is neither a class (0 to
+    ``classes`` - 1) nor ignored (255), or saying how many were checked when every pixel of all is ignored: a
+    value out of range would be trained on as no class (or stop a run midway), and labels of 255 only train nothing."""
+    labelled = False
+    for name in names:
+        path = label_dir / f"{name}.png"
+        counts = np.bincount(read_label_png(path).ravel(), minlength=256)
+        stray = np.flatnonzero(counts[classes:IGNORE_INDEX])
+        if stray.size:
+            raise LabelError(f"label PNG {path} holds value {classes + int(stray[0])}: labels of {classes} classes "
+                             f"are 0-{classes - 1} (0 background, class c as c+1) or {IGNORE_INDEX} (ignored)")
+        labelled = labelled or counts[:min(classes, IGNORE_INDEX)].any()
+    if not labelled:
+        raise LabelError(f"every pixel of the {len(names)} label PNGs checked in {label_dir} is {IGNORE_INDEX} "
+                         "(ignored): nothing to train on")
+
+
 class LabelledImages(Dataset):
-    """(normalised image crop (3, S, S), transformed label) samples from a data set and ``<label_dir>/<name>.png``."""
+    """(normalised image crop (3, S, S), transformed label) samples from a data set and ``<label_dir>/<name>.png``
+    (labels 0 to ``classes`` - 1, and 255 ignored; all checked before training, :func:`check_label_pngs`)."""
 
     def __init__(self, dataset: VOCDataset, label_dir: str | os.PathLike, names: Sequence[str], crop_size: int,
-                 mean: Sequence[float], std: Sequence[float], jitter: dict[str, float] | None = None,
+                 mean: Sequence[float], std: Sequence[float], classes: int, jitter: dict[str, float] | None = None,
                  label_transform: LabelTransform | None = None) -> None:
         self.dataset, self.label_dir, self.names = dataset, Path(label_dir), list(names)
         self.crop_size = crop_size
@@ -80,6 +100,7 @@ class LabelledImages(Dataset):
         missing = [n for n in self.names if not (self.label_dir / f"{n}.png").is_file()]
         if missing:
             raise DataError(f"{len(missing)} label PNGs missing in {self.label_dir}, e.g. {missing[0]}.png")
+        check_label_pngs(self.label_dir, self.names, classes)
 
     def __len__(self) -> int:
         return len(self.names)

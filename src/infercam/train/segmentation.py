@@ -65,7 +65,7 @@ def train_segmentation(model: nn.Module, arch: str, num_classes: int, dataset: V
     last step's loss. An interrupted run resumes from ``<out>.partial`` unless ``overwrite``."""
     torch.manual_seed(config.seed)
     samples = LabelledImages(dataset, label_dir, dataset.names if names is None else names, config.crop_size,
-                             *normalization(model))
+                             *normalization(model), num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=MOMENTUM,
                                 weight_decay=config.weight_decay)
     last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-seg",
