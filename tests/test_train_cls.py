@@ -144,3 +144,14 @@ def test_weights_that_are_not_finite_are_never_saved_as_the_checkpoint(tmp_path)
     with pytest.raises(InferCamError, match=r"NaN or infinite values \(bias\).*lower --lr"):
         save_checkpoint(tmp_path / "model.pt", model, {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_training_set_where_no_image_has_a_class_is_refused(tiny_voc, tmp_path, capsys):
+    table = np.load(tiny_voc / "cls_labels.npy", allow_pickle=True).item()
+    np.save(tiny_voc / "cls_labels.npy", {name: np.zeros_like(vec) for name, vec in table.items()})
+    out = tmp_path / "cls.pt"
+    assert main(train_args(tiny_voc, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["infercam train-cls: error: none of the 4 training images has a class label (check --labels): "
+                   "nothing to learn"]
+    assert not out.exists() and not out.with_name("cls.pt.partial").exists()

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..classes import NUM_CLASSES
 from ..data.images import load_image
 from ..data.voc import VOCDataset
-from ..errors import InferCamError
+from ..errors import InferCamError, LabelError
 from ..io import ensure_dir
 from ..models import create, normalization
 from .loop import check_finite, save_checkpoint
@@ -167,7 +167,11 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
     torch.manual_seed(config.seed)  # initial weights and dropout
     train_set = VOCDataset.open(voc_root, train_list, labels)
     # the data counts too: a rerun on other images or labels starts afresh instead of mixing two data sets
-    table = "\n".join(f"{name} {train_set.labels(name)}" for name in train_set.names)  # any label source
+    classes = {name: train_set.labels(name) for name in train_set.names}  # any label source
+    if not any(classes.values()):
+        raise LabelError(f"none of the {len(classes)} training images has a class label (check --labels): "
+                         "nothing to learn")
+    table = "\n".join(f"{name} {found}" for name, found in classes.items())
     inputs = run_inputs(config.arch, voc_root, train_set.names, train_set.labels_path,
                         label_content=hashlib.sha256(table.encode("utf-8")).hexdigest())
     options = {**dataclasses.asdict(config), **inputs}
