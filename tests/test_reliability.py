@@ -148,6 +148,24 @@ def test_an_image_without_labels_is_skipped_with_a_reason(tiny_voc, tiny_weights
     assert not (out / "img_a.npy").exists()
 
 
+@pytest.mark.parametrize("command", ["cam", "pseudo"])
+def test_a_run_where_every_image_has_no_label_says_so(command, tiny_voc, tiny_weights, tmp_path, capsys):
+    cams, out = tmp_path / "cams", tmp_path / "out"
+    assert run(capsys, argv(tiny_voc, tiny_weights, cams, command="cam"))[0] == 0
+    note = "note: every image was skipped: none has a class label (check --labels)"
+    assert note not in capsys.readouterr().err
+    table = np.load(tiny_voc / "cls_labels.npy", allow_pickle=True).item()
+    np.save(tiny_voc / "cls_labels.npy", {name: np.zeros_like(vec) for name, vec in table.items()})
+    args = {"cam": argv(tiny_voc, tiny_weights, out, command="cam"),
+            "pseudo": ["pseudo", "--cam", cams, "--voc-root", tiny_voc, "--method", "threshold", "--out", out,
+                       "--no-progress"]}[command]
+    code, err = run(capsys, args)
+    assert code == 0 and err.strip().splitlines()[-2:] == ["0 done, 4 skipped, 0 failed", note]
+    label(tiny_voc, "img_a", (0,))  # one image with its label: no note
+    code, err = run(capsys, [*args, "--overwrite"])
+    assert code == 0 and "1 done, 3 skipped, 0 failed" in err and note not in err
+
+
 def test_a_label_file_that_does_not_fit_the_network_stops_before_anything_is_written(tiny_voc, tiny_weights, tmp_path,
                                                                                    capsys):
     weights = tmp_path / "five.pth"

@@ -23,7 +23,7 @@ from ..method.gradcam import CAM_METHODS, with_cam_method
 from ..models import build_network, cam_classes, list_models
 from ..models.class_map import CLASS_MAPS, DEFAULT_REDUCE, REDUCTIONS, with_class_map
 from ..run import distributed
-from ..run.dataset import ComputeFn, PrepareFn, run_dataset
+from ..run.dataset import NO_LABELS, ComputeFn, PrepareFn, run_dataset
 from ..run.manifest import MANIFEST, MANIFEST_STEM, RunSummary, file_sha256
 from ..run.outputs import LabelOutputs, Outputs
 from .validate import int_at_least, positive_int
@@ -303,9 +303,12 @@ def make_outputs(args: argparse.Namespace) -> Outputs:
 
 
 def report(summary: RunSummary) -> int:
-    """Print the one-line summary (and the failures); the exit status: 0 when every image is done or
-    skipped, 128 + the signal's number when interrupted, else 1 (an image failed, or the run stopped)."""
+    """Print the one-line summary (a note when every image was skipped for having no class label, and the
+    failures); the exit status: 0 when every image is done or skipped, 128 + the signal's number when
+    interrupted, else 1 (an image failed, or the run stopped)."""
     print(summary.line(), file=sys.stderr)
+    if summary.images and not summary.remaining and all(s.reason == NO_LABELS for s in summary.images):
+        print("note: every image was skipped: none has a class label (check --labels)", file=sys.stderr)
     for status in summary.failed[:20]:
         print(f"  failed {status.name}: {status.reason}", file=sys.stderr)
     if len(summary.failed) > 20:

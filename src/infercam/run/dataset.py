@@ -37,6 +37,7 @@ from .outputs import MISSING, LabelOutputs, Outputs
 
 ComputeFn = Callable[[str, Any, list[int]], "InferCamResult | dict[int, np.ndarray] | np.ndarray"]
 PrepareFn = Callable[[np.ndarray], Any]
+NO_LABELS = "no labelled class: nothing to localise"  # why an image without class labels is skipped
 
 
 def _load(dataset: VOCDataset, name: str, limits: SizeLimits, prepare: PrepareFn | None,
@@ -202,7 +203,7 @@ def _process(name: str, future: Future, compute: ComputeFn, outputs: Outputs | L
     try:
         image, prepared, labels = future.result()
         if not labels and outputs.needs_labels:
-            return ImageStatus(name, "skipped", "no labelled class: nothing to localise")
+            return ImageStatus(name, "skipped", NO_LABELS)
         outputs.write(name, image, compute(name, prepared, labels))
     except OutputError:
         raise
