@@ -27,6 +27,17 @@ def test_check_scales_rejects_bad_values():
             check_scales(bad)
 
 
+def test_a_scale_that_shrinks_the_image_under_the_network_stride_is_refused_for_that_image():
+    """--scales 0.01 gave all-zero maps: each level must keep the image's shorter side at 8 px (the stride) or more."""
+    from infercam import InferCam
+    from infercam.errors import ImageError
+
+    engine = InferCam(TinyCamNet(), scales=[1.0, 0.1])
+    with pytest.raises(ImageError, match="scale 0.1 makes this 100x70 image 10x7 px, under the networks' minimum"):
+        engine(np.zeros((70, 100, 3), np.uint8), [0])
+    assert engine(np.zeros((80, 100, 3), np.uint8), [0]).cams[0].shape == (80, 100)  # 10x8 at 0.1: enough
+
+
 def test_normalize_matches_psa_formula():
     img = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     x = normalize_image(img, MEAN, STD)

@@ -455,6 +455,14 @@ def test_manifest_paths_are_absolute_on_a_first_run(tiny_voc, tiny_weights, tmp_
     assert config["out_cam"] == str(tmp_path / "rel_cams") and config["heatmap"] == str(tmp_path / "rel_heat")
 
 
+def test_scales_too_small_for_the_images_fail_them_with_the_reason(tiny_voc, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "cams"
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out, "--scales", "1,0.01", command="cam"))
+    assert code == 1 and "0 done, 0 skipped, 4 failed" in err
+    assert "failed img_a: scale 0.01 makes this 56x40 image 1x1 px, under the networks' minimum input of 8 px" in err
+    assert not list(out.glob("*.npy"))
+
+
 @pytest.mark.parametrize("option, value", [("--batch-size", "0"), ("--batch-size", "-3"), ("--workers", "-1"),
                                            ("--erase-threshold", "1.5"), ("--erase-threshold", "-1"),
                                            ("--stop-fraction", "-1"), ("--stop-fraction", "2"),

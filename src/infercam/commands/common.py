@@ -76,7 +76,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                             f"the largest pooled map on each input); default {DEFAULT_REDUCE}")
     group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     group.add_argument("--scales", type=parse_scales, default=DEFAULT_SCALES,
-                       help="comma-separated input scales (default: 1.0,0.5,1.5,2.0)")
+                       help="comma-separated input scales (default: 1.0,0.5,1.5,2.0); an image that a scale makes "
+                            f"shorter than {MIN_SIDE} px fails")
     group.add_argument("--batch-size", type=positive_int, default=8, help="passes per forward batch (default: 8)")
     group.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="forward_cam precision: fp32 (default, exact), or bf16/fp16 under autocast (the maps "

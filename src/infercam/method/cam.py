@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import InferCamError, check_class_range
+from ..data.images import MIN_SIDE
+from ..errors import ImageError, InferCamError, check_class_range
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
 NORM_EPS = 1e-5
@@ -36,6 +37,18 @@ def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     if bad:
         raise InferCamError(f"invalid scales {bad}: every scale must be a positive number, at most {MAX_SCALE:g}")
     return scales
+
+
+def check_scaled_sizes(height: int, width: int, scales: Sequence[float]) -> None:
+    """An ImageError when a scale makes the image's shorter side smaller than the networks' output stride
+    (``MIN_SIDE``): that level's CAM would be a single cell, a constant that localises nothing (all zero for
+    ``--scales 0.01`` on a VOC image)."""
+    for scale in scales:
+        h, w = scaled_size(height, width, scale)
+        if min(h, w) < MIN_SIDE:
+            raise ImageError(f"scale {scale:g} makes this {width}x{height} image {w}x{h} px, under the networks' "
+                             f"minimum input of {MIN_SIDE} px (their output stride): leave the scale out or use a "
+                             "larger one")
 
 
 def check_normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:

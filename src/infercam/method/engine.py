@@ -23,7 +23,7 @@ from torch import nn
 from ..data.images import check_image
 from ..errors import InferCamError, LabelError
 from ..models.registry import normalization
-from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam, normalize_cam
+from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam, check_scaled_sizes, normalize_cam
 from .forward import CamForward
 from .modes import MODES, Recipe, recipe
 from .refine import PatchState, RefineConfig, refine
@@ -162,6 +162,7 @@ class InferCam:
         """The checked image (a copy: the caller may reuse its buffer) and its baseline input pyramid, built on the
         CPU without the model (thread-safe)."""
         image = check_image(image).copy()
+        check_scaled_sizes(*image.shape[:2], self.cams.scales)
         return Prepared(image, self.cams.cpu_pyramid(image), self._recipe())
 
     def baseline(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> dict[int, np.ndarray]:
