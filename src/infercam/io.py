@@ -104,6 +104,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         f.write("\n")
 
 
+def write_file(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
 def save_cams(path: str | os.PathLike, cams: dict[int, np.ndarray], fmt: str = "psa") -> None:
     """Write one image's maps: psa ``{class: H x W}`` or IRN ``{"keys": classes, "high_res": K x H x W}``.
     Maps that :func:`load_cams` would refuse (not 2-D, of different sizes, not finite; a class that is not a

