@@ -12,6 +12,7 @@ from PIL import Image
 from infercam.classes import VOC_CLASSES, voc_colormap
 from infercam.cli import main
 from infercam.errors import DataError
+from infercam.io import load_cams
 from infercam.evaluation import (
     CamSweep, ConfusionMatrix, cam_to_label, evaluate_cam_dicts, evaluate_cams, evaluate_labels,
     threshold_range,
@@ -348,3 +349,23 @@ def test_paired_mean_bootstrap_resamples_whole_groups():
         paired_mean_bootstrap([], [])
     with pytest.raises(ValueError, match="equal 1-d arrays"):
         paired_mean_bootstrap(a, a[:3])
+
+
+@pytest.mark.parametrize("keys, problem", [
+    (np.array(["a", "b"]), "got 'a'"), (np.array([0.0, 1.5]), "got 0.0"), (np.array([True, False]), "got True"),
+    (np.array([-1, 2]), "got -1"), (np.array([2, 2]), "class 2 appears more than once")])
+def test_irn_keys_that_are_not_distinct_class_indices_are_refused_naming_the_file(tmp_path, capsys, keys, problem):
+    voc, pred, _ = make_dataset(tmp_path)
+    np.save(pred / "b.npy", {"keys": keys, "high_res": np.zeros((2, 6, 5), np.float32)})
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nb\n")
+    assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"infercam eval: error: {pred / 'b.npy'}: ") and problem in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("key", [True, -1])
+def test_psa_classes_that_are_bools_or_negative_are_refused(tmp_path, key):
+    np.save(tmp_path / "x.npy", {key: np.zeros((2, 2), np.float32)})
+    with pytest.raises(DataError, match=f"x.npy: CAM classes must be whole numbers >= 0, got {key}"):
+        load_cams(tmp_path / "x.npy")

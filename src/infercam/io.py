@@ -116,11 +116,7 @@ def save_cams(path: str | os.PathLike, cams: dict[int, np.ndarray], fmt: str = "
     whole number >= 0) raise a DataError naming the path, and nothing is written."""
     if fmt not in CAM_FORMATS:
         raise ValueError(f"format must be one of {CAM_FORMATS}")
-    bad = next((c for c in cams if isinstance(c, (bool, np.bool_))
-                or not isinstance(c, (int, np.integer)) or c < 0), None)
-    if bad is not None:
-        raise DataError(f"{path}: CAM classes must be whole numbers >= 0, got {bad!r}")
-    maps = {int(c): _cam_map(path, int(c), cams[c]) for c in sorted(cams)}
+    maps = {c: _cam_map(path, c, cams[k]) for c, k in sorted(zip(_cam_classes(path, list(cams)), cams))}
     if len({m.shape for m in maps.values()}) > 1:
         raise DataError(f"{path}: the maps have different sizes {sorted({m.shape for m in maps.values()})}")
     if fmt == "psa":
@@ -145,12 +141,27 @@ def load_cams(path: str | os.PathLike) -> dict[int, np.ndarray]:
         keys, maps = np.asarray(obj["keys"]).reshape(-1), np.asarray(obj["high_res"])
         if maps.ndim != 3 or len(keys) != len(maps):
             raise DataError(f"{path}: IRN file with {len(keys)} keys but high_res of shape {maps.shape}")
-        pairs = list(zip(keys, maps))
+        pairs = list(zip(_cam_classes(path, list(keys)), maps))
     elif isinstance(obj, dict) and all(isinstance(k, (int, np.integer)) for k in obj):
-        pairs = list(obj.items())
+        pairs = list(zip(_cam_classes(path, list(obj)), obj.values()))
     else:
         raise DataError(f"{path} is not a CAM file (psa dict {{class: map}} or IRN {{keys, high_res}})")
-    return {int(c): _cam_map(path, int(c), m) for c, m in pairs}
+    return {c: _cam_map(path, c, m) for c, m in pairs}
+
+
+def _cam_classes(path: str | os.PathLike, keys: list[object]) -> list[int]:
+    """The class indices of a CAM file's maps as ints: whole numbers >= 0 (no bools, strings or floats), each
+    once; otherwise a DataError naming the file and the first bad key."""
+    bad = next((k for k in keys if isinstance(k, (bool, np.bool_))
+                or not isinstance(k, (int, np.integer)) or k < 0), None)
+    if bad is not None:
+        shown = bad.item() if isinstance(bad, np.generic) else bad
+        raise DataError(f"{path}: CAM classes must be whole numbers >= 0, got {shown!r}")
+    classes = [int(k) for k in keys]
+    twice = next((c for c in classes if classes.count(c) > 1), None)
+    if twice is not None:
+        raise DataError(f"{path}: class {twice} appears more than once (one map per class)")
+    return classes
 
 
 def _cam_map(path: str | os.PathLike, cls: int, value: object) -> np.ndarray:
