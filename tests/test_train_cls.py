@@ -155,3 +155,30 @@ def test_a_training_set_where_no_image_has_a_class_is_refused(tiny_voc, tmp_path
     assert err == ["infercam train-cls: error: none of the 4 training images has a class label (check --labels): "
                    "nothing to learn"]
     assert not out.exists() and not out.with_name("cls.pt.partial").exists()
+
+
+@pytest.mark.parametrize("vector, message", [
+    (np.array(["0", "1"] * 10), "label vector of img_b is not numeric (dtype <U1)"),
+    (np.eye(4, 5, dtype=np.float32), "label vector of img_b is an array of shape (4, 5), expected a vector of 20"),
+    (np.zeros(40, np.float32), "label vector of img_b has 40 entries, expected 20"),
+])
+def test_a_label_vector_that_is_no_numeric_20_vector_is_refused(tiny_voc, tmp_path, capsys, vector, message):
+    table = np.load(tiny_voc / "cls_labels.npy", allow_pickle=True).item()
+    table["img_b"] = vector
+    np.save(tiny_voc / "cls_labels.npy", table)
+    out = tmp_path / "cls.pt"
+    assert main(train_args(tiny_voc, out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"infercam train-cls: error: {message}") and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_label_vectors_all_of_another_length_are_refused_before_training(tiny_voc, tmp_path, capsys):
+    table = np.load(tiny_voc / "cls_labels.npy", allow_pickle=True).item()
+    np.save(tiny_voc / "cls_labels.npy", {name: np.concatenate([v, v]) for name, v in table.items()})
+    out = tmp_path / "cls.pt"
+    assert main(train_args(tiny_voc, out)) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"infercam train-cls: error: the label vectors of {tiny_voc / 'cls_labels.npy'} have 40 "
+                           "entries, but the network to train (--num-classes) has 20 classes")
+    assert not out.exists() and not out.with_name("cls.pt.partial").exists()

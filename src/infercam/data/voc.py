@@ -72,14 +72,19 @@ def _image_name(entry: str) -> str:
 
 
 def labels_to_indices(vector: np.ndarray, name: str = "", length: int = NUM_CLASSES) -> list[int]:
-    """Indices of the positive entries of a ``length``-vector of image labels (20 for VOC)."""
-    vector = np.asarray(vector).reshape(-1)
+    """Indices of the positive entries of a ``length``-vector of image labels (20 for VOC); a LabelError for
+    anything else: not numbers (e.g. strings '0'/'1'), not 1-D (a 4 x 5 array is no 20-vector), another length,
+    or values other than 0 and 1."""
+    vector = np.asarray(vector)
+    if vector.dtype.kind not in "biuf":
+        raise LabelError(f"label vector of {name or 'image'} is not numeric (dtype {vector.dtype}): image labels "
+                         "must be the numbers 0 or 1 (or booleans)")
+    if vector.ndim != 1:
+        raise LabelError(f"label vector of {name or 'image'} is an array of shape {vector.shape}, expected a "
+                         f"vector of {length} entries")
     if vector.shape[0] != length:
         raise LabelError(f"label vector of {name or 'image'} has {vector.shape[0]} entries, expected {length}")
-    try:
-        bad = vector[~np.isin(vector.astype(np.float64), (0.0, 1.0))]
-    except (TypeError, ValueError):
-        raise LabelError(f"label vector of {name or 'image'} is not numeric: {vector.dtype}") from None
+    bad = vector[~np.isin(vector.astype(np.float64), (0.0, 1.0))]
     if bad.size:
         raise LabelError(f"label vector of {name or 'image'} holds {bad[0]!r}: image labels must be 0 or 1 "
                          "(or booleans)")
@@ -107,8 +112,9 @@ def _label_table(path: str | os.PathLike) -> tuple[dict[str, list[int]], int]:
         raise LabelError(f"cannot read label file {path}: {exc}") from None
     if not isinstance(table, dict):
         raise LabelError(f"label file {path} does not hold a dict name -> 20-vector (psa's cls_labels.npy)")
-    lengths = {np.asarray(v).size for v in table.values()}
-    length = lengths.pop() if len(lengths) == 1 else NUM_CLASSES
+    shapes = {np.shape(v) for v in table.values()}
+    shape = shapes.pop() if len(shapes) == 1 else ()
+    length = shape[0] if len(shape) == 1 else NUM_CLASSES
     return {str(k): labels_to_indices(v, str(k), length) for k, v in table.items()}, length
 
 

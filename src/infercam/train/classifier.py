@@ -166,6 +166,7 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
     partial = partial_path(out)
     torch.manual_seed(config.seed)  # initial weights and dropout
     train_set = VOCDataset.open(voc_root, train_list, labels)
+    train_set.check_label_length(config.num_classes, "the network to train (--num-classes)")
     # the data counts too: a rerun on other images or labels starts afresh instead of mixing two data sets
     classes = {name: train_set.labels(name) for name in train_set.names}  # any label source
     if not any(classes.values()):
