@@ -481,9 +481,42 @@ def test_numeric_options_are_checked_at_parse_time(tiny_voc, tmp_path, capsys, o
     ("train-cls", "--weight-decay", "-1"), ("train-cls", "--crop-size", "-5"), ("train-seg", "--batch-size", "0"),
     ("train-aff", "--crop-size", "0"), ("train-aff", "--max-steps", "0"), ("pseudo", "--bg-threshold", "1.5"),
     ("pseudo", "--beta", "0"), ("pseudo", "--logt", "-1"), ("pseudo", "--alpha", "1e308"), ("pseudo", "--beta", "1e9"),
-    ("demo", "--images", "0"), ("cam", "--num-classes", "0")])
+    ("demo", "--images", "0"), ("cam", "--num-classes", "0"),
+    ("train-cls", "--seed", "-1"), ("train-cls", "--seed", str(2**70)), ("train-aff", "--seed", str(2**70)),
+    ("train-seg", "--seed", "-1"), ("train-cls", "--crop-size", "100000"), ("train-aff", "--crop-size", "100000"),
+    ("train-seg", "--crop-size", "2049")])
 def test_training_pseudo_and_demo_numbers_are_checked_at_parse_time(command, option, value, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, f"{option}={value}"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and f"argument {option}" in err and "must be" in err and "Traceback" not in err
+
+
+def refused_at_parse_time(command: str, args: list[str], message: str, folder: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command, *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"infercam {command}: error: {message}" in err and "Traceback" not in err
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train-cls", "train-aff", "train-seg"])
+@pytest.mark.parametrize("out, message", [
+    ("", "expected a file path, got an empty one"), ("  ", "expected a file path, got a blank one"),
+    ("{tmp}/", "'{tmp}/' is a folder: give the path of a file in it, e.g. '{tmp}/model.pth'"),
+    ("{tmp}", "'{tmp}' is a folder: give the path of a file in it, e.g. '{tmp}/model.pth'"),
+])
+def test_a_checkpoint_path_that_is_blank_or_a_folder_is_refused_at_parse_time(command, out, message, tmp_path, capsys):
+    refused_at_parse_time(command, [f"--out={out.format(tmp=tmp_path)}"],
+                          f"argument --out: {message.format(tmp=tmp_path)}", tmp_path, capsys)
+
+
+@pytest.mark.parametrize("command", ["train-aff", "train-seg"])
+@pytest.mark.parametrize("device, message", [
+    ("tpu", "unknown device 'tpu': use cpu, cuda, cuda:N or mps"), ("cuda:7", "device 'cuda:7' "),
+])
+def test_a_training_device_that_does_not_exist_is_refused_at_parse_time(command, device, message, tmp_path, capsys):
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    refused_at_parse_time(command, ["--out", str(tmp_path / "m.pth"), "--device", device],
+                          f"argument --device: {message}", tmp_path, capsys)

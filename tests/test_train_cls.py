@@ -182,3 +182,19 @@ def test_label_vectors_all_of_another_length_are_refused_before_training(tiny_vo
     assert err.strip() == (f"infercam train-cls: error: the label vectors of {tiny_voc / 'cls_labels.npy'} have 40 "
                            "entries, but the network to train (--num-classes) has 20 classes")
     assert not out.exists() and not out.with_name("cls.pt.partial").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scale-range", "2", "1"], "argument --scale-range: MIN must not exceed MAX, got 2 and 1"),
+    (["--arch-kwargs", "[1, 2]"], "argument --arch-kwargs: expected a JSON object such as '{\"widths\": "),
+    (["--arch-kwargs", "null"], "argument --arch-kwargs: expected a JSON object"),
+    (["--arch-kwargs", "{widths: 1}"], "argument --arch-kwargs: not valid JSON (Expecting property name"),
+])
+def test_options_are_checked_at_parse_time(tiny_voc, tmp_path, capsys, args, message):
+    out = tmp_path / "new" / "cls.pt"
+    with pytest.raises(SystemExit) as exc:
+        main([*train_args(tiny_voc, out), *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"infercam train-cls: error: {message}" in err and "Traceback" not in err
+    assert not out.parent.exists()
+

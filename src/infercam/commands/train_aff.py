@@ -6,7 +6,7 @@ import argparse
 from ..models.affinity import affinity_network_name
 from ..train.affinity import PSA_AFF_TRAIN, train_affinity
 from .common import add_data_args, open_dataset
-from .train_common import (add_train_args, initial_network, one_run_per_checkpoint, reuse_finished, train_config,
+from .train_common import (add_checkpoint_arg, add_train_args, initial_network, one_run_per_checkpoint, reuse_finished, train_config,
                            training_inputs)
 
 
@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "checkpoint carries its config, so `infercam pseudo --method rw --aff-weights` loads it.")
     add_data_args(parser, labels=False)
     parser.add_argument("--aff-labels", required=True, help="folder of <name>.png confident labels")
-    parser.add_argument("--out", required=True, help="checkpoint file to write")
+    add_checkpoint_arg(parser)
     add_train_args(parser, PSA_AFF_TRAIN, "resnet38-aff", "psa's train_aff.py")
     parser.set_defaults(func=run)
 

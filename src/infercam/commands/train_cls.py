@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..train.classifier import TrainConfig, train_classifier
-from .train_common import one_run_per_checkpoint
-from .validate import int_at_least, number_at_least, positive_int, positive_number
+from .train_common import CROP_LIMIT, add_checkpoint_arg, crop_size, one_run_per_checkpoint
+from .validate import OrderedPair, int_at_least, json_object, number_at_least, positive_int, positive_number, seed
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,19 +20,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-list", required=True, help="file of training image names")
     parser.add_argument("--val-list", default=None, help="file of validation image names (mAP/F1 per epoch)")
     parser.add_argument("--labels", default=None, help="cls_labels.npy (default: <voc-root>/cls_labels.npy, XML, masks)")
-    parser.add_argument("--out", required=True, help="checkpoint file to write")
+    add_checkpoint_arg(parser)
     parser.add_argument("--arch", default=defaults.arch, help=f"network name from the registry (default {defaults.arch})")
-    parser.add_argument("--arch-kwargs", type=json.loads, default={},
-                        help='JSON options of the architecture, e.g. \'{"widths": [32, 64, 128, 192]}\'')
+    parser.add_argument("--arch-kwargs", type=json_object, default={},
+                        help='JSON object of the network\'s options, e.g. \'{"widths": [32, 64, 128, 192]}\'')
     parser.add_argument("--num-classes", type=positive_int, default=defaults.num_classes)
     parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     parser.add_argument("--lr", type=positive_number, default=defaults.lr, help="AdamW peak learning rate (cosine decay)")
     parser.add_argument("--weight-decay", type=number_at_least(0.0), default=defaults.weight_decay)
-    parser.add_argument("--crop-size", type=positive_int, default=defaults.crop_size, help="square training crop (px)")
+    parser.add_argument("--crop-size", type=crop_size, default=defaults.crop_size,
+                        help=f"square training crop (px; {CROP_LIMIT})")
     parser.add_argument("--scale-range", type=positive_number, nargs=2, default=defaults.scale_range, metavar=("MIN", "MAX"),
+                        action=OrderedPair,
                         help="random rescale of the longer side relative to the crop size")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=seed, default=defaults.seed, help="random seed, 0 to 2**32-1")
     parser.add_argument("--workers", type=int_at_least(0), default=defaults.workers,
                         help="data loading processes (default 0: load in the main process, decoded images cached)")
     parser.add_argument("--cache-images", action=argparse.BooleanOptionalAction, default=defaults.cache_images,
@@ -47,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = TrainConfig(arch=args.arch, arch_kwargs=args.arch_kwargs, num_classes=args.num_classes,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         crop_size=args.crop_size, scale_range=tuple(args.scale_range), seed=args.seed,
+                         crop_size=args.crop_size, scale_range=args.scale_range, seed=args.seed,
                          workers=args.workers, cache_images=args.cache_images)
     metrics = train_classifier(args.voc_root, args.train_list, args.val_list, args.out, config, args.labels,
                                progress=not args.no_progress, overwrite=args.overwrite)

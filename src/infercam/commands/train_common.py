@@ -1,4 +1,5 @@
-"""Options and helpers shared by ``train-aff`` and ``train-seg`` (and the checkpoint lock, by ``train-cls`` too)."""
+"""Options and helpers shared by ``train-aff`` and ``train-seg`` (and --out, --crop-size's limit and the checkpoint
+lock, by ``train-cls`` too)."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,19 @@ from ..models import create, list_models, load_state_dict, read_checkpoint
 from ..train.loop import TrainConfig
 from ..train.resume import checkpoint_lock, load_finished, run_inputs
 from .common import refuse_inputs_as_outputs
-from .validate import int_at_least, number_at_least, positive_int, positive_number
+from .validate import existing_device, file_to_write, int_at_least, number_at_least, positive_int, positive_number, seed
+
+# The largest --crop-size: a crop larger than the image is padding (PASCAL VOC's images are at most 500 px), and the
+# memory a batch needs grows with the crop's square (a float image of 2048 px is 50 MB before the network's
+# activations; one of 100000 px, 120 GB).
+MAX_CROP_SIZE = 2048
+crop_size = int_at_least(1, MAX_CROP_SIZE)
+CROP_LIMIT = f"at most {MAX_CROP_SIZE}: a crop beyond the image is padding, and memory grows with its square"
+
+
+def add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
+    """``--out``: the checkpoint file a training command writes (not blank, not a folder)."""
+    parser.add_argument("--out", required=True, type=file_to_write, help="checkpoint file to write")
 
 
 def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig, network: str, source: str) -> None:
@@ -35,11 +48,11 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig, netwo
                        help=f"base learning rate, poly decay (default: {defaults.lr})")
     group.add_argument("--weight-decay", type=number_at_least(0.0), default=defaults.weight_decay,
                        help=f"default: {defaults.weight_decay}")
-    group.add_argument("--crop-size", type=positive_int, default=defaults.crop_size,
-                       help=f"square random crop in pixels (default: {defaults.crop_size})")
+    group.add_argument("--crop-size", type=crop_size, default=defaults.crop_size,
+                       help=f"square random crop in pixels (default: {defaults.crop_size}; {CROP_LIMIT})")
     group.add_argument("--workers", type=int_at_least(0), default=0, help="data loading processes (default: 0, in-process)")
-    group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    group.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (default: 0)")
+    group.add_argument("--device", type=existing_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     group.add_argument("--overwrite", action="store_true",
                        help="train afresh even if <out>.partial (left by an interrupted run) or <out> (a "
                             "finished run with the same options, otherwise reused) exists")

@@ -17,7 +17,7 @@ from ..run.dataset import refuse_other_runs
 from ..run.manifest import MANIFEST, MANIFEST_STEM, RunSummary, file_sha256, write_manifest
 from .common import (add_data_args, check_same_run, earlier_records, file_system_now, open_dataset, report,
                      run_record)
-from .train_common import (add_train_args, initial_network, one_run_per_checkpoint, reuse_finished, train_config,
+from .train_common import (add_checkpoint_arg, add_train_args, initial_network, one_run_per_checkpoint, reuse_finished, train_config,
                            training_inputs)
 from .validate import positive_int
 
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "write label PNG predictions that `infercam eval` scores.")
     add_data_args(parser, labels=False)
     parser.add_argument("--pseudo", required=True, help="folder of <name>.png pseudo labels")
-    parser.add_argument("--out", required=True, help="checkpoint file to write")
+    add_checkpoint_arg(parser)
     parser.add_argument("--num-classes", type=positive_int, default=SEG_CLASSES,
                         help=f"output classes, background included (default: {SEG_CLASSES})")
     group = parser.add_argument_group("predictions")

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
-from typing import Callable
+import os
+from typing import Any, Callable, Sequence
+
+from ..errors import InferCamError
+from ..method.engine import resolve_device
 
 
 def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -58,6 +63,51 @@ def number_at_least(low: float) -> Callable[[str], float]:
     return number_in(low, math.inf)
 
 
+def json_object(text: str) -> dict[str, Any]:
+    """An argparse type: a JSON object (``{"key": value, ...}``), e.g. a network's keyword options."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"widths\": [16, 32, 64, 128]}}', "
+                                         f"got {type(value).__name__} {text!r}")
+    return value
+
+
+def file_to_write(text: str) -> str:
+    """An argparse type: the path of a file to write, e.g. a checkpoint; neither blank nor a folder (one that exists,
+    or a path ending in a separator)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a file path, got {'an empty' if not text else 'a blank'} one")
+    if text.endswith((os.sep, "/")) or os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder: give the path of a file in it, e.g. "
+                                         f"{os.path.join(text, 'model.pth')!r}")
+    return text
+
+
+def existing_device(text: str) -> str:
+    """An argparse type: a torch device that exists on this machine (``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
+    try:
+        resolve_device(text)
+    except InferCamError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+class OrderedPair(argparse.Action):
+    """An argparse action for ``nargs=2`` options: the two values as a tuple, the first no larger than the second."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Sequence[Any],
+                 option_string: str | None = None) -> None:
+        low, high = values
+        if low > high:
+            first, second = self.metavar or ("the first value", "the second")
+            parser.error(f"argument {option_string}: {first} must not exceed {second}, got {low:g} and {high:g}")
+        setattr(namespace, self.dest, (low, high))
+
+
 positive_int = int_at_least(1)
 positive_number = number_above(0.0)
 unit_interval = number_in(0.0, 1.0)
+seed = int_at_least(0, 2**32 - 1)  # numpy's legacy seeding and most tools take 32 bits; torch's generators take 64
