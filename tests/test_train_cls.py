@@ -198,3 +198,27 @@ def test_options_are_checked_at_parse_time(tiny_voc, tmp_path, capsys, args, mes
     assert exc.value.code == 2 and f"infercam train-cls: error: {message}" in err and "Traceback" not in err
     assert not out.parent.exists()
 
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch-kwargs", '{"widths": [8, 8, 16, 16], "width": 3}'],
+     "--arch-kwargs: network 'small-resnet' has no option width (it takes depths, dilations, widths)"),
+    (["--arch-kwargs", '{"widths": -1}'], "--arch-kwargs {\"widths\": -1}: network 'small-resnet' cannot be built "
+                                          "with them: widths must be a list of whole numbers >= 1 (one per stage), "
+                                          "got -1"),
+    (["--arch-kwargs", '{"widths": [0, 0, 0, 0]}'], "widths must be a list of whole numbers >= 1"),
+    (["--arch-kwargs", '{"depths": [1, 1]}'], "widths, depths and dilations need one entry per stage"),
+    (["--arch", "resnet38", "--arch-kwargs", '{"widths": [8, 8]}'],
+     "--arch-kwargs: network 'resnet38' has no option widths (it takes none)"),
+    (["--arch", "demo-seg", "--arch-kwargs", "{}"],
+     "network 'demo-seg' gives scores of shape [20, 48, 48] per image, not one per class: train-cls trains a "
+     "classifier, one of demo, efficientnet-lite0"),
+    (["--arch", "demo-aff", "--arch-kwargs", "{}", "--crop-size", "96"],
+     "network 'demo-aff' gives scores of shape [34, 32] per image, not one per class"),
+])
+def test_a_network_or_options_train_cls_cannot_train_are_one_line(tiny_voc, tmp_path, capsys, args, message):
+    out = tmp_path / "cls.pt"
+    assert main([*train_args(tiny_voc, out), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("infercam train-cls: error: ") and message in err and len(err.splitlines()) == 1
+    assert "small-resnet, timm:<name>, torchvision:<name>" in err or "gives scores" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["voc"]

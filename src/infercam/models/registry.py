@@ -14,7 +14,7 @@ import inspect
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, get_type_hints
 
 import torch
 from torch import nn
@@ -90,6 +90,40 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY) + [f"{prefix}:<name>" for prefix in sorted(_PREFIXES)]
 
 
+def _returned_class(factory: Callable[..., Any]) -> type | None:
+    """The network class a factory is annotated to return, or None."""
+    try:
+        cls = get_type_hints(factory).get("return")
+    except (NameError, TypeError):  # an annotation that does not resolve, or a partial (a prefixed family)
+        return None
+    return cls if isinstance(cls, type) else None
+
+
+def cam_networks() -> list[str]:
+    """The registered CAM classifiers (networks with ``forward_cam``, not segmentation or affinity networks), as
+    their factories' annotations say, then the prefixed families (classifiers too)."""
+    return [name for name in sorted(_REGISTRY) if hasattr(_returned_class(_REGISTRY[name]), "forward_cam")] + \
+        [f"{prefix}:<name>" for prefix in sorted(_PREFIXES)]
+
+
+def network_options(name: str) -> list[str] | None:
+    """The keyword options network ``name`` takes besides ``num_classes``: its factory's, and where the factory
+    passes ``**kwargs`` on, those of the network class it is annotated to return; None where that cannot be told
+    (e.g. torchvision's and timm's families, which take their libraries' options)."""
+    options: list[str] = []
+    target: Callable[..., Any] | None = inspect.unwrap(_resolve(name).factory)
+    while target is not None:
+        try:
+            params = inspect.signature(target).parameters.values()
+        except (TypeError, ValueError):  # no signature (a builtin)
+            return None
+        options += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return sorted(set(options) - {"num_classes"})
+        target = _returned_class(target) if not isinstance(target, type) else None
+    return None
+
+
 def create(name: str, num_classes: int = 20, **kwargs: Any) -> nn.Module:
     """Build a network by registered name, ``prefix:<name>``, or a user's ``package.module:Factory`` (plug-in).
 
@@ -156,20 +190,27 @@ def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...
 PROBE_SIDE = 64  # the blank input that tells a network's class count (any network here takes it; 8 px is the least)
 
 
-def probe_channels(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor]) -> int | None:
-    """Dim 1 of ``forward`` on a small blank input on ``model``'s device (eval mode, no grad; the mode is put back);
-    None where the network cannot take it."""
+def probe_shape(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
+                side: int = PROBE_SIDE) -> tuple[int, ...] | None:
+    """The output shape of ``forward`` on a blank ``side`` x ``side`` image on ``model``'s device (eval mode, no
+    grad; the mode is put back); None where the network cannot take it."""
     param = next(model.parameters(), None)
-    blank = torch.zeros(1, 3, PROBE_SIDE, PROBE_SIDE, device=param.device if param is not None else "cpu")
+    blank = torch.zeros(1, 3, side, side, device=param.device if param is not None else "cpu")
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad():
-            return int(forward(blank).shape[1])
+            return tuple(forward(blank).shape)
     except Exception:  # left to the per-image check
         return None
     finally:
         model.train(was_training)
+
+
+def probe_channels(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor]) -> int | None:
+    """Dim 1 of ``forward`` on a small blank input (see :func:`probe_shape`); None where there is none."""
+    shape = probe_shape(model, forward)
+    return shape[1] if shape is not None and len(shape) > 1 else None
 
 
 def cam_classes(model: nn.Module) -> int | None:

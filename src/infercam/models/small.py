@@ -42,6 +42,9 @@ class SmallResNet(nn.Module):
     def __init__(self, num_classes: int = 20, widths: Sequence[int] = (16, 32, 64, 128),
                  depths: Sequence[int] = (1, 1, 1, 1), dilations: Sequence[int] = (1, 1, 1, 2)) -> None:
         super().__init__()
+        for option, values in (("widths", widths), ("depths", depths), ("dilations", dilations)):
+            if not (isinstance(values, Sequence) and all(type(v) is int and v >= 1 for v in values)):
+                raise ValueError(f"{option} must be a list of whole numbers >= 1 (one per stage), got {values!r}")
         if not (len(widths) == len(depths) == len(dilations) >= 2):
             raise ValueError("widths, depths and dilations need one entry per stage (at least 2)")
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, padding=1, bias=False),

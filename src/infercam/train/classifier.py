@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import sys
@@ -29,6 +30,7 @@ from ..data.voc import VOCDataset
 from ..errors import InferCamError, LabelError
 from ..io import ensure_dir
 from ..models import create, normalization
+from ..models.registry import cam_networks, network_options, probe_shape
 from .loop import check_finite, save_checkpoint
 from .resume import load_finished, load_partial, partial_path, run_inputs, save_partial
 
@@ -155,6 +157,29 @@ def evaluate_classifier(model: torch.nn.Module, loader: DataLoader) -> dict[str,
     return {"mAP": float(np.nanmean(average_precision(s, t)) * 100), "F1": f1_score(s, t) * 100}
 
 
+def build_classifier(config: TrainConfig) -> torch.nn.Module:
+    """The network ``config.arch`` built with ``config.arch_kwargs``: an InferCamError naming --arch-kwargs when it
+    does not take them (an unknown option, a value its constructor refuses), or when it is no classifier (e.g. a
+    segmentation network: its output is not one score per class)."""
+    options, given = network_options(config.arch), config.arch_kwargs
+    unknown = [] if options is None else sorted(set(given) - set(options))  # None: the network cannot tell
+    if unknown:
+        accepted = f"it takes {', '.join(options)}" if options else "it takes none"
+        raise InferCamError(f"--arch-kwargs: network {config.arch!r} has no option {', '.join(unknown)} ({accepted})")
+    try:
+        model = create(config.arch, num_classes=config.num_classes, **given)
+    except (TypeError, ValueError) as exc:
+        if not given:
+            raise
+        raise InferCamError(f"--arch-kwargs {json.dumps(given)}: network {config.arch!r} cannot be built with them: "
+                            f"{exc}") from None
+    shape = probe_shape(model, model, config.crop_size)  # the size it trains on (an AffinityNet refuses 64 px)
+    if shape is not None and shape != (1, config.num_classes):
+        raise InferCamError(f"network {config.arch!r} gives scores of shape {list(shape[1:])} per image, not one per "
+                            f"class: train-cls trains a classifier, one of {', '.join(cam_networks())}")
+    return model
+
+
 def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike, val_list: str | os.PathLike | None,
                      out: str | os.PathLike, config: TrainConfig, labels: str | os.PathLike | None = None,
                      progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
@@ -180,7 +205,7 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
     if done is not None:  # the same run finished before: its metrics, not a second training
         print(f"{out} holds a finished run with these options: reused (--overwrite trains again)", file=sys.stderr)
         return (done[1].get("history") or [{}])[-1]
-    model = create(config.arch, num_classes=config.num_classes, **config.arch_kwargs)
+    model = build_classifier(config)
     mean, std = normalization(model)
     cache = config.cache_images and config.workers == 0  # worker processes would each keep a copy
     train_data = ClassificationSet(train_set, config.num_classes, mean, std, config.crop_size,
