@@ -222,3 +222,64 @@ def test_a_network_or_options_train_cls_cannot_train_are_one_line(tiny_voc, tmp_
     assert err.startswith("infercam train-cls: error: ") and message in err and len(err.splitlines()) == 1
     assert "small-resnet, timm:<name>, torchvision:<name>" in err or "gives scores" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["voc"]
+
+
+def test_a_checkpoint_write_cut_short_by_a_full_disk_keeps_the_earlier_checkpoint(tiny_voc, tmp_path, capsys,
+                                                                                 monkeypatch):
+    import shutil
+
+    out = tmp_path / "cls.pt"
+    assert main(train_args(tiny_voc, out)) == 0
+    written, real_save = out.read_bytes(), torch.save
+
+    def save(obj, path, *args, **kwargs):
+        if "config" not in obj:  # the partial state: written
+            return real_save(obj, path, *args, **kwargs)
+        with open(path, "wb") as f:
+            f.write(b"PK half a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(2**30, 2**30, 0))
+    capsys.readouterr()
+    assert main([*train_args(tiny_voc, out), "--lr", "0.01", "--overwrite"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"infercam train-cls: error: disk full while writing {out}"
+    assert out.read_bytes() == written and not list(tmp_path.glob(".tmp-*"))
+    assert out.with_name("cls.pt.partial").exists()  # the last epoch's state, to resume from once there is room
+
+
+def test_a_file_size_limit_stops_training_with_one_line_and_no_partial_file(tiny_voc, tmp_path):
+    import resource
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def limit() -> None:  # checkpoints are far larger than 4 kB; the lock file is smaller
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    out = tmp_path / "cls.pt"
+    env = {"PYTHONPATH": str(src), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
+           "PYTHONDONTWRITEBYTECODE": "1"}  # under the limit Python would leave truncated .pyc files behind
+    proc = subprocess.run([sys.executable, "-m", "infercam", *train_args(tiny_voc, out)], capture_output=True,
+                          text=True, timeout=300, preexec_fn=limit, env=env)
+    partial = out.with_name("cls.pt.partial")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (f"infercam train-cls: error: cannot write {partial}: the write stopped "
+                                            "short (a quota or file size limit?)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["voc"]
+
+
+def test_a_full_disk_met_anywhere_is_one_line(tiny_voc, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import infercam.commands.train_cls as command
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "somewhere.log"))
+
+    monkeypatch.setattr(command, "train_classifier", full)
+    assert main(train_args(tiny_voc, tmp_path / "cls.pt")) == 2
+    assert capsys.readouterr().err == f"infercam train-cls: error: disk full while writing {tmp_path / 'somewhere.log'}\n"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import shlex
@@ -43,13 +44,17 @@ class Terminated(KeyboardInterrupt):
     unfinished outputs runs instead of the process dying at once."""
 
 
+# Write errors that are the machine's, not infercam's: one line like an InferCamError's wherever they come from.
+NO_ROOM = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
+
+
 def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; user errors print one line on stderr and give exit status 2; Ctrl-C gives 130 and
-    SIGTERM 143, both after cleaning up."""
+    """Run one subcommand; user errors (and a full disk) print one line on stderr and give exit status 2; Ctrl-C
+    gives 130 and SIGTERM 143, both after cleaning up."""
     try:
         parser = build_parser()
     except KeyboardInterrupt:  # Ctrl-C while the commands (and torch) are imported: nothing was started
@@ -72,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `infercam eval ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        if exc.errno not in NO_ROOM:
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"infercam {args.command}: error: {NO_ROOM[exc.errno]}{where}", file=sys.stderr)
+        return 2
     finally:
         if on_main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -25,8 +25,8 @@ from ..classes import IGNORE_INDEX
 from ..data.images import load_image
 from ..data.voc import VOCDataset, read_label_png
 from ..errors import DataError, InferCamError, LabelError
-from ..io import atomic_path, ensure_dir
-from .resume import load_partial, partial_path, save_partial
+from ..io import ensure_dir
+from .resume import load_partial, partial_path, save_partial, save_torch
 
 POLY_POWER = 0.9
 PSA_JITTER = dict(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)  # psa train_aff.py
@@ -203,6 +203,5 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: dict[str,
     if bad is not None:  # the last step diverged, after the last loss was checked
         raise InferCamError(f"training diverged: the trained weights hold NaN or infinite values ({bad}), "
                             f"{path} not written: lower --lr")
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "config": config}, tmp)
+    save_torch(path, {"state_dict": state, "config": config})
     partial_path(path).unlink(missing_ok=True)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
 
-from ..errors import CheckpointError, InferCamError
+from ..errors import CheckpointError, InferCamError, OutputError
 from ..io import atomic_path, ensure_dir, folder_lock
 from ..models.registry import read_checkpoint
 from ..run.manifest import file_sha256
@@ -66,10 +67,25 @@ def partial_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically. A write that stops short is an OutputError naming the file, which
+    keeps its earlier content (no partial file is left): torch's writer says only "[enforce fail at
+    inline_container.cc] unexpected pos ..." or "PytorchStreamWriter failed writing file", so the cause is looked
+    up: a disk without room left, else a quota or file size limit."""
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:
+            if "inline_container" not in str(exc) and "PytorchStreamWriter" not in str(exc):
+                raise
+            if shutil.disk_usage(os.path.dirname(tmp)).free < 2**20:
+                raise OutputError(f"disk full while writing {path}") from None
+            raise OutputError(f"cannot write {path}: the write stopped short (a quota or file size limit?)") from None
+
+
 def save_partial(path: Path, options: dict[str, Any], state: dict[str, Any]) -> None:
     """Write ``state`` (weights, optimiser, step, RNG, ...) with the run's ``options``, atomically."""
-    with atomic_path(path) as tmp:
-        torch.save({"options": options, **state}, tmp)
+    save_torch(path, {"options": options, **state})
 
 
 def _differing(saved: dict[str, Any], options: dict[str, Any]) -> str:
