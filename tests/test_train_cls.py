@@ -1,4 +1,7 @@
 """train-cls: a few iterations on a tiny set, checkpoint layout, resume, metrics."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -283,3 +286,20 @@ def test_a_full_disk_met_anywhere_is_one_line(tiny_voc, tmp_path, capsys, monkey
     monkeypatch.setattr(command, "train_classifier", full)
     assert main(train_args(tiny_voc, tmp_path / "cls.pt")) == 2
     assert capsys.readouterr().err == f"infercam train-cls: error: disk full while writing {tmp_path / 'somewhere.log'}\n"
+
+
+def test_narrow_widths_train_without_crashing_the_process(tiny_voc, tmp_path):
+    """torch 2.14.1's oneDNN backward of a strided 1x1 convolution with under 16 input channels in channels_last
+    kills the process (double free / segmentation fault); such networks train in the contiguous layout. A
+    subprocess, so that a crash fails this test instead of the whole run."""
+    from infercam.train.classifier import training_layout
+    from infercam.models.small import SmallResNet
+
+    assert training_layout(SmallResNet()) == torch.channels_last  # the default widths keep the faster layout
+    assert training_layout(SmallResNet(widths=[8, 8, 16, 16])) == torch.contiguous_format
+    args = train_args(tiny_voc, tmp_path / "cls.pt")
+    args[args.index("--crop-size") + 1] = "128"
+    args[args.index("--arch-kwargs") + 1] = '{"widths": [4, 8, 16, 16]}'
+    done = subprocess.run([sys.executable, "-m", "infercam", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "cls.pt").is_file()
