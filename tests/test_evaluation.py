@@ -207,21 +207,27 @@ def test_cli_end_to_end_with_json(tmp_path, capsys):
     assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("target", ["list", "prediction", "truth", "other json", "folder"])
+@pytest.mark.parametrize("target", ["list", "prediction", "truth", "other json", "folder", "device", "pipe"])
 def test_json_never_replaces_an_input_or_a_foreign_file(target, tmp_path, capsys):
     voc, pred, _ = make_dataset(tmp_path)
     listing = tmp_path / "val.txt"
     listing.write_text("a\nb\n")
     (tmp_path / "other.json").write_text('{"miou": 1}')
+    if target == "pipe":
+        os.mkfifo(tmp_path / "fifo")  # reading it would wait for a writer for ever
     path = {"list": listing, "prediction": pred / "a.npy", "truth": voc / "SegmentationClass" / "a.png",
-            "other json": tmp_path / "other.json", "folder": pred}[target]
+            "other json": tmp_path / "other.json", "folder": pred, "device": Path(os.devnull),
+            "pipe": tmp_path / "fifo"}[target]
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     args = ["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing), "--json", str(path)]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"--json {path} " + ("is a folder" if target == "folder" else "exists and is not a file of infercam eval") in err
+    assert f"--json {path} " + {"folder": "is a folder", "device": "is not a regular file", "pipe": "is not a regular "
+                                "file"}.get(target, "exists and is not a file of infercam eval") in err
+    assert Path(os.devnull).is_char_device()
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
     scores = tmp_path / "scores.json"
+    scores.write_bytes(b"")  # an empty file (mktemp's) is taken
     assert main([*args[:-1], str(scores)]) == 0 and main([*args[:-1], str(scores)]) == 0  # its own file: replaced
 
 
@@ -234,7 +240,9 @@ def test_a_missing_prediction_folder_a_piped_list_and_nothing_left_to_score(tmp_
     assert f"prediction folder not found: {tmp_path / 'nope'}" in capsys.readouterr().err
     assert main([*base, "--pred", str(listing)]) == 2
     assert f"--pred {listing} is a file" in capsys.readouterr().err
-    every = [a for name in VOC_CLASSES[1:] for a in ("--ignore-class", name)]
+    every = [a for name in VOC_CLASSES for a in ("--ignore-class", name)]
+    assert main([*base, "--pred", str(pred), *every[2:]]) == 0  # one class left: scored
+    capsys.readouterr()
     assert main([*base, "--pred", str(pred), *every]) == 2
     assert "leave no class but background to score" in capsys.readouterr().err
     read, write = os.pipe()  # bash's --list <(...)

@@ -505,6 +505,7 @@ def refused_at_parse_time(command: str, args: list[str], message: str, folder: P
     ("", "expected a file path, got an empty one"), ("  ", "expected a file path, got a blank one"),
     ("{tmp}/", "'{tmp}/' is a folder: give the path of a file in it, e.g. '{tmp}/model.pth'"),
     ("{tmp}", "'{tmp}' is a folder: give the path of a file in it, e.g. '{tmp}/model.pth'"),
+    ("/dev/null", "'/dev/null' exists and is not a regular file"),
 ])
 def test_a_checkpoint_path_that_is_blank_or_a_folder_is_refused_at_parse_time(command, out, message, tmp_path, capsys):
     refused_at_parse_time(command, [f"--out={out.format(tmp=tmp_path)}"],

@@ -266,6 +266,9 @@ def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: b
     return since
 
 
+MAX_JSON_BYTES = 10 * 2**20  # larger than any score or summary file infercam writes
+
+
 def check_json_target(path: str | os.PathLike, keys: Collection[str], writer: str) -> None:
     """A DataError when --json names a folder or an existing file that is not an earlier one of ``writer``'s
     (a JSON object with every one of ``keys``): an input, a manifest or anyone's file would be replaced. Checked
@@ -273,12 +276,16 @@ def check_json_target(path: str | os.PathLike, keys: Collection[str], writer: st
     path = Path(path)
     if path.is_dir():
         raise DataError(f"--json {path} is a folder: give the path of a .json file to write")
-    if not path.exists():
+    if not os.path.lexists(path) or (path.is_file() and path.stat().st_size == 0):  # new, or an empty (mktemp) file
         return
-    try:
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        earlier = None
+    if not path.is_file():  # the atomic write's rename would replace it (/dev/stdout, a pipe), or hang reading it
+        raise DataError(f"--json {path} is not a regular file: give the path of a .json file to write")
+    earlier = None
+    if path.stat().st_size <= MAX_JSON_BYTES:  # a large file is no score file; not read whole
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass
     if not (isinstance(earlier, dict) and set(keys) <= earlier.keys()):
         raise DataError(f"--json {path} exists and is not a file of {writer}: it would be replaced; give another "
                         "path (or delete it)")

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.pred.is_dir():
         raise DataError(f"prediction folder not found: {args.pred}" if not args.pred.exists()
                         else f"--pred {args.pred} is a file: give the folder of <name>.npy or <name>.png predictions")
-    if len(ignored_classes(args)) >= len(VOC_CLASSES) - 1:
+    if len(ignored_classes(args)) >= len(VOC_CLASSES):  # VOC_CLASSES: the 20 object classes
         raise DataError("--ignore-class / --class-map leave no class but background to score")
     names = read_image_list(args.list, args.voc_root)
     kind = _detect_format(args.pred, names) if args.format == "auto" else args.format

@@ -77,12 +77,15 @@ def json_object(text: str) -> dict[str, Any]:
 
 def file_to_write(text: str) -> str:
     """An argparse type: the path of a file to write, e.g. a checkpoint; neither blank nor a folder (one that exists,
-    or a path ending in a separator)."""
+    or a path ending in a separator) nor anything else that is not a regular file (/dev/null, a pipe), which the
+    atomic write's rename would replace."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected a file path, got {'an empty' if not text else 'a blank'} one")
     if text.endswith((os.sep, "/")) or os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a folder: give the path of a file in it, e.g. "
                                          f"{os.path.join(text, 'model.pth')!r}")
+    if os.path.lexists(text) and not os.path.isfile(text):  # a device, pipe or dangling link: a rename replaces it
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a regular file: give the path of a file")
     return text
 
 
