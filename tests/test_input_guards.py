@@ -50,6 +50,8 @@ CASES = {  # case: (command line after the data set options, the message's subje
     "classifier over its label file": (["train-cls", "--train-list", "{voc}/ImageSets/Segmentation/train.txt",
                                         "--labels", "{voc}/cls_labels.npy", "--out", "{voc}/cls_labels.npy"],
                                        "--out {voc}/cls_labels.npy is the --labels file"),
+    "affinity net over its list file": (["train-aff", "--aff-labels", "{voc}", "--list", "{tmp}/l.txt",
+                                         "--out", "{tmp}/l.txt"], "--out {tmp}/l.txt is the --list file"),
     "classifier over its list file": (["train-cls", "--train-list", "{voc}/ImageSets/Segmentation/train.txt",
                                        "--out", "{voc}/ImageSets/Segmentation/train.txt"],
                                       "--out {voc}/ImageSets/Segmentation/train.txt is the --train-list file"),
@@ -65,7 +67,7 @@ def test_an_output_that_is_an_input_is_refused_even_with_overwrite(case, voc_wit
     before = snapshot(tmp_path)
     code, err = run(capsys, [command[0], "--voc-root", voc_with_truth, "--no-progress", "--overwrite", *command[1:]])
     assert code == 2
-    assert f"{subject.format(**values)}, which this run reads: its files would be replaced, --overwrite or not" in err
+    assert f"{subject.format(**values)}, which this run reads: writing there would replace what it reads, --overwrite or not" in err
     assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
 
 

@@ -294,7 +294,7 @@ def test_predictions_never_replace_an_input_folder(folder, voc, tmp_path, capsys
     assert main([*args, "--overwrite"]) == 2
     err = capsys.readouterr().err
     what = "the --pseudo folder" if folder == "pseudo" else f"the data set's {folder}/ folder"
-    assert f"--out-pred {target} is {what}, which this run reads: its files would be replaced" in err
+    assert f"--out-pred {target} is {what}, which this run reads: writing there would replace" in err
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before and not (tmp_path / "seg.pth").exists()
 
 

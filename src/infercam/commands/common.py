@@ -152,6 +152,11 @@ INPUT_PATH_OPTIONS = ("voc_root", "list_file", "labels", "cam", "split_path", "p
                       "aff_weights", "init_weights", "train_list", "val_list", "pred_list")
 
 
+def option_name(dest: str) -> str:
+    """The command-line spelling of the option stored as ``dest`` (``list_file`` -> ``--list``)."""
+    return "--list" if dest == "list_file" else f"--{dest.replace('_', '-')}"
+
+
 def refuse_inputs_as_outputs(args: argparse.Namespace) -> None:
     """A DataError when an output option names something the run reads: an input option's file or folder, or the
     data set's images, annotations or ground truth. Its files would be replaced, --overwrite or not."""
@@ -160,15 +165,15 @@ def refuse_inputs_as_outputs(args: argparse.Namespace) -> None:
         path = getattr(args, key, None)
         if isinstance(path, (str, os.PathLike)):
             kind = "folder" if os.path.isdir(path) else "file"
-            inputs[path] = "the data set folder" if key == "voc_root" else f"the --{key.replace('_', '-')} {kind}"
+            inputs[path] = "the data set folder" if key == "voc_root" else f"the {option_name(key)} {kind}"
     if getattr(args, "voc_root", None) is not None:
         inputs.update({Path(args.voc_root) / f: f"the data set's {f}/ folder" for f in (IMAGE_DIR, SEG_DIR, ANNOT_DIR)})
     read = {os.path.realpath(path): what for path, what in inputs.items()}
     for key in OUTPUT_PATH_OPTIONS:
         out = getattr(args, key, None)
         if isinstance(out, (str, os.PathLike)) and os.path.realpath(out) in read:
-            raise DataError(f"--{key.replace('_', '-')} {out} is {read[os.path.realpath(out)]}, which this run reads: "
-                            "its files would be replaced, --overwrite or not; give another path")
+            raise DataError(f"{option_name(key)} {out} is {read[os.path.realpath(out)]}, which this run reads: "
+                            "writing there would replace what it reads, --overwrite or not; give another path")
 
 
 def run_record(args: argparse.Namespace) -> dict[str, Any]:
