@@ -212,6 +212,7 @@ def test_train_seg_checks_every_label_before_training(value, message, voc, tmp_p
     assert main(train_seg_args(voc, pseudo, tmp_path, steps=1)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(message, err[0]) and not (tmp_path / "seg.pth").exists()
+    assert not (tmp_path / "pred").exists() or not any((tmp_path / "pred").iterdir())  # the folder is not claimed
 
 
 def test_train_seg_reports_missing_pseudo_labels(voc, tmp_path, capsys):

@@ -12,6 +12,7 @@ from ..data.voc import IMAGE_DIR, read_image_list
 from ..errors import DataError, InferCamError
 from ..io import check_dir, ensure_dir, folder_lock
 from ..models.segnets import SEG_CLASSES
+from ..train.loop import check_label_pngs
 from ..train.segmentation import SEG_TRAIN, predict_dataset, train_segmentation
 from ..run.dataset import refuse_other_runs
 from ..run.manifest import MANIFEST, MANIFEST_STEM, RunSummary, file_sha256, write_manifest
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     reused = reuse_finished(args, model, inputs)
     with contextlib.ExitStack() as claim:  # the prediction folder is this run's from before training to the end
         if to_predict is not None:
+            if not reused:  # labels that cannot train stop the run before it claims the folder
+                check_label_pngs(Path(args.pseudo), dataset.names, args.num_classes)
             record = claim_prediction_folder(args, reused, len(to_predict), claim)
         if not reused:
             last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..classes import IGNORE_INDEX, NUM_CLASSES
+from ..classes import IGNORE_INDEX
 from ..data.voc import VOCDataset
 from ..models.affinity import check_affinity_net
 from ..models.pixel_pairs import affinity_labels
@@ -32,7 +32,9 @@ from .resume import partial_path
 
 STRIDE = 8
 PSA_AFF_TRAIN = TrainConfig(epochs=8, batch_size=8, lr=0.1, weight_decay=5e-4, crop_size=448)
-CONFIDENT_CLASSES = NUM_CLASSES + 1  # the confident labels' values: 0 background, c+1 VOC class c (and 255)
+# The confident labels' values: 0 background, c+1 class c, for any number of classes up to 254 (affinity only
+# compares labels); 255 uncertain.
+CONFIDENT_CLASSES = IGNORE_INDEX
 LR_MULTIPLIERS = (1, 2, 10, 20)  # psa: pretrained weights, pretrained biases, new weights, new biases
 
 

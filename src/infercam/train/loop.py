@@ -67,9 +67,12 @@ def random_crop(image: torch.Tensor, label: torch.Tensor, size: int) -> tuple[to
 
 
 def check_label_pngs(label_dir: Path, names: Sequence[str], classes: int) -> None:
-    """A LabelError naming the first ``<label_dir>/<name>.png`` with a value that is neither a class (0 to
+    """A DataError when a ``<label_dir>/<name>.png`` is missing; a LabelError naming the first with a value that is neither a class (0 to
     ``classes`` - 1) nor ignored (255), or saying how many were checked when every pixel of all is ignored: a
     value out of range would be trained on as no class (or stop a run midway), and labels of 255 only train nothing."""
+    missing = [n for n in names if not (label_dir / f"{n}.png").is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} label PNGs missing in {label_dir}, e.g. {missing[0]}.png")
     labelled = False
     for name in names:
         path = label_dir / f"{name}.png"
@@ -97,9 +100,6 @@ class LabelledImages(Dataset):
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self.jitter = ColorJitter(**jitter) if jitter else None
         self.label_transform = label_transform
-        missing = [n for n in self.names if not (self.label_dir / f"{n}.png").is_file()]
-        if missing:
-            raise DataError(f"{len(missing)} label PNGs missing in {self.label_dir}, e.g. {missing[0]}.png")
         check_label_pngs(self.label_dir, self.names, classes)
 
     def __len__(self) -> int:
