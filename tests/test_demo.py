@@ -106,3 +106,13 @@ def test_demo_with_grad_cam_and_a_wrong_layer(tmp_path, capsys):
     assert main(args + ["--out", str(mine)]) == 2
     assert "holds files no demo wrote" in capsys.readouterr().err and (mine / "summary.json").read_text() == "my own"
     assert main(args + ["--out", str(tmp_path / "a"), "--target-layer", "stages"]) == 0  # an earlier demo's: rerun
+
+
+def test_a_report_folder_of_other_files_stops_the_demo_before_its_work(tmp_path, capsys):
+    out = tmp_path / "d"
+    (out / "report").mkdir(parents=True)
+    (out / ".infercam-demo").touch()  # an earlier demo's folder, whose report/ someone replaced
+    (out / "report" / "index.html").write_text("<html>my page</html>")
+    assert main(["demo", "--out", str(out), "--images", "2", "--photos", "0", "--no-progress"]) == 2
+    assert "an index.html that no infercam report wrote" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [".infercam-demo", "report"]  # no data set made

@@ -79,6 +79,8 @@ def test_the_report_refuses_a_folder_of_other_files_and_replaces_its_own(target,
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
     mine = tmp_path / "mine"
     assert report(capsys, voc, folders, mine)[0] == 0 and report(capsys, voc, folders, mine)[0] == 0
+    (mine / "index.html").unlink()  # interrupted after its pictures, before its page
+    assert report(capsys, voc, folders, mine)[0] == 0 and (mine / "index.html").is_file()
 
 
 def test_missing_files_stop_the_report_or_are_shown_with_skip(runs, tmp_path, capsys):

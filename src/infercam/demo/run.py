@@ -32,7 +32,7 @@ from ..method.engine import InferCam
 from ..method.gradcam import with_cam_method
 from ..method.modes import MODES
 from ..models import build_network
-from ..report.page import ImageRow, MethodScore, PhotoRow, Report, write_report
+from ..report.page import ImageRow, MethodScore, PhotoRow, Report, check_report_folder, write_report
 
 DEMO_SEED = 20221  # the bundled model was trained on seed 0: this split is held out
 METHODS = ("baseline",) + tuple(f"infercam-{m}" for m in MODES)
@@ -168,6 +168,7 @@ def run_demo(out: str | Path, n_images: int = 60, seed: int = DEMO_SEED, network
     synthetic part's maps come from ``network`` by ``cam_method`` (its own CAM head, or Grad-CAM at a layer)."""
     start = time.perf_counter()
     out = demo_folder(out)
+    check_report_folder(out / "report")  # before the work, not found unusable after it
     root = demo_data(out, n_images, seed, size, progress)
     dataset = VOCDataset.open(root, root / "ImageSets/Segmentation/val.txt")
     model = with_cam_method(build_network(network, weights)[0], cam_method, target_layer)

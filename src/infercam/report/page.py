@@ -232,7 +232,7 @@ def write_page(folder: Path, title: str, body: str, style: str = "") -> Path:
 
 def check_report_folder(folder: Path) -> None:
     """A DataError unless ``folder`` may take a report: it does not exist, is empty, or holds an earlier report
-    (an ``index.html`` an infercam report wrote), which is replaced. Any other folder (a data set, a run's outputs,
+    (an ``index.html`` an infercam report wrote, or only the pictures of one interrupted before it), which is replaced. Any other folder (a data set, a run's outputs,
     someone's web page) is refused before anything is computed: the report would mix with or replace its files."""
     if not folder.exists():
         return
@@ -246,6 +246,10 @@ def check_report_folder(folder: Path) -> None:
                                        for mark in (GENERATOR, OLDER_REPORT_MARK))
     except OSError:
         ours = False
+    if not ours and not index.exists():  # a report interrupted before its page: only pictures of its own in img/
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+        ours = [p.name for p in entries] == ["img"] and (folder / "img").is_dir() and all(
+            _OWN_PICTURE.fullmatch(p.name) or p.name.startswith(".") for p in (folder / "img").iterdir())
     if not ours:
         what = "an index.html that no infercam report wrote" if index.exists() else "other files"
         raise DataError(f"report folder {folder} holds {what}: a report writes index.html and img/ into an empty "
