@@ -227,6 +227,7 @@ def test_cli_crf_beats_threshold_and_affinity_labels_have_255(voc, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--method", "threshold", "--affinity-labels"], "needs --method crf"),
+    (["--method", "rw", "--affinity-labels", "--low-alpha", "2"], "--affinity-labels needs --method crf"),
     (["--method", "rw", "--bg-threshold", "0.2"], "not --bg-threshold"),
     (["--method", "crf", "--affinity-labels", "--alpha", "4"], "--low-alpha"),
     (["--method", "crf", "--affinity-labels", "--low-alpha", "32", "--high-alpha", "4"],

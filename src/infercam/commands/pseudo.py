@@ -76,6 +76,8 @@ def _method_options(args: argparse.Namespace) -> list[tuple[str, bool, object]]:
 def check_method_options(args: argparse.Namespace) -> None:
     """Refuse an option the chosen method does not use (e.g. --low-alpha without --affinity-labels, --beta
     without --method rw), then fill in the defaults of the others."""
+    if args.affinity_labels and args.method != "crf":
+        raise InferCamError("--affinity-labels needs --method crf")
     for key, used, default in _method_options(args):
         option = f"--{key.replace('_', '-')}"
         if getattr(args, key) is not None and not used:
@@ -93,8 +95,6 @@ def _background(args: argparse.Namespace) -> Background:
 
 def build_labeler(args: argparse.Namespace) -> Labeler:
     """The per-image labelling function that the options describe."""
-    if args.affinity_labels and args.method != "crf":
-        raise InferCamError("--affinity-labels needs --method crf")
     if args.method == "threshold":
         background = _background(args)
         return lambda image, cams: threshold_labels(cams, image.shape[:2], background)

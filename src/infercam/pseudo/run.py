@@ -33,10 +33,10 @@ def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler, dropped: Counter |
         kept = {c: m for c, m in cams.items() if c in labels}
         if dropped is not None and len(kept) < len(cams):
             dropped[name] += len(cams) - len(kept)
-        if absent is not None and len(kept) < len(set(labels)):
-            absent[name] += len(set(labels)) - len(kept)
         if not kept:
             raise DataError(f"CAM file {path} holds none of the image's classes {labels} (it has {sorted(cams)})")
+        if absent is not None and len(kept) < len(set(labels)):
+            absent[name] += len(set(labels)) - len(kept)
         return labeler(image, kept)
 
     return compute

@@ -199,7 +199,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: dict[str,
     remove the run's ``<path>.partial``; weights that are not finite are refused, nothing written."""
     ensure_dir(Path(path).parent, "checkpoint folder")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    bad = next((k for k, v in model.named_parameters() if not torch.isfinite(v).all()), None)  # not buffers (masks)
     if bad is not None:  # the last step diverged, after the last loss was checked
         raise InferCamError(f"training diverged: the trained weights hold NaN or infinite values ({bad}), "
                             f"{path} not written: lower --lr")
