@@ -15,7 +15,8 @@ from cli_run import argv, run
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.fixture()
@@ -67,7 +68,8 @@ def test_an_output_that_is_an_input_is_refused_even_with_overwrite(case, voc_wit
     before = snapshot(tmp_path)
     code, err = run(capsys, [command[0], "--voc-root", voc_with_truth, "--no-progress", "--overwrite", *command[1:]])
     assert code == 2
-    assert f"{subject.format(**values)}, which this run reads: writing there would replace what it reads, --overwrite or not" in err
+    assert (f"{subject.format(**values)}, which this run reads: writing there would replace what it reads, "
+            "--overwrite or not") in err
     assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
 
 

@@ -285,7 +285,8 @@ def test_a_full_disk_met_anywhere_is_one_line(tiny_voc, tmp_path, capsys, monkey
 
     monkeypatch.setattr(command, "train_classifier", full)
     assert main(train_args(tiny_voc, tmp_path / "cls.pt")) == 2
-    assert capsys.readouterr().err == f"infercam train-cls: error: disk full while writing {tmp_path / 'somewhere.log'}\n"
+    written = tmp_path / "somewhere.log"
+    assert capsys.readouterr().err == f"infercam train-cls: error: disk full while writing {written}\n"
 
 
 def test_narrow_widths_train_without_crashing_the_process(tiny_voc, tmp_path):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import os
 import shlex
@@ -11,7 +10,7 @@ import sys
 import threading
 
 from . import __version__
-from .errors import InferCamError
+from .errors import NO_ROOM, InferCamError, describe_write_error
 from .commands import COMMANDS
 
 
@@ -44,10 +43,6 @@ class Terminated(KeyboardInterrupt):
     unfinished outputs runs instead of the process dying at once."""
 
 
-# Write errors that are the machine's, not infercam's: one line like an InferCamError's wherever they come from.
-NO_ROOM = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
-
-
 def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
@@ -78,10 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as exc:
-        if exc.errno not in NO_ROOM:
+        if exc.errno not in NO_ROOM:  # the machine's, wherever it comes from: one line like an InferCamError's
             raise
-        where = f" while writing {exc.filename}" if exc.filename else ""
-        print(f"infercam {args.command}: error: {NO_ROOM[exc.errno]}{where}", file=sys.stderr)
+        print(f"infercam {args.command}: error: {describe_write_error(exc, exc.filename)}", file=sys.stderr)
         return 2
     finally:
         if on_main_thread:

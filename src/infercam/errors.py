@@ -1,6 +1,8 @@
 """Errors that describe a user's input problem; the CLI prints them as one clear line and exits non-zero."""
 from __future__ import annotations
 
+import errno
+
 
 class InferCamError(Exception):
     """Base class of every error caused by input the user can fix (files, labels, options)."""
@@ -31,3 +33,18 @@ class DataError(InferCamError):
 
 class OutputError(InferCamError):
     """An output location that cannot be written."""
+
+
+# Write errors that are the machine's, not infercam's, whatever wrote: said the same way everywhere.
+NO_ROOM = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
+
+
+def describe_write_error(exc: OSError, path: str | None) -> str:
+    """One line saying why writing ``path`` failed (a full disk, a read-only file system, a permission, ...)."""
+    if exc.errno in NO_ROOM:
+        return NO_ROOM[exc.errno] + (f" while writing {path}" if path else "")
+    if exc.errno == errno.EROFS:
+        return f"cannot write {path}: read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"no permission to write {path}"
+    return f"cannot write {path}: {exc.strerror or exc}"

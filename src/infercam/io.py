@@ -6,7 +6,6 @@ crash or a full disk leaves either the complete file or none.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import socket
@@ -19,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .classes import VOC_CLASSES, voc_colormap
-from .errors import DataError, OutputError
+from .errors import DataError, OutputError, describe_write_error
 
 CAM_FORMATS = ("psa", "irn")
 
@@ -44,7 +43,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         # that is only a dotted stem (".tmp-abc")
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1] or ".part", dir=folder)
     except OSError as exc:
-        raise OutputError(_describe(exc, path)) from None
+        raise OutputError(describe_write_error(exc, path)) from None
     os.close(fd)
     try:
         os.chmod(tmp, FILE_MODE)
@@ -52,7 +51,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)
-        raise OutputError(_describe(exc, path)) from None
+        raise OutputError(describe_write_error(exc, path)) from None
     except BaseException:
         _remove(tmp)
         raise
@@ -61,16 +60,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 def _remove(path: str) -> None:
     with contextlib.suppress(OSError):
         os.remove(path)
-
-
-def _describe(exc: OSError, path: str) -> str:
-    if exc.errno == errno.ENOSPC:
-        return f"disk full while writing {path}"
-    if exc.errno == errno.EROFS:
-        return f"cannot write {path}: read-only file system"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"no permission to write {path}"
-    return f"cannot write {path}: {exc.strerror or exc}"
 
 
 def check_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
@@ -93,7 +82,7 @@ def ensure_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(_describe(exc, str(path))) from None
+        raise OutputError(describe_write_error(exc, str(path))) from None
     return path
 
 

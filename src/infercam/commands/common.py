@@ -171,8 +171,9 @@ def refuse_inputs_as_outputs(args: argparse.Namespace) -> None:
     read = {os.path.realpath(path): what for path, what in inputs.items()}
     for key in OUTPUT_PATH_OPTIONS:
         out = getattr(args, key, None)
-        if isinstance(out, (str, os.PathLike)) and os.path.realpath(out) in read:
-            raise DataError(f"{option_name(key)} {out} is {read[os.path.realpath(out)]}, which this run reads: "
+        what = read.get(os.path.realpath(out)) if isinstance(out, (str, os.PathLike)) else None
+        if what is not None:
+            raise DataError(f"{option_name(key)} {out} is {what}, which this run reads: "
                             "writing there would replace what it reads, --overwrite or not; give another path")
 
 

@@ -16,7 +16,7 @@ from ..pseudo import (
 )
 from ..pseudo.run import Labeler
 from ..run.outputs import LabelOutputs
-from .common import add_data_args, add_run_args, run_over_dataset
+from .common import add_data_args, add_run_args, option_name, run_over_dataset
 from .validate import int_at_least, number_above, unit_interval
 
 METHODS = ("threshold", "crf", "rw")
@@ -79,10 +79,9 @@ def check_method_options(args: argparse.Namespace) -> None:
     if args.affinity_labels and args.method != "crf":
         raise InferCamError("--affinity-labels needs --method crf")
     for key, used, default in _method_options(args):
-        option = f"--{key.replace('_', '-')}"
         if getattr(args, key) is not None and not used:
             needs = "--method crf --affinity-labels" if key.endswith("_alpha") else "--method rw"
-            raise InferCamError(f"{option} applies only with {needs}; this run would ignore it")
+            raise InferCamError(f"{option_name(key)} applies only with {needs}; this run would ignore it")
         if getattr(args, key) is None:
             setattr(args, key, default)
 

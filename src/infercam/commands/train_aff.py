@@ -6,8 +6,8 @@ import argparse
 from ..models.affinity import affinity_network_name
 from ..train.affinity import PSA_AFF_TRAIN, train_affinity
 from .common import add_data_args, open_dataset
-from .train_common import (add_checkpoint_arg, add_train_args, initial_network, one_run_per_checkpoint, reuse_finished, train_config,
-                           training_inputs)
+from .train_common import (add_checkpoint_arg, add_train_args, initial_network, one_run_per_checkpoint, reuse_finished,
+                           train_config, training_inputs)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -18,8 +18,8 @@ from ..run.dataset import refuse_other_runs
 from ..run.manifest import MANIFEST, MANIFEST_STEM, RunSummary, file_sha256, write_manifest
 from .common import (add_data_args, check_same_run, earlier_records, file_system_now, open_dataset, report,
                      run_record)
-from .train_common import (add_checkpoint_arg, add_train_args, initial_network, one_run_per_checkpoint, reuse_finished, train_config,
-                           training_inputs)
+from .train_common import (add_checkpoint_arg, add_train_args, initial_network, one_run_per_checkpoint, reuse_finished,
+                           train_config, training_inputs)
 from .validate import positive_int
 
 

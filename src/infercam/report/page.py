@@ -220,7 +220,8 @@ def write_report(folder: str | Path, report: Report) -> Path:
 def write_page(folder: Path, title: str, body: str, style: str = "") -> Path:
     """Write ``folder/index.html`` atomically: ``body`` with the reports' style (and ``style``), the gallery's,
     and the check that every picture loaded; returns its path."""
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}<title>{html.escape(title, quote=False)}</title>"
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}"
+            f"<title>{html.escape(title, quote=False)}</title>"
             f"<style>{STYLE}{GALLERY_STYLE}{style}</style></head><body><div id='broken'></div>{body}{CHECK_SCRIPT}"
             "</body></html>\n")
     path = folder / "index.html"
@@ -232,8 +233,9 @@ def write_page(folder: Path, title: str, body: str, style: str = "") -> Path:
 
 def check_report_folder(folder: Path) -> None:
     """A DataError unless ``folder`` may take a report: it does not exist, is empty, or holds an earlier report
-    (an ``index.html`` an infercam report wrote, or only the pictures of one interrupted before it), which is replaced. Any other folder (a data set, a run's outputs,
-    someone's web page) is refused before anything is computed: the report would mix with or replace its files."""
+    (an ``index.html`` an infercam report wrote, or only the pictures of one interrupted before it), which is
+    replaced. Any other folder (a data set, a run's outputs, someone's web page) is refused before anything is
+    computed: the report would mix with or replace its files."""
     if not folder.exists():
         return
     if not folder.is_dir():

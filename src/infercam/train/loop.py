@@ -67,9 +67,10 @@ def random_crop(image: torch.Tensor, label: torch.Tensor, size: int) -> tuple[to
 
 
 def check_label_pngs(label_dir: Path, names: Sequence[str], classes: int) -> None:
-    """A DataError when a ``<label_dir>/<name>.png`` is missing; a LabelError naming the first with a value that is neither a class (0 to
-    ``classes`` - 1) nor ignored (255), or saying how many were checked when every pixel of all is ignored: a
-    value out of range would be trained on as no class (or stop a run midway), and labels of 255 only train nothing."""
+    """A DataError when a ``<label_dir>/<name>.png`` is missing; a LabelError naming the first with a value that is
+    neither a class (0 to ``classes`` - 1) nor ignored (255), or saying how many were checked when every pixel of
+    all is ignored: a value out of range would be trained on as no class (or stop a run midway), and labels of 255
+    only train nothing."""
     missing = [n for n in names if not (label_dir / f"{n}.png").is_file()]
     if missing:
         raise DataError(f"{len(missing)} label PNGs missing in {label_dir}, e.g. {missing[0]}.png")
