@@ -16,7 +16,7 @@ from PIL import Image
 
 import infercam.run.outputs
 import infercam.train.loop
-from infercam.cli import main
+from infercam.cli import interrupts_deferred, main
 from infercam.io import load_cams
 from seg_voc import make_seg_voc
 
@@ -189,10 +189,33 @@ def test_sigterm_during_make_synthetic_leaves_no_half_made_folder(tmp_path, work
     assert "Traceback" not in err and not out.exists()
 
 
-def test_ctrl_c_while_the_commands_are_imported_is_one_line_not_a_traceback():
+def wait_until_loaded(pid: int, library: str, timeout: float = 60) -> None:
+    """Return once the process has mapped the shared library (it is inside that import), polling /proc."""
+    deadline = time.monotonic() + timeout
+    while library not in Path(f"/proc/{pid}/maps").read_text():
+        assert time.monotonic() < deadline, f"{library} was never loaded"
+        time.sleep(0.002)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see when torch is being imported")
+@pytest.mark.parametrize("delay", [0.0, 0.15, 0.3, 0.45, 0.6])
+def test_ctrl_c_while_the_commands_are_imported_is_one_line_not_a_traceback(delay):
+    # Interrupted at some points of torch's import (about 0.3 s after its C++ library is loaded, here), the process
+    # aborted (SIGABRT: pybind11's error_already_set thrown through C++) or died by SIGINT after printing its line
     proc = subprocess.Popen([sys.executable, "-m", "infercam", "eval", "--help"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)  # the interpreter is up; importing the commands and torch takes seconds
+    wait_until_loaded(proc.pid, "libtorch_cpu")
+    time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and err == "infercam: interrupted\n", err
+    assert proc.returncode == 130 and err == "infercam: interrupted\n", (proc.returncode, err)
+
+
+def test_a_ctrl_c_inside_the_deferred_block_is_raised_when_it_ends():
+    went_on = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # a Python handler runs between bytecodes: there is time for it
+            went_on.append(True)
+    assert went_on == [True] and signal.getsignal(signal.SIGINT) is signal.default_int_handler

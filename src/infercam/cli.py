@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import shlex
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 
 from . import __version__
 from .errors import NO_ROOM, InferCamError, describe_write_error
@@ -23,9 +25,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"infercam {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"{__package__}.commands.{name}").add_parser(sub)
+    with interrupts_deferred():  # the commands import torch
+        for name in COMMANDS:
+            importlib.import_module(f"{__package__}.commands.{name}").add_parser(sub)
     return parser
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block ends, then raise it. Interrupted inside its C++ initialisation, torch's
+    import aborts the process (SIGABRT) or leaves it set to die by SIGINT however the KeyboardInterrupt is handled;
+    its import takes a second or two, so the Ctrl-C is taken that much later instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are delivered to the main thread only
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 def one_line(exc: InferCamError) -> str:
@@ -50,13 +71,12 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; user errors (and a full disk) print one line on stderr and give exit status 2; Ctrl-C
     gives 130 and SIGTERM 143, both after cleaning up."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        parser = build_parser()
+        args = build_parser().parse_args(argv)
     except KeyboardInterrupt:  # Ctrl-C while the commands (and torch) are imported: nothing was started
         print("infercam: interrupted", file=sys.stderr)
         return 130
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
     args.command_line = shlex.join(["infercam", *argv])  # for run manifests
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
