@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import shlex
 import signal
 import sys
@@ -59,6 +60,14 @@ def one_line(exc: InferCamError) -> str:
     return text
 
 
+def as_options(text: str, args: argparse.Namespace) -> str:
+    """``text`` with each name in backticks (a Python API parameter, as errors name them) that is an option of this
+    command written as the option is typed: `batch_size` -> --batch-size. Other backticked names stay as they are."""
+    from .commands.common import option_name
+
+    return re.sub(r"`(\w+)`", lambda m: option_name(m[1]) if m[1] in vars(args) else m[0], text)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a job scheduler, ``timeout``, torchrun stopping a job), handled as Ctrl-C is: the clean-up of
     unfinished outputs runs instead of the process dying at once."""
@@ -83,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InferCamError as exc:
-        print(f"infercam {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        print(f"infercam {args.command}: error: {as_options(one_line(exc), args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)

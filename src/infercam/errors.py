@@ -1,4 +1,8 @@
-"""Errors that describe a user's input problem; the CLI prints them as one clear line and exits non-zero."""
+"""Errors that describe a user's input problem; the CLI prints them as one clear line and exits non-zero.
+
+A message names an option as the Python API spells it, in backticks (`batch_size`, `overwrite`); the CLI prints
+each one that is an option of the command as that option (--batch-size, --overwrite), so both kinds of user read
+the name they typed."""
 from __future__ import annotations
 
 import errno
@@ -6,6 +10,10 @@ import errno
 
 class InferCamError(Exception):
     """Base class of every error caused by input the user can fix (files, labels, options)."""
+
+
+class ConfigError(InferCamError, ValueError):
+    """An option (a config field, a function's parameter) whose value cannot work, e.g. a batch size of 0."""
 
 
 class CheckpointError(InferCamError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..train.classifier import TrainConfig, train_classifier
+from ..train.limits import MAX_SEED
 from .train_common import CROP_LIMIT, add_checkpoint_arg, crop_size, one_run_per_checkpoint
 from .validate import OrderedPair, int_at_least, json_object, number_at_least, positive_int, positive_number, seed
 
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale-range", type=positive_number, nargs=2, default=defaults.scale_range, metavar=("MIN", "MAX"),
                         action=OrderedPair,
                         help="random rescale of the longer side relative to the crop size")
-    parser.add_argument("--seed", type=seed, default=defaults.seed, help="random seed, 0 to 2**32-1")
+    parser.add_argument("--seed", type=seed, default=defaults.seed, help=f"random seed, 0 to {MAX_SEED}")
     parser.add_argument("--workers", type=int_at_least(0), default=defaults.workers,
                         help="data loading processes (default 0: load in the main process, decoded images cached)")
     parser.add_argument("--cache-images", action=argparse.BooleanOptionalAction, default=defaults.cache_images,

@@ -13,15 +13,12 @@ from torch import nn
 
 from ..data.voc import VOCDataset
 from ..models import create, list_models, load_state_dict, read_checkpoint
+from ..train.limits import MAX_CROP_SIZE, MAX_SEED
 from ..train.loop import TrainConfig
 from ..train.resume import checkpoint_lock, load_finished, run_inputs
 from .common import refuse_inputs_as_outputs
 from .validate import existing_device, file_to_write, int_at_least, number_at_least, positive_int, positive_number, seed
 
-# The largest --crop-size: a crop larger than the image is padding (PASCAL VOC's images are at most 500 px), and the
-# memory a batch needs grows with the crop's square (a float image of 2048 px is 50 MB before the network's
-# activations; one of 100000 px, 120 GB).
-MAX_CROP_SIZE = 2048
 crop_size = int_at_least(1, MAX_CROP_SIZE)
 CROP_LIMIT = f"at most {MAX_CROP_SIZE}: a crop beyond the image is padding, and memory grows with its square"
 
@@ -51,7 +48,7 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig, netwo
     group.add_argument("--crop-size", type=crop_size, default=defaults.crop_size,
                        help=f"square random crop in pixels (default: {defaults.crop_size}; {CROP_LIMIT})")
     group.add_argument("--workers", type=int_at_least(0), default=0, help="data loading processes (default: 0, in-process)")
-    group.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (default: 0)")
+    group.add_argument("--seed", type=seed, default=0, help=f"random seed, 0 to {MAX_SEED} (default: 0)")
     group.add_argument("--device", type=existing_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     group.add_argument("--overwrite", action="store_true",
                        help="train afresh even if <out>.partial (left by an interrupted run) or <out> (a "

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import InferCamError
 from ..method.engine import resolve_device
+from ..train.limits import MAX_SEED
 
 
 def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -113,4 +114,4 @@ class OrderedPair(argparse.Action):
 positive_int = int_at_least(1)
 positive_number = number_above(0.0)
 unit_interval = number_in(0.0, 1.0)
-seed = int_at_least(0, 2**32 - 1)  # numpy's legacy seeding and most tools take 32 bits; torch's generators take 64
+seed = int_at_least(0, MAX_SEED)

@@ -27,17 +27,19 @@ from tqdm import tqdm
 from ..classes import NUM_CLASSES
 from ..data.images import load_image
 from ..data.voc import VOCDataset
-from ..errors import InferCamError, LabelError
+from ..errors import ConfigError, InferCamError, LabelError
 from ..io import ensure_dir
 from ..models import create, normalization
 from ..models.registry import cam_networks, network_options, probe_shape
+from .limits import check_common, check_whole, is_number
 from .loop import check_finite, save_checkpoint
 from .resume import load_finished, load_partial, partial_path, run_inputs, save_partial
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Options of one training run (saved in the checkpoint)."""
+    """Options of one training run (saved in the checkpoint); a value that cannot work is a ConfigError naming its
+    field, with the limits train-cls's options have (:mod:`infercam.train.limits`)."""
 
     arch: str = "small-resnet"
     arch_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -51,6 +53,22 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     cache_images: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.arch, str):
+            raise ConfigError(f"`arch` must be a network name, got {self.arch!r}")
+        if not isinstance(self.arch_kwargs, dict):
+            raise ConfigError(f"`arch_kwargs` must be a dict of the network's options, got {self.arch_kwargs!r}")
+        check_whole("num_classes", self.num_classes, 1)
+        check_common(self)
+        scales = self.scale_range
+        if not (isinstance(scales, (tuple, list)) and len(scales) == 2 and all(is_number(v) for v in scales)
+                and all(math.isfinite(v) and v > 0 for v in scales)):
+            raise ConfigError(f"`scale_range` must be a (min, max) pair of finite numbers > 0, got {scales!r}")
+        if scales[0] > scales[1]:
+            raise ConfigError(f"`scale_range`: min must not exceed max, got {scales[0]:g} and {scales[1]:g}")
+        if not isinstance(self.cache_images, bool):
+            raise ConfigError(f"`cache_images` must be True or False, got {self.cache_images!r}")
 
 
 class ClassificationSet(Dataset):

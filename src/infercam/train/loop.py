@@ -24,8 +24,10 @@ from tqdm import tqdm
 from ..classes import IGNORE_INDEX
 from ..data.images import load_image
 from ..data.voc import VOCDataset, read_label_png
-from ..errors import DataError, InferCamError, LabelError
+from ..errors import ConfigError, DataError, InferCamError, LabelError
 from ..io import ensure_dir
+from ..method.engine import resolve_device
+from .limits import check_common, check_whole
 from .resume import load_partial, partial_path, save_partial, save_torch
 
 POLY_POWER = 0.9
@@ -37,7 +39,8 @@ StepFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
 
 @dataclass
 class TrainConfig:
-    """Options of a training run (saved in the checkpoint)."""
+    """Options of a training run (saved in the checkpoint); a value that cannot work is a ConfigError naming its
+    field, with the limits the training commands' options have (:mod:`infercam.train.limits`)."""
 
     epochs: int
     batch_size: int
@@ -48,6 +51,17 @@ class TrainConfig:
     workers: int = 0
     seed: int = 0
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_common(self)
+        if self.max_steps is not None:
+            check_whole("max_steps", self.max_steps, 1)
+        if not isinstance(self.device, str):
+            raise ConfigError(f"`device` must be a device name such as 'cpu' or 'cuda:0', got {self.device!r}")
+        try:
+            resolve_device(self.device)
+        except InferCamError as exc:
+            raise ConfigError(f"`device`: {exc}") from None
 
 
 def _span(length: int, size: int) -> tuple[int, int, int]:
