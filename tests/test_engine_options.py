@@ -77,7 +77,7 @@ def test_compile_failure_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.raises(InferCamError, match=r"torch.compile of TinyCamNet.forward_cam failed on this platform "
                                             r"\(RuntimeError: InvalidCxxCompiler: No working C\+\+ compiler found\); "
-                                            r"run without --compile"):
+                                            r"run without `compile`"):
         InferCam(TinyCamNet(), compile=True)
 
 

@@ -120,7 +120,7 @@ def test_target_layer_of_any_network():
 
 def test_clear_errors():
     net = TinyCamNet()
-    with pytest.raises(InferCamError, match="--target-layer .*conv, fc"):
+    with pytest.raises(InferCamError, match="with `target_layer` .*conv, fc"):
         with_cam_method(net, "gradcam")
     with pytest.raises(InferCamError, match="no module 'nope'"):
         with_cam_method(net, "gradcam", target_layer="nope")

@@ -144,7 +144,7 @@ def test_weights_that_are_not_finite_are_never_saved_as_the_checkpoint(tmp_path)
     model = torch.nn.Linear(2, 3)
     with torch.no_grad():
         model.bias[1] = float("nan")
-    with pytest.raises(InferCamError, match=r"NaN or infinite values \(bias\).*lower --lr"):
+    with pytest.raises(InferCamError, match=r"NaN or infinite values \(bias\).*lower `lr`"):
         save_checkpoint(tmp_path / "model.pt", model, {})
     assert list(tmp_path.iterdir()) == []
 

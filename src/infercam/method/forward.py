@@ -94,4 +94,4 @@ class CamForward:
             lines = str(exc).strip().splitlines()
             raise InferCamError(f"torch.compile of {type(model).__name__}.forward_cam failed on this platform "
                                 f"({type(exc).__name__}: {lines[0] if lines else 'no message'}); "
-                                "run without --compile") from None
+                                "run without `compile`") from None

@@ -47,14 +47,14 @@ class GradCam(nn.Module):
         self.model = model
         self.target_layer = target_layer or getattr(model, "cam_target_layer", None)
         if self.target_layer is None:
-            raise InferCamError(f"{type(model).__name__} has no default Grad-CAM layer: name one with --target-layer "
+            raise InferCamError(f"{type(model).__name__} has no default Grad-CAM layer: name one with `target_layer` "
                                 f"(a module with an (N, C, h, w) output; top-level modules: "
                                 f"{', '.join(name for name, _ in model.named_children())})")
         try:
             model.get_submodule(self.target_layer)
         except AttributeError:
             raise InferCamError(f"{type(model).__name__} has no module {self.target_layer!r} "
-                                "(--target-layer)") from None
+                                "(`target_layer`)") from None
         self.plus = plus
         for key in ("mean", "std"):  # the network's normalisation (see models.normalization)
             if hasattr(model, key):

@@ -176,20 +176,20 @@ def evaluate_classifier(model: torch.nn.Module, loader: DataLoader) -> dict[str,
 
 
 def build_classifier(config: TrainConfig) -> torch.nn.Module:
-    """The network ``config.arch`` built with ``config.arch_kwargs``: an InferCamError naming --arch-kwargs when it
+    """The network ``config.arch`` built with ``config.arch_kwargs``: an InferCamError naming `arch_kwargs` when it
     does not take them (an unknown option, a value its constructor refuses), or when it is no classifier (e.g. a
     segmentation network: its output is not one score per class)."""
     options, given = network_options(config.arch), config.arch_kwargs
     unknown = [] if options is None else sorted(set(given) - set(options))  # None: the network cannot tell
     if unknown:
         accepted = f"it takes {', '.join(options)}" if options else "it takes none"
-        raise InferCamError(f"--arch-kwargs: network {config.arch!r} has no option {', '.join(unknown)} ({accepted})")
+        raise InferCamError(f"`arch_kwargs`: network {config.arch!r} has no option {', '.join(unknown)} ({accepted})")
     try:
         model = create(config.arch, num_classes=config.num_classes, **given)
     except (TypeError, ValueError) as exc:
         if not given:
             raise
-        raise InferCamError(f"--arch-kwargs {json.dumps(given)}: network {config.arch!r} cannot be built with them: "
+        raise InferCamError(f"`arch_kwargs` {json.dumps(given)}: network {config.arch!r} cannot be built with them: "
                             f"{exc}") from None
     shape = probe_shape(model, model, config.crop_size)  # the size it trains on (an AffinityNet refuses 64 px)
     if shape is not None and shape != (1, config.num_classes):
@@ -218,11 +218,11 @@ def train_classifier(voc_root: str | os.PathLike, train_list: str | os.PathLike,
     partial = partial_path(out)
     torch.manual_seed(config.seed)  # initial weights and dropout
     train_set = VOCDataset.open(voc_root, train_list, labels)
-    train_set.check_label_length(config.num_classes, "the network to train (--num-classes)")
+    train_set.check_label_length(config.num_classes, "the network to train (`num_classes`)")
     # the data counts too: a rerun on other images or labels starts afresh instead of mixing two data sets
     classes = {name: train_set.labels(name) for name in train_set.names}  # any label source
     if not any(classes.values()):
-        raise LabelError(f"none of the {len(classes)} training images has a class label (check --labels): "
+        raise LabelError(f"none of the {len(classes)} training images has a class label (check `labels`): "
                          "nothing to learn")
     table = "\n".join(f"{name} {found}" for name, found in classes.items())
     inputs = run_inputs(config.arch, voc_root, train_set.names, train_set.labels_path,

@@ -153,7 +153,7 @@ def check_finite(loss: torch.Tensor, step: int) -> None:
     """An InferCamError when the loss of ``step`` is NaN or infinite: training diverged, and every later step
     would only spread it through the weights."""
     if not torch.isfinite(loss):
-        raise InferCamError(f"training diverged at step {step} (loss {loss.item()}): lower --lr")
+        raise InferCamError(f"training diverged at step {step} (loss {loss.item()}): lower `lr`")
 
 
 def train_loop(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, step_fn: StepFn,
@@ -169,7 +169,7 @@ def train_loop(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     if total < 1:
-        raise InferCamError("nothing to train: no step (check --epochs, --max-steps and the batch size)")
+        raise InferCamError("nothing to train: no step (check `epochs`, `max_steps` and `batch_size`)")
     device = torch.device(config.device)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     model.to(device).train()
@@ -217,6 +217,6 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: dict[str,
     bad = next((k for k, v in model.named_parameters() if not torch.isfinite(v).all()), None)  # not buffers (masks)
     if bad is not None:  # the last step diverged, after the last loss was checked
         raise InferCamError(f"training diverged: the trained weights hold NaN or infinite values ({bad}), "
-                            f"{path} not written: lower --lr")
+                            f"{path} not written: lower `lr`")
     save_torch(path, {"state_dict": state, "config": config})
     partial_path(path).unlink(missing_ok=True)

@@ -104,12 +104,12 @@ def load_partial(path: Path, options: dict[str, Any], overwrite: bool = False) -
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many kinds for a bad file
-        raise InferCamError(f"cannot read {path} ({type(exc).__name__}): delete it or use --overwrite") from None
+        raise InferCamError(f"cannot read {path} ({type(exc).__name__}): delete it or use `overwrite`") from None
     saved = state.get("options", {}) if isinstance(state, dict) else {}
     differ = _differing(saved, options)
     if differ:
         raise InferCamError(f"{path} is from a run with other options ({differ}): "
-                            "delete it or use --overwrite")
+                            "delete it or use `overwrite`")
     return state
 
 
@@ -120,7 +120,7 @@ def load_finished(out: str | os.PathLike, arch: str, options: dict[str, Any],
     is an error, not replaced."""
     if overwrite or not Path(out).exists():
         return None
-    advice = "use --overwrite to train again, or another --out"
+    advice = "use `overwrite` to train again, or another `out`"
     try:
         state, config = read_checkpoint(out)
     except CheckpointError as exc:

@@ -36,7 +36,7 @@ def segmentation_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor
     stray = target[(target != IGNORE_INDEX) & ((target < 0) | (target >= logits.shape[1]))]
     if stray.numel():
         raise DataError(f"a label PNG holds class {int(stray[0])}, but the network has {logits.shape[1]} classes "
-                        f"(0-{logits.shape[1] - 1}, {IGNORE_INDEX} ignored): check --num-classes and the labels")
+                        f"(0-{logits.shape[1] - 1}, {IGNORE_INDEX} ignored): check `num_classes` and the labels")
     total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
     return total / (target != IGNORE_INDEX).sum().clamp(min=1)
 
@@ -47,8 +47,8 @@ def _step(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
         logits = model(images)
     except ValueError as exc:  # BatchNorm after a pooled 1 x 1 map (DeepLabV3's ASPP) needs two samples
         if "Expected more than 1 value per channel" in str(exc):
-            raise InferCamError("this network's batch norm needs at least 2 images per batch: use --batch-size 2 "
-                                "or more") from None
+            raise InferCamError("this network's batch norm needs at least 2 images per batch: use a `batch_size` "
+                                "of 2 or more") from None
         raise
     if logits.ndim != 4:
         raise InferCamError(f"the network gives {tuple(logits.shape)} scores per batch, not a map per pixel: "
