@@ -377,3 +377,12 @@ def test_psa_classes_that_are_bools_or_negative_are_refused(tmp_path, key):
     np.save(tmp_path / "x.npy", {key: np.zeros((2, 2), np.float32)})
     with pytest.raises(DataError, match=f"x.npy: CAM classes must be whole numbers >= 0, got {key}"):
         load_cams(tmp_path / "x.npy")
+
+
+def test_a_damaged_ground_truth_file_is_named_as_ground_truth(tmp_path):
+    voc, pred, _ = make_dataset(tmp_path)
+    (voc / "SegmentationClass" / "b.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"^ground truth: cannot read label PNG .*b\.png"):
+        evaluate_cams(pred, voc, ["a", "b"])
+    result = evaluate_cams(pred, voc, ["a", "b"], missing="skip")
+    assert result.notes and result.notes[0].startswith("ground truth: ")

@@ -225,3 +225,18 @@ def test_the_gallery_sorts_and_filters_in_a_real_browser(runs, tmp_path, capsys)
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1400,900", (out / "index.html").as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_a_damaged_ground_truth_file_is_named_as_such_not_blamed_on_a_run(runs, tmp_path, capsys):
+    voc, folders = runs
+    truth = voc / "SegmentationClass" / "img_c.png"
+    truth.write_bytes(b"damaged")
+    code, err = report(capsys, voc, folders, tmp_path / "r")
+    assert code == 2 and "infercam report: error: ground truth: cannot read label PNG" in err and str(truth) in err
+    assert "run '" not in err and "--missing skip" in err and not (tmp_path / "r").exists()
+    code, err = report(capsys, voc, folders, tmp_path / "r", "--missing", "skip")
+    notes = [line for line in err.splitlines() if "img_c.png" in line]
+    assert code == 0 and len(notes) == 1 and notes[0].startswith("infercam report: note: ground truth: ")
+    assert "run '" not in notes[0] and notes[0].endswith("left out")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "ground truth: unreadable" in page and page.count('class="item"') == 4

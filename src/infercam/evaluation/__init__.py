@@ -4,11 +4,11 @@ paired bootstrap intervals (:mod:`.stats`).
 
 The names other code imports from ``infercam.evaluation`` are re-exported here.
 """
-from .files import evaluate_cams, evaluate_labels, ignore_classes
+from .files import TRUTH_PROBLEM, evaluate_cams, evaluate_labels, ignore_classes
 from .scores import ConfusionMatrix, EvalResult, format_threshold
 from .sweep import DEFAULT_THRESHOLDS, CamSweep, cam_to_label, evaluate_cam_dicts, threshold_range
 
 __all__ = [
-    "DEFAULT_THRESHOLDS", "CamSweep", "ConfusionMatrix", "EvalResult", "cam_to_label", "evaluate_cam_dicts",
+    "DEFAULT_THRESHOLDS", "TRUTH_PROBLEM", "CamSweep", "ConfusionMatrix", "EvalResult", "cam_to_label", "evaluate_cam_dicts",
     "evaluate_cams", "evaluate_labels", "format_threshold", "ignore_classes", "threshold_range",
 ]

@@ -16,6 +16,11 @@ from .scores import EvalResult, Pred, check_shape, evaluate_label_maps
 from .sweep import DEFAULT_THRESHOLDS, CamDict, evaluate_cam_dicts
 
 
+# How a problem of a ground truth file (not of the prediction) starts, in errors and in ``EvalResult.notes``;
+# "ground truth not found: ..." reads the same way.
+TRUTH_PROBLEM = "ground truth: "
+
+
 def _pred_shape(pred: np.ndarray | CamDict) -> tuple[int, ...] | None:
     if isinstance(pred, np.ndarray):
         return pred.shape
@@ -60,9 +65,12 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
                 raise DataError(f"{kind} not found: {absent} (use --missing skip to leave it out)")
             skipped.append(name)
             continue
-        try:  # a damaged or wrong-size file: named, and left out only if asked
+        try:  # a damaged or wrong-size file: named (a ground truth one as such), and left out only if asked
             pred = ignore_predicted(reader(pred_path), ignored)
-            gt = ignore_classes(read_label_png(gt_path), ignored)
+            try:
+                gt = ignore_classes(read_label_png(gt_path), ignored)
+            except InferCamError as exc:
+                raise DataError(f"{TRUTH_PROBLEM}{exc}") from None
             shape = _pred_shape(pred)
             if shape is not None:
                 check_shape(shape, gt.shape, str(pred_path))

@@ -136,7 +136,7 @@ class EvalResult:
     per_image_intersection: np.ndarray
     per_image_union: np.ndarray
     num_skipped: int = 0
-    notes: list[str] = dataclasses.field(default_factory=list)  # why damaged prediction files were left out
+    notes: list[str] = dataclasses.field(default_factory=list)  # why damaged files were left out
 
     @property
     def num_images(self) -> int:

@@ -21,7 +21,7 @@ from ..classes import VOC_CLASSES
 from ..data.images import load_image
 from ..data.voc import SEG_DIR, find_image, labels_in, read_label_png
 from ..errors import DataError, ImageError, InferCamError
-from ..evaluation import DEFAULT_THRESHOLDS, evaluate_cams, evaluate_labels
+from ..evaluation import DEFAULT_THRESHOLDS, TRUTH_PROBLEM, evaluate_cams, evaluate_labels
 from ..io import ensure_dir, is_heatmap_of, load_cams, overlay
 from .gallery import GalleryItem, Panel, sort_value, write_gallery
 from .page import check_report_folder, threshold_plot, write_page
@@ -73,19 +73,25 @@ def open_run(spec: str) -> Run:
 
 
 def score_run(run: Run, voc_root: Path, names: Sequence[str], threshold: float | None,
-              missing: str = "skip") -> RunScore:
+              missing: str = "skip", truth_notes: set[str] | None = None) -> RunScore:
     """``infercam eval``'s scores of a run (at ``threshold``, or the best of the default sweep), images without a
-    prediction or ground truth left out; a damaged prediction file is a DataError (``missing="error"``, as eval's
-    default) or left out with a note (``"skip"``)."""
+    prediction or ground truth left out; a damaged prediction or ground truth file is a DataError
+    (``missing="error"``, as eval's default) or left out with a note (``"skip"``). A ground truth problem is no
+    run's: it is said without the run's name, once for all runs (``truth_notes``: those already said)."""
     if run.kind == "cam":
         thresholds = DEFAULT_THRESHOLDS if threshold is None else [threshold]
         result = evaluate_cams(run.folder, voc_root, names, thresholds, missing="skip")
     else:
         result = evaluate_labels(run.folder, voc_root, names, missing="skip")
-    if result.notes and missing == "error":
-        raise DataError(f"run {run.name!r}: {result.notes[0]} (use --missing skip to leave such files out)")
+    said = set() if truth_notes is None else truth_notes
     for note in result.notes:
-        print(f"infercam report: note: run {run.name!r}: {note}; left out", file=sys.stderr)
+        whose = "" if note.startswith(TRUTH_PROBLEM) else f"run {run.name!r}: "
+        if missing == "error":
+            raise DataError(f"{whose}{note} (use --missing skip to leave such files out)")
+        if not whose and note in said:
+            continue
+        said.add(note)
+        print(f"infercam report: note: {whose}{note}; left out", file=sys.stderr)
     return RunScore(result.miou, result.best_threshold, result.per_threshold,
                     {c: s["iou"] for c, s in result.per_class.items()}, result.per_image_iou(), result.num_images)
 
@@ -118,9 +124,13 @@ def _item(name: str, voc_root: Path, runs: list[Run], scores: dict[str, RunScore
     gt_path = voc_root / SEG_DIR / f"{name}.png"
     classes: set[int] = set()
     if gt_path.is_file():
-        gt = read_label_png(gt_path)
-        panels.append(Panel("ground truth", colour_labels(gt)))
-        classes |= set(labels_in(gt))
+        try:
+            gt = read_label_png(gt_path)
+        except InferCamError:  # a damaged ground truth: shown as such (scoring left the image out with a note)
+            panels.append(Panel("ground truth: unreadable", np.full_like(image, 120)))
+        else:
+            panels.append(Panel("ground truth", colour_labels(gt)))
+            classes |= set(labels_in(gt))
     ious = {}
     for run in runs:
         score = scores.get(run.name)
@@ -200,11 +210,12 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
                                 f"{len(names)} images (first: {run.path(absent[run.name][0])}); use --missing skip "
                                 "to report them and go on")
     scored_any = any((voc_root / SEG_DIR / f"{n}.png").is_file() for n in names)
-    scores = {}
+    scores: dict[str, RunScore] = {}
+    truth_notes: set[str] = set()
     if scored_any:
         for run in runs:
             try:
-                scores[run.name] = score_run(run, voc_root, names, threshold, missing)
+                scores[run.name] = score_run(run, voc_root, names, threshold, missing, truth_notes)
             except DataError as exc:
                 if missing == "error":
                     raise
