@@ -32,7 +32,7 @@ def test_psa_defaults():
     args = build_parser().parse_args(["pseudo", "--cam", "c", "--voc-root", "v", "--method", "rw", "--out", "o"])
     check_method_options(args)  # the defaults, filled in once the method is known
     assert (args.beta, args.logt, args.low_alpha, args.high_alpha) == (8, 8, 4, 32)
-    assert args.aff_network == "demo"
+    assert args.aff_network == "demo" and args.device == "cpu"
 
 
 def test_threshold_fixed_and_alpha():
@@ -240,6 +240,8 @@ def test_cli_crf_beats_threshold_and_affinity_labels_have_255(voc, tmp_path):
     (["--method", "crf", "--beta", "4"], "--beta applies only with --method rw; this run would ignore it"),
     (["--method", "threshold", "--logt", "2"], "--logt applies only with --method rw"),
     (["--method", "crf", "--affinity-labels", "--aff-weights", "x.pth"], "--aff-weights applies only with --method rw"),
+    (["--method", "threshold", "--device", "cuda"], "--device applies only with --method rw; this run would ignore it"),
+    (["--method", "crf", "--device", "cpu"], "--device applies only with --method rw"),  # even its default value
 ])
 def test_cli_rejects_option_mixes(voc, tmp_path, capsys, extra, message):
     args = pseudo_args(voc, "crf", tmp_path / "x")

@@ -60,7 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rw.add_argument("--beta", type=power, default=None, help=f"affinity power (default: {PSA_RW.beta:g}, psa)")
     rw.add_argument("--logt", type=int_at_least(0), default=None,
                     help=f"walk length 2**LOGT (default: {PSA_RW.logt}, psa)")
-    rw.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    rw.add_argument("--device", default=None,
+                    help="where the AffinityNet runs: cpu, cuda or cuda:N (default: cpu; threshold and crf run on "
+                         "the CPU and refuse it)")
     add_run_args(parser)
     parser.set_defaults(func=run)
 
@@ -70,12 +72,12 @@ def _method_options(args: argparse.Namespace) -> list[tuple[str, bool, object]]:
     rw, affinity = args.method == "rw", args.method == "crf" and args.affinity_labels
     return [("low_alpha", affinity, PSA_LOW_ALPHA), ("high_alpha", affinity, PSA_HIGH_ALPHA),
             ("aff_network", rw, "demo"), ("aff_weights", rw, None), ("beta", rw, PSA_RW.beta),
-            ("logt", rw, PSA_RW.logt)]
+            ("logt", rw, PSA_RW.logt), ("device", rw, "cpu")]
 
 
 def check_method_options(args: argparse.Namespace) -> None:
-    """Refuse an option the chosen method does not use (e.g. --low-alpha without --affinity-labels, --beta
-    without --method rw), then fill in the defaults of the others."""
+    """Refuse an option the chosen method does not use (e.g. --low-alpha without --affinity-labels, --beta or
+    --device without --method rw), then fill in the defaults of the others."""
     if args.affinity_labels and args.method != "crf":
         raise InferCamError("--affinity-labels needs --method crf")
     for key, used, default in _method_options(args):
