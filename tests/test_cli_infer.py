@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from infercam import InferCam
 from infercam.cli import main
@@ -66,6 +67,23 @@ def test_two_step_flow_equals_one_command_up_to_jpeg(tiny_voc, tiny_weights, tmp
         for c in a:  # same geometry, patches differ only by JPEG re-encoding
             assert a[c].shape == b[c].shape
             assert np.corrcoef(a[c].ravel(), b[c].ravel())[0, 1] > 0.9
+
+
+def test_split_path_patches_too_small_for_every_scale_fail_their_image_in_one_line(tiny_voc, tiny_weights, tmp_path,
+                                                                                     capsys):
+    splits = tmp_path / "splits"
+    assert main(["split", *common(tiny_voc, tiny_weights), "--mode", "fixed", "--out", str(splits)]) == 0
+    patch = splits / "img_a_1.jpg"
+    Image.fromarray(load_image(patch)[:3, :3]).save(patch)  # a 3 px patch: 6 px at the largest scale, 2
+    capsys.readouterr()
+    assert main(["infer", *common(tiny_voc, tiny_weights), "--mode", "fixed", "--split-path", str(splits),
+                 "--out-cam", str(tmp_path / "fixed")]) == 1
+    err = capsys.readouterr().err
+    assert "3 done, 0 skipped, 1 failed" in err and "Traceback" not in err
+    assert ("failed img_a: every scale makes patch 1 (top-left, 3x3 px) of this 56x40 image under the networks' "
+            "minimum input of 8 px (their output stride; scale 2 makes it 6x6 px)") in err
+    assert main(["infer", *common(tiny_voc, tiny_weights), "--mode", "reference", "--split-path", str(splits),
+                 "--out-cam", str(tmp_path / "reference")]) == 0  # the authors' two-step flow runs any patch
 
 
 def test_rerun_resumes_and_overwrite_recomputes(tiny_voc, tiny_weights, tmp_path, capsys):

@@ -50,6 +50,31 @@ def test_modes_differ_where_the_quirks_matter():
     assert max_diff(a.cams, b.cams) > 1e-3
 
 
+def test_a_patch_that_every_scale_shrinks_under_the_stride_fails_the_image_but_reference_runs_it():
+    """A corner patch can be under 8 px at every scale while the whole image is not (here 30 px at 0.5 = 15 px, the
+    11 px patch at a centre near the corner 6 px): its map would be a constant. fixed refuses the image as the
+    baseline's check does; reference runs it as the authors' code does, its numbers unchanged."""
+    img = blob_image(30, 30, center=(2, 2), radius=3)
+    net = ColourCamNet()
+    with pytest.raises(ImageError, match=r"^every scale makes patch 1 \(top-left, 11x11 px\) of this 30x30 image "
+                                         r"under the networks' minimum input of 8 px \(their output stride; scale "
+                                         r"0\.5 makes it 6x6 px\): its map would be a constant: add a larger scale$"):
+        InferCam(net, mode="fixed", scales=(0.5,))(img, [0])
+    assert InferCam(net, mode="fixed", scales=(0.5, 1.0))(img, [0]).cams  # a patch with one usable scale runs
+    result = InferCam(net, mode="reference", scales=(0.5,))(img, [0])
+    refined, _ = naive_infercam(net, img, [0], mode="reference", scales=(0.5,))
+    assert max_diff(result.cams, refined) <= 1e-5
+
+
+@pytest.mark.parametrize("mode", ["default", "fixed"])
+def test_pre_cut_patches_are_checked_as_the_cut_ones_except_in_reference(mode):
+    img = np.random.default_rng(3).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    patches = [img[:3, :3], img[:30, 10:], img[10:, :30], img[5:, 5:]]  # a 3 px top-left patch: 6 px at scale 2
+    with pytest.raises(ImageError, match=r"^every scale makes patch 1 \(top-left, 3x3 px\) of this 48x40 image"):
+        InferCam(TinyCamNet(), mode=mode).refine_patches(img.shape[:2], patches, [7])
+    assert InferCam(TinyCamNet(), mode="reference").refine_patches(img.shape[:2], patches, [7]).cams
+
+
 def test_result_layout():
     img = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     result = InferCam(TinyCamNet())(img, [5, 2])

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..data.images import MIN_SIDE
 from ..errors import ImageError, InferCamError, check_class_range
+from .split import CORNERS
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
 NORM_EPS = 1e-5
@@ -49,6 +50,22 @@ def check_scaled_sizes(height: int, width: int, scales: Sequence[float]) -> None
             raise ImageError(f"scale {scale:g} makes this {width}x{height} image {w}x{h} px, under the networks' "
                              f"minimum input of {MIN_SIDE} px (their output stride): leave the scale out or use a "
                              "larger one")
+
+
+def check_patch_scales(height: int, width: int, scales: Sequence[float], index: int, image: tuple[int, int]) -> None:
+    """An ImageError when every scale makes corner patch ``index`` (0-3, height x width, of an ``image`` of height x
+    width) shorter than ``MIN_SIDE``: each level's CAM would be a single cell, so the patch's map is a constant. A
+    corner patch can be so even when the whole image passed :func:`check_scaled_sizes` (an 11 px patch at a centre
+    near the corner, at scale 0.5). A patch with at least one usable scale runs as the published method runs it:
+    its smaller levels add a near-constant to its map, and refusing them would fail ordinary images whose centre
+    lies within a few pixels of an edge."""
+    scale = max(scales)  # the patch's largest level: if it is too small, every level is
+    h, w = scaled_size(height, width, scale)
+    if min(h, w) < MIN_SIDE:
+        raise ImageError(f"every scale makes patch {index + 1} ({CORNERS[index]}, {width}x{height} px) of this "
+                         f"{image[1]}x{image[0]} image under the networks' minimum input of {MIN_SIDE} px (their "
+                         f"output stride; scale {scale:g} makes it {w}x{h} px): its map would be a constant: add a "
+                         "larger scale")
 
 
 def check_normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -23,7 +23,7 @@ from torch import nn
 from ..data.images import check_image
 from ..errors import InferCamError, LabelError
 from ..models.registry import normalization
-from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam, check_scaled_sizes, normalize_cam
+from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam, check_patch_scales, check_scaled_sizes, normalize_cam
 from .forward import CamForward
 from .modes import MODES, Recipe, recipe
 from .refine import PatchState, RefineConfig, refine
@@ -187,6 +187,7 @@ class InferCam:
         with torch.inference_mode():
             pyramid, raw, base, centers, boxes = self._split(prepared, classes)
             whole = Box(0, 0, height, width)
+            self._check_patches([(b.height, b.width) for b in boxes], (height, width))
             states: dict[Box, PatchState] = {}
             for box in boxes:  # identical boxes (e.g. 3+ classes: the whole image) are run once
                 if box in states:
@@ -219,6 +220,7 @@ class InferCam:
             boxes = corner_boxes([p.shape[:2] for p in patches], *shape)
         except ValueError as exc:
             raise InferCamError(str(exc)) from None
+        self._check_patches([p.shape[:2] for p in patches], tuple(shape))
         with torch.inference_mode():
             states = [PatchState(self.cams.pyramid(p), p.shape[:2]) for p in patches]
             refine(self.cams, states, classes, self.recipe, self.config)
@@ -226,6 +228,13 @@ class InferCam:
         refined = self.recipe.merge(maps, (len(classes), *shape))
         return InferCamResult(cams=_to_dict(classes, refined), baseline={}, boxes=boxes,
                               rounds=[s.rounds for s in states])
+
+    def _check_patches(self, sizes: Sequence[tuple[int, int]], shape: tuple[int, int]) -> None:
+        """Refuse a patch that every scale makes smaller than the networks' stride, unless the mode runs it (the
+        whole image, four times for three classes, passed :meth:`prepare`'s check)."""
+        if self.recipe.checks_patches:
+            for k, (h, w) in enumerate(sizes):
+                check_patch_scales(h, w, self.cams.scales, k, shape)
 
     def _recipe(self) -> tuple:
         return self.cams.scales, self.cams.mean, self.cams.std

@@ -117,6 +117,9 @@ class Recipe:
     stop_fraction: float = 0.02  # stop a patch when a round covers less than this anew (the engine may override)
     # whether each class's erasing rounds still count (once not, never again); None: always
     counts: Counts | None = None
+    # whether a patch that every scale makes smaller than the networks' stride (a constant map) fails the image
+    # (:func:`infercam.method.cam.check_patch_scales`); reference runs it, as the authors' code does
+    checks_patches: bool = True
 
 
 NEAR = 0.5  # the default's reach, as a fraction of the image's shorter side (chosen on the development data)
@@ -128,7 +131,7 @@ RECIPES: dict[str, Recipe] = {
                        counts=PeakEvidence(EVIDENCE)),
     "fixed": Recipe("fixed", partial(corner_patches, start=clamp_start), per_scale_masks, accept_all, merge_max),
     "reference": Recipe("reference", partial(corner_patches, start=wrap_start), chained_masks, accept_all,
-                        merge_max),
+                        merge_max, checks_patches=False),
 }
 MODES = tuple(RECIPES)
 

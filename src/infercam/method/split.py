@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 DEFAULT_MARGINS = (10, 20)  # one class, two classes
+CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")  # the four patches, in order
 
 
 class Box(NamedTuple):
