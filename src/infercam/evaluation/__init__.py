@@ -9,6 +9,6 @@ from .scores import ConfusionMatrix, EvalResult, format_threshold
 from .sweep import DEFAULT_THRESHOLDS, CamSweep, cam_to_label, evaluate_cam_dicts, threshold_range
 
 __all__ = [
-    "DEFAULT_THRESHOLDS", "TRUTH_PROBLEM", "CamSweep", "ConfusionMatrix", "EvalResult", "cam_to_label", "evaluate_cam_dicts",
-    "evaluate_cams", "evaluate_labels", "format_threshold", "ignore_classes", "threshold_range",
+    "DEFAULT_THRESHOLDS", "TRUTH_PROBLEM", "CamSweep", "ConfusionMatrix", "EvalResult", "cam_to_label",
+    "evaluate_cam_dicts", "evaluate_cams", "evaluate_labels", "format_threshold", "ignore_classes", "threshold_range",
 ]
