@@ -8,6 +8,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Collection, Sequence
 
@@ -132,14 +133,20 @@ def load_network(args: argparse.Namespace):
                            args.class_map_reduce)
     args.class_names = tuple(getattr(model, "class_names", ()) or VOC_CLASSES)  # for the heatmap file names
     args.cam_classes = cam_classes(model)  # to check the label file against, before any image runs
+    args.unmapped_classes = unmapped_classes(model)  # their maps are zero: said after the run
     return model
+
+
+def unmapped_classes(model: object) -> tuple[int, ...]:
+    """The target classes to which a class map gives no class of the network (imagenet-voc's person)."""
+    return tuple(c for c, members in enumerate(getattr(model, "members", ())) if not members)
 
 
 # Options that name an output path, recorded absolute in the manifest even before the path exists.
 OUTPUT_PATH_OPTIONS = ("out", "out_cam", "heatmap", "save_splits", "out_pred")
 # Options that name a checkpoint file: the manifest records its path and SHA-256.
 CHECKPOINT_OPTIONS = ("weights", "aff_weights")
-INTERNAL_OPTIONS = ("func", "command_line", "class_names", "cam_classes")
+INTERNAL_OPTIONS = ("func", "command_line", "class_names", "cam_classes", "unmapped_classes")
 # Options that do not change what a run writes: a rerun into the same folder may give other values (another
 # image list or label file: each image's outputs are checked against its labels). The data set folder is not one of
 # them: another data set's images may share the names, sizes and labels of those whose outputs are kept.
@@ -362,4 +369,19 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
                           peers=rank.peer_manifest_names(), since=since, desc=rank.label(desc), limits=limits,
                           prepare=prepare)
     distributed.finish(rank, outputs.folder)
-    return report(summary)
+    code = report(summary)
+    note_unmapped_classes(args, dataset, [s.name for s in summary.images if s.status == "done"])
+    return code
+
+
+def note_unmapped_classes(args: argparse.Namespace, dataset: VOCDataset, names: list[str]) -> None:
+    """A note naming the labelled classes that the class map gives no class of the network: their maps were
+    written all zero (ImageNet has no person), which eval --class-map leaves out of its scores."""
+    unmapped = getattr(args, "unmapped_classes", ())
+    if not unmapped:
+        return
+    counts = Counter(c for name in names for c in dataset.labels(name) if c in unmapped)
+    for c, n in sorted(counts.items()):
+        print(f"note: {n} image(s) labelled {args.class_names[c]} got an all-zero map of it: --class-map "
+              f"{args.class_map} gives {args.class_names[c]} no class of the network (eval --class-map "
+              f"{args.class_map} leaves it out of the scores)", file=sys.stderr)
