@@ -240,3 +240,16 @@ def test_a_damaged_ground_truth_file_is_named_as_such_not_blamed_on_a_run(runs, 
     assert "run '" not in notes[0] and notes[0].endswith("left out")
     page = (tmp_path / "r" / "index.html").read_text()
     assert "ground truth: unreadable" in page and page.count('class="item"') == 4
+
+
+def test_a_run_given_as_a_folder_alone_is_named_by_it_and_names_must_differ(runs, tmp_path, capsys):
+    voc, folders = runs
+    out = tmp_path / "report"
+    code, err = run(capsys, ["report", "--voc-root", voc, "--run", folders["baseline"], "--run",
+                             f"ic={folders['infercam']}", "--out", out, "--no-progress"])
+    assert code == 0, err
+    page = (out / "index.html").read_text()
+    assert "<tr><td>base</td><td>cam</td>" in page and "<tr><td>ic</td><td>cam</td>" in page
+    code, err = run(capsys, ["report", "--voc-root", voc, "--run", folders["baseline"], "--run",
+                             f"base={folders['infercam']}", "--out", tmp_path / "r2", "--no-progress"])
+    assert code == 2 and "two --run arguments have the same name" in err

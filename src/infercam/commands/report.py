@@ -19,8 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--voc-root", required=True, type=Path, help="VOC folder: JPEGImages/, SegmentationClass/ if any")
     parser.add_argument("--list", dest="list_file", default=None, type=Path,
                         help="file of image names (default: every image in JPEGImages)")
-    parser.add_argument("--run", action="append", required=True, metavar="NAME=DIR",
-                        help="a folder of <name>.npy CAM files (psa or IRN) or of <name>.png label maps; repeatable")
+    parser.add_argument("--run", action="append", required=True, metavar="[NAME=]DIR",
+                        help="a folder of <name>.npy CAM files (psa or IRN) or of <name>.png label maps, named NAME "
+                             "(default: the folder's name); repeatable")
     parser.add_argument("--out", required=True, type=Path, help="report folder (index.html and img/)")
     parser.add_argument("--images", type=positive_int, default=None, metavar="N",
                         help="show only the N most informative images (the largest IoU differences between runs)")

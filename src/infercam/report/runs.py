@@ -56,10 +56,13 @@ class RunScore:
 
 
 def open_run(spec: str) -> Run:
-    """A ``NAME=DIR`` argument as a :class:`Run`, its kind read from the files it holds."""
+    """A ``NAME=DIR`` argument, or a ``DIR`` named by its folder, as a :class:`Run`, its kind read from the files
+    it holds."""
     name, sep, folder = spec.partition("=")
-    if not sep or not name or not folder:
-        raise InferCamError(f"--run {spec!r}: expected NAME=DIR, e.g. baseline=cams_base")
+    if not sep:  # `--run cams`: the folder's own name
+        name, folder = Path(spec).resolve().name, spec
+    if not name or not folder:
+        raise InferCamError(f"--run {spec!r}: expected NAME=DIR or DIR, e.g. baseline=cams_base")
     path = Path(folder)
     if not path.is_dir():
         raise DataError(f"run {name!r}: folder not found: {path}")
@@ -201,7 +204,7 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
     check_report_folder(Path(out))
     runs = [open_run(spec) for spec in run_specs]
     if len({r.name for r in runs}) != len(runs):
-        raise InferCamError("two --run arguments have the same name: give each run its own")
+        raise InferCamError("two --run arguments have the same name: give each run its own (NAME=DIR)")
     absent = _missing(runs, names)
     if missing == "error":
         for run in runs:
