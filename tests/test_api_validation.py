@@ -113,3 +113,20 @@ def test_the_cli_spells_only_its_own_options_as_flags():
     args = argparse.Namespace(lr=0.1, out="m.pt", list_file=None)
     assert as_options("lower `lr`, use `list_file` or another `out`", args) == "lower --lr, use --list or another --out"
     assert as_options("`arch_kwargs` has no option `widths`", args) == "`arch_kwargs` has no option `widths`"
+
+
+def test_numpy_numbers_are_taken_and_stored_as_python_numbers():
+    # np.int64(8) was refused as "not a whole number"; kept as numpy, it would not load from a checkpoint read with
+    # weights_only
+    import numpy as np
+
+    config = loop.TrainConfig(epochs=np.int64(2), batch_size=np.int32(4), lr=np.float32(0.5), weight_decay=0,
+                              crop_size=np.uint16(32), max_steps=np.int64(3))
+    assert (config.epochs, config.batch_size, config.lr, config.crop_size, config.max_steps) == (2, 4, 0.5, 32, 3)
+    assert all(type(v) is int for v in (config.epochs, config.batch_size, config.crop_size, config.max_steps))
+    assert type(config.lr) is float and type(config.weight_decay) is float
+    cls = classifier.TrainConfig(num_classes=np.int64(20), scale_range=(np.float64(0.5), 1))
+    assert type(cls.num_classes) is int and cls.scale_range == (0.5, 1.0)
+    assert all(type(v) is float for v in cls.scale_range)
+    with pytest.raises(ConfigError, match="`epochs` must be a whole number"):
+        loop.TrainConfig(**{**LOOP, "epochs": np.bool_(True)})

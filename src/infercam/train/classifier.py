@@ -59,7 +59,7 @@ class TrainConfig:
             raise ConfigError(f"`arch` must be a network name, got {self.arch!r}")
         if not isinstance(self.arch_kwargs, dict):
             raise ConfigError(f"`arch_kwargs` must be a dict of the network's options, got {self.arch_kwargs!r}")
-        check_whole("num_classes", self.num_classes, 1)
+        self.num_classes = check_whole("num_classes", self.num_classes, 1)
         check_common(self)
         scales = self.scale_range
         if not (isinstance(scales, (tuple, list)) and len(scales) == 2 and all(is_number(v) for v in scales)
@@ -67,6 +67,7 @@ class TrainConfig:
             raise ConfigError(f"`scale_range` must be a (min, max) pair of finite numbers > 0, got {scales!r}")
         if scales[0] > scales[1]:
             raise ConfigError(f"`scale_range`: min must not exceed max, got {scales[0]:g} and {scales[1]:g}")
+        self.scale_range = type(scales)(float(v) for v in scales)
         if not isinstance(self.cache_images, bool):
             raise ConfigError(f"`cache_images` must be True or False, got {self.cache_images!r}")
 

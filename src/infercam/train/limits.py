@@ -8,7 +8,10 @@ field, in backticks, which the command line turns into its option's spelling).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
+
+import numpy as np
 
 from ..errors import ConfigError
 
@@ -21,35 +24,39 @@ MAX_SEED = 2**32 - 1
 
 
 def is_whole(value: Any) -> bool:
-    """An int, not a bool (True is no epoch count)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer (numpy's too), not a bool (True is no epoch count)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def is_number(value: Any) -> bool:
-    """An int or a float, not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real number (numpy's too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def check_whole(name: str, value: Any, low: int, high: int | None = None) -> None:
-    """A ConfigError unless ``value`` is an integer (not a bool) from ``low`` to ``high`` (no upper limit: None)."""
+def check_whole(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as a Python int (a numpy integer would not load from a checkpoint read with weights_only); a
+    ConfigError unless it is an integer (not a bool) from ``low`` to ``high`` (no upper limit: None)."""
     if not (is_whole(value) and low <= value and (high is None or value <= high)):
         bounds = f">= {low}" if high is None else f"from {low} to {high}"
         raise ConfigError(f"`{name}` must be a whole number {bounds}, got {value!r}")
+    return int(value)
 
 
-def check_number(name: str, value: Any, low: float, low_allowed: bool) -> None:
-    """A ConfigError unless ``value`` is a finite number above ``low`` (or equal to it, if ``low_allowed``)."""
+def check_number(name: str, value: Any, low: float, low_allowed: bool) -> float:
+    """``value`` as a Python float; a ConfigError unless it is a finite number above ``low`` (or equal to it, if
+    ``low_allowed``)."""
     if not (is_number(value) and math.isfinite(value) and (low <= value if low_allowed else low < value)):
         raise ConfigError(f"`{name}` must be a finite number {'>=' if low_allowed else '>'} {low:g}, got {value!r}")
+    return float(value)
 
 
 def check_common(config: Any) -> None:
-    """The checks of the options every training config has: epochs, batch_size, lr, weight_decay, crop_size,
-    workers and seed."""
-    check_whole("epochs", config.epochs, 1)
-    check_whole("batch_size", config.batch_size, 1)
-    check_number("lr", config.lr, 0.0, low_allowed=False)
-    check_number("weight_decay", config.weight_decay, 0.0, low_allowed=True)
-    check_whole("crop_size", config.crop_size, 1, MAX_CROP_SIZE)
-    check_whole("workers", config.workers, 0)
-    check_whole("seed", config.seed, 0, MAX_SEED)
+    """Check the options every training config has (epochs, batch_size, lr, weight_decay, crop_size, workers,
+    seed) and store them as plain Python numbers."""
+    config.epochs = check_whole("epochs", config.epochs, 1)
+    config.batch_size = check_whole("batch_size", config.batch_size, 1)
+    config.lr = check_number("lr", config.lr, 0.0, low_allowed=False)
+    config.weight_decay = check_number("weight_decay", config.weight_decay, 0.0, low_allowed=True)
+    config.crop_size = check_whole("crop_size", config.crop_size, 1, MAX_CROP_SIZE)
+    config.workers = check_whole("workers", config.workers, 0)
+    config.seed = check_whole("seed", config.seed, 0, MAX_SEED)

@@ -55,7 +55,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_common(self)
         if self.max_steps is not None:
-            check_whole("max_steps", self.max_steps, 1)
+            self.max_steps = check_whole("max_steps", self.max_steps, 1)
         if not isinstance(self.device, str):
             raise ConfigError(f"`device` must be a device name such as 'cpu' or 'cuda:0', got {self.device!r}")
         try:
