@@ -12,6 +12,7 @@ with identical results.
 """
 from __future__ import annotations
 
+import contextlib
 import platform
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -82,6 +83,23 @@ def describe_device(device: str | torch.device) -> dict[str, str]:
     return {"requested": str(device), "used": str(dev), "name": name}
 
 
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """``model`` in eval mode for the block, each module's own mode restored after it: a training loop may show
+    CAMs of its model between steps without BatchNorm using batch statistics (other maps) or updating its running
+    statistics, and its modes (a BatchNorm it froze) stay as it set them."""
+    modes = [(module, module.training) for module in model.modules()]
+    if not any(training for _, training in modes):
+        yield
+        return
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 def _is_index(value: object) -> bool:
     """An integer (not a bool), or a float with a whole value."""
     if isinstance(value, (bool, np.bool_)):
@@ -127,7 +145,9 @@ class InferCam:
     "fp16" (autocast around forward_cam only), ``compile`` (torch.compile, done here), ``channels_last`` (the
     model is converted in place, as it is moved to ``device``). ``mean`` / ``std``: the input normalisation on
     pixel/255 (default: the network's ``mean`` / ``std`` attributes, else ImageNet's).
-    The engine uses ``model`` itself, not a copy: it is put in eval mode and moved to ``device`` in place.
+    The engine uses ``model`` itself, not a copy: it is put in eval mode and moved to ``device`` in place. A model
+    set back to train mode (a training loop showing its CAMs) is run in eval mode by each call, and left in the
+    modes it had: BatchNorm uses and keeps its running statistics, so the maps do not depend on the mode.
     """
 
     def __init__(self, model: nn.Module, mode: str | Recipe = "default", scales: Sequence[float] = DEFAULT_SCALES,
@@ -168,14 +188,14 @@ class InferCam:
     def baseline(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> dict[int, np.ndarray]:
         """The baseline multi-scale CAM only (step 1 of the method)."""
         prepared, classes = self._prepared(image), check_labels(labels)
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluating(self.model):
             cam = normalize_cam(self._baseline(prepared, classes)[1])
         return _to_dict(classes, cam.cpu().numpy())
 
     def split(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> InferCamResult:
         """Baseline CAM, centres of mass and the four patch boxes, without refinement (``cams`` empty)."""
         prepared, classes = self._prepared(image), check_labels(labels)
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluating(self.model):
             _, raw, base, centers, boxes = self._split(prepared, classes)
         return InferCamResult(cams={}, baseline=_to_dict(classes, base.cpu().numpy()), boxes=boxes, centers=centers)
 
@@ -184,7 +204,7 @@ class InferCam:
         prepared, classes = self._prepared(image), check_labels(labels)
         image = prepared.image
         height, width = image.shape[:2]
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluating(self.model):
             pyramid, raw, base, centers, boxes = self._split(prepared, classes)
             whole = Box(0, 0, height, width)
             self._check_patches([(b.height, b.width) for b in boxes], (height, width))
@@ -221,7 +241,7 @@ class InferCam:
         except ValueError as exc:
             raise InferCamError(str(exc)) from None
         self._check_patches([p.shape[:2] for p in patches], tuple(shape))
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluating(self.model):
             states = [PatchState(self.cams.pyramid(p), p.shape[:2]) for p in patches]
             refine(self.cams, states, classes, self.recipe, self.config)
             maps = [(box, s.maxima.cpu().numpy()) for box, s in zip(boxes, states)]
