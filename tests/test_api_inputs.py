@@ -68,3 +68,60 @@ def test_a_model_put_back_in_train_mode_gives_the_eval_maps_and_keeps_its_statis
 def test_calling_twice_gives_the_same_maps():
     engine = InferCam(create("torchvision:resnet18", num_classes=20), **S)
     assert same(engine(picture(), [1, 3]), engine(picture(), [1, 3]))
+
+
+# --- options ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options, message", [
+    ({"erase_threshold": 1.5}, "`erase_threshold` must be a number from 0 to 1, got 1.5"),
+    ({"erase_threshold": -0.1}, "`erase_threshold` must be a number from 0 to 1"),
+    ({"erase_threshold": float("nan")}, "`erase_threshold` must be a number from 0 to 1, got nan"),
+    ({"erase_threshold": "0.7"}, "`erase_threshold` must be a number from 0 to 1, got '0.7'"),
+    ({"stop_fraction": -0.1}, "`stop_fraction` must be a number from 0 to 1"),
+    ({"stop_fraction": 2}, "`stop_fraction` must be a number from 0 to 1"),
+    ({"max_rounds": 0}, "`max_rounds` must be a whole number >= 1, got 0"),
+    ({"max_rounds": 2.5}, "`max_rounds` must be a whole number >= 1, got 2.5"),
+    ({"max_rounds": "3"}, "`max_rounds` must be a whole number >= 1, got '3'"),
+    ({"max_rounds": None}, "`max_rounds` must be a whole number >= 1, got None"),
+    ({"batch_size": 0}, "`batch_size` must be a whole number >= 1, got 0"),
+    ({"batch_size": -3}, "`batch_size` must be a whole number >= 1"),
+    ({"batch_size": 2.5}, "`batch_size` must be a whole number >= 1"),
+    ({"margins": 10}, r"`margins` must be two whole numbers >= 0"),
+    ({"margins": (-5, -5)}, r"`margins` must be two whole numbers >= 0.*got \(-5, -5\)"),
+    ({"scales": "1.0,0.5"}, r"`scales` must be a sequence of numbers, e.g. \(1.0, 0.5, 1.5, 2.0\), got '1.0,0.5'"),
+    ({"scales": 1.0}, r"`scales` must be a sequence of numbers"),
+    ({"scales": None}, r"`scales` must be a sequence of numbers"),
+    ({"scales": ["a"]}, r"`scales` must be a sequence of numbers"),
+    ({"scales": ()}, "no scales given"),
+    ({"scales": (-1.0,)}, "invalid scales"),
+    ({"scales": (0,)}, "invalid scales"),
+])
+def test_an_option_out_of_range_is_a_config_error_naming_it(options, message):
+    with pytest.raises(ConfigError, match=message):
+        InferCam(TinyCamNet(), **options)
+
+
+def test_a_refused_option_leaves_the_model_as_it_was():
+    net = BatchNormCamNet().train()
+    with pytest.raises(InferCamError, match="precision"):
+        InferCam(net, precision="fp8")
+    with pytest.raises(InferCamError, match="erase_threshold"):
+        InferCam(net, erase_threshold=1.5)
+    assert net.training
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"device": "cuda:99"}, "CUDA is not available|does not exist"),
+    ({"device": "gpu"}, "unknown device 'gpu'"),
+    ({"precision": "fp8"}, "unknown precision 'fp8'"),
+    ({"mode": "fast"}, "unknown mode 'fast'"),
+])
+def test_a_device_precision_or_mode_that_does_not_exist_is_refused(options, message):
+    with pytest.raises(InferCamError, match=message):
+        InferCam(TinyCamNet(), **options)
+
+
+def test_options_in_range_run():
+    engine = InferCam(TinyCamNet(), scales=[1.0, 0.5], erase_threshold=1.0, stop_fraction=0.0, max_rounds=np.int64(2),
+                      batch_size=1, margins=[0, 0], mode="fixed")
+    assert engine(picture(), [1]).rounds == [2, 2, 2, 2]

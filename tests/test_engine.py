@@ -96,7 +96,7 @@ def test_three_classes_run_the_whole_image_once_and_reuse_the_baseline():
 
 def test_stop_rule():
     img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    never_covered = InferCam(TinyCamNet(), mode="fixed", erase_threshold=2.0)(img, [1])
+    never_covered = InferCam(TinyCamNet(), mode="fixed", erase_threshold=1.0)(img, [1])
     assert never_covered.rounds == [1, 1, 1, 1]  # round 0 covers nothing new -> stop
     always_on = InferCam(TinyCamNet(), mode="fixed", stop_fraction=0.0, max_rounds=4)(img, [1])
     assert always_on.rounds == [4, 4, 4, 4]

@@ -7,6 +7,7 @@ summed, restricted to the labelled classes and divided by each class's maximum +
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data.images import MIN_SIDE
-from ..errors import ImageError, InferCamError, check_class_range
+from ..errors import ConfigError, ImageError, InferCamError, check_class_range
 from .split import CORNERS
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
@@ -30,13 +31,22 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
 
 
 def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
-    """Validate a scale list: non-empty, every scale a positive finite number."""
-    scales = tuple(float(s) for s in scales)
+    """Validate a scale list: a non-empty sequence, every scale a positive finite number (a ConfigError)."""
+    usage = f"`scales` must be a sequence of numbers, e.g. (1.0, 0.5, 1.5, 2.0), got {scales!r}"
+    if isinstance(scales, (str, bytes)) or not isinstance(scales, Iterable):
+        raise ConfigError(usage)
+    try:
+        values = list(scales)
+        if any(isinstance(s, (str, bytes, bool, np.bool_)) for s in values):
+            raise TypeError(usage)
+        scales = tuple(float(s) for s in values)
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigError(usage) from None
     if not scales:
-        raise InferCamError("no scales given: at least one scale is needed, e.g. 1.0,0.5,1.5,2.0")
+        raise ConfigError("no scales given: at least one scale is needed, e.g. 1.0,0.5,1.5,2.0")
     bad = [s for s in scales if not (np.isfinite(s) and 0 < s <= MAX_SCALE)]
     if bad:
-        raise InferCamError(f"invalid scales {bad}: every scale must be a positive number, at most {MAX_SCALE:g}")
+        raise ConfigError(f"invalid scales {bad}: every scale must be a positive number, at most {MAX_SCALE:g}")
     return scales
 
 

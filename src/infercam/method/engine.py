@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+from numbers import Integral, Real
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -22,10 +23,11 @@ import torch
 from torch import nn
 
 from ..data.images import check_image
-from ..errors import InferCamError, LabelError
+from ..errors import ConfigError, InferCamError, LabelError
 from ..models.registry import normalization
-from .cam import DEFAULT_SCALES, CamJob, MultiScaleCam, check_patch_scales, check_scaled_sizes, normalize_cam
-from .forward import CamForward
+from .cam import (DEFAULT_SCALES, CamJob, MultiScaleCam, check_normalization, check_patch_scales, check_scaled_sizes,
+                  check_scales, normalize_cam)
+from .forward import CamForward, check_precision
 from .modes import MODES, Recipe, recipe
 from .refine import PatchState, RefineConfig, refine
 from .split import DEFAULT_MARGINS, Box, corner_boxes, mass_center, patch_boxes
@@ -158,21 +160,26 @@ class InferCam:
                  compile: bool = False, channels_last: bool = False) -> None:
         if not isinstance(mode, Recipe) and mode not in MODES:
             raise InferCamError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
-        if max_rounds < 1:
-            raise InferCamError("max_rounds must be at least 1")
         if not hasattr(model, "forward_cam"):
             raise InferCamError(f"{type(model).__name__} has no forward_cam(x) method (see the model protocol)")
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        # every option is checked before the model is touched (moved, put in eval mode): a refusal leaves it as it was
+        erase_threshold = _fraction("erase_threshold", erase_threshold)
+        stop_fraction = None if stop_fraction is None else _fraction("stop_fraction", stop_fraction)
+        max_rounds, batch_size = _whole("max_rounds", max_rounds, 1), _whole("batch_size", batch_size, 1)
+        margins = _margins(margins)
+        scales = check_scales(scales)
         default_mean, default_std = normalization(model)
+        mean, std = check_normalization(default_mean if mean is None else mean, default_std if std is None else std)
+        self.device = resolve_device(device)
+        check_precision(precision, self.device)
+        self.model = model.to(self.device).eval()
         self.mode = mode if isinstance(mode, str) else mode.name
         self.margins = margins
         self.recipe = recipe(mode)
         self.config = RefineConfig(erase_threshold, self.recipe.stop_fraction if stop_fraction is None else stop_fraction,
                                    max_rounds)
         forward = CamForward(self.model, self.device, precision, compile, channels_last)
-        self.cams = MultiScaleCam(forward, scales, default_mean if mean is None else mean,
-                                  default_std if std is None else std, self.device, batch_size)
+        self.cams = MultiScaleCam(forward, scales, mean, std, self.device, batch_size)
 
     @property
     def scales(self) -> tuple[float, ...]:
@@ -281,6 +288,32 @@ class InferCam:
         centers = [mass_center(base_np[i]) for i in range(len(classes))]
         boxes = patch_boxes(centers, *prepared.image.shape[:2], self.recipe, self.margins)
         return pyramid, raw, base, centers, boxes
+
+
+def _whole(name: str, value: object, low: int) -> int:
+    """``value`` as an int, or a ConfigError naming ``name`` unless it is an integer (not a bool) >= ``low``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < low:
+        raise ConfigError(f"`{name}` must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def _fraction(name: str, value: object) -> float:
+    """``value`` as a float, or a ConfigError naming ``name`` unless it is a number from 0 to 1 (as the command
+    line's options take it)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"`{name}` must be a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
+def _margins(margins: object) -> tuple[int, int]:
+    """The split's margins (one class, two classes) as two ints >= 0, or a ConfigError."""
+    usage = f"`margins` must be two whole numbers >= 0 (one class, two classes; default {DEFAULT_MARGINS}), got {margins!r}"
+    if isinstance(margins, (str, bytes)) or not isinstance(margins, Iterable):
+        raise ConfigError(usage)
+    values = tuple(margins)
+    if len(values) != 2 or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, Integral) or v < 0 for v in values):
+        raise ConfigError(usage)
+    return int(values[0]), int(values[1])
 
 
 def _to_dict(classes: Sequence[int], maps: np.ndarray) -> dict[int, np.ndarray]:
