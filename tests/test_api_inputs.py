@@ -70,6 +70,50 @@ def test_calling_twice_gives_the_same_maps():
     assert same(engine(picture(), [1, 3]), engine(picture(), [1, 3]))
 
 
+# --- images -------------------------------------------------------------------------------------------------------
+
+def test_a_pil_image_of_any_mode_is_converted_to_rgb_as_image_files_are():
+    engine = InferCam(TinyCamNet(), **S)
+    rgb = picture()
+    assert same(engine(Image.fromarray(rgb), [1]), engine(rgb, [1]))
+    gray = rgb[..., 0]
+    assert same(engine(Image.fromarray(gray), [1]), engine(np.repeat(gray[..., None], 3, axis=2), [1]))
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])
+    assert same(engine(Image.fromarray(rgba), [1]), engine(rgb, [1]))  # alpha dropped, as the CLI's decode does
+    palette = Image.fromarray(rgb).convert("P")
+    assert same(engine(palette, [1]), engine(np.asarray(palette.convert("RGB")), [1]))
+    assert engine.prepare(Image.fromarray(rgb)).image.shape == rgb.shape
+
+
+def test_an_hwc_uint8_tensor_and_a_non_contiguous_array_are_taken():
+    engine = InferCam(TinyCamNet(), **S)
+    rgb = picture()
+    want = engine(rgb, [1])
+    assert same(engine(torch.from_numpy(rgb), [1]), want)
+    view = np.ascontiguousarray(rgb[:, ::-1])[:, ::-1]
+    assert not view.flags.c_contiguous and same(engine(view, [1]), want)
+
+
+@pytest.mark.parametrize("image, message", [
+    (picture().astype(np.float32) / 255, r"float32.*0\.\.1.*\(image \* 255\)"),
+    (picture().astype(np.float64), r"float64.*astype\(np.uint8\)"),
+    (picture()[..., 0], r"grayscale.*np.repeat"),
+    (picture()[..., :1], r"grayscale.*np.repeat"),
+    (picture().astype(np.int64), r"got int64.*astype\(np.uint8\)"),
+    (np.dstack([picture(), picture()[..., :1]]), r"RGBA.*image\[\.\.\., :3\]"),
+    (torch.from_numpy(picture()).permute(2, 0, 1), r"C x H x W.*permute\(1, 2, 0\)"),
+    (torch.from_numpy(picture()).permute(2, 0, 1).float() / 255, r"C x H x W.*permute\(1, 2, 0\)"),
+    (picture()[None], r"batch of 1.*one image at a time"),
+    (torch.from_numpy(picture()).permute(2, 0, 1)[None].float(), r"batch of 1.*one image at a time"),
+    (picture() > 128, r"uint8.*got bool"),
+    ("photo.jpg", r"a path.*load_image"),
+])
+def test_an_image_in_another_layout_or_type_is_refused_saying_how_to_convert_it(image, message):
+    engine = InferCam(TinyCamNet(), **S)
+    with pytest.raises(ImageError, match=message):
+        engine(image, [1])
+
+
 # --- options ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options, message", [

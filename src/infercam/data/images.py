@@ -93,13 +93,44 @@ def fit(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, resample=Image.BICUBIC))
 
 
-def check_image(image: np.ndarray) -> np.ndarray:
-    """An H x W x 3 uint8 array, or a clear error."""
+def check_image(image: np.ndarray | Image.Image) -> np.ndarray:
+    """An H x W x 3 uint8 RGB array, or a clear error saying how to convert what was given.
+
+    Taken: an H x W x 3 uint8 array (any strides), an H x W x 3 uint8 tensor (on any device), and a PIL Image of any
+    mode, converted as image files are (:func:`to_rgb_array`: grayscale and palette to RGB, alpha dropped, 16-bit
+    scaled). Refused, with the conversion to make: floats (0..1 or 0..255: which is not known), other integer types,
+    grayscale or RGBA arrays, C x H x W (a tensor's layout) and batches."""
+    if isinstance(image, Image.Image):
+        return to_rgb_array(image)
+    if isinstance(image, (str, bytes, os.PathLike)):
+        raise ImageError(f"image is a path ({image!r}), not pixels: read it with "
+                         "infercam.data.images.load_image(path) (as the commands read files) or PIL")
+    if hasattr(image, "detach") and hasattr(image, "cpu"):  # a torch tensor, on any device
+        image = image.detach().cpu().numpy()
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ImageError(f"image must be an H x W x 3 RGB array, got shape {image.shape}")
+    shape = tuple(image.shape)
+    if image.ndim == 4 and shape[0] == 1:
+        raise ImageError(f"image has shape {shape}, a batch of 1 image: pass one image at a time, e.g. image[0]")
+    if image.ndim == 2 or image.ndim == 3 and shape[2] == 1:
+        raise ImageError(f"image has shape {shape}, a grayscale image: InferCam takes H x W x 3 RGB; repeat it, "
+                         "np.repeat(image.reshape(image.shape[:2] + (1,)), 3, axis=2), or pass a PIL Image "
+                         "(converted to RGB)")
+    if image.ndim == 3 and shape[0] in (1, 3, 4) and shape[2] not in (3, 4):
+        raise ImageError(f"image has shape {shape}, C x H x W (a tensor's layout): InferCam takes H x W x 3; "
+                         "pass image.permute(1, 2, 0) (numpy: image.transpose(1, 2, 0))")
+    if image.ndim == 3 and shape[2] == 4:
+        raise ImageError(f"image has shape {shape}, RGBA: InferCam takes H x W x 3 RGB; drop the alpha channel "
+                         "with image[..., :3] (as the commands do with RGBA files)")
+    if image.ndim != 3 or shape[2] != 3:
+        raise ImageError(f"image must be an H x W x 3 RGB array, got shape {shape}")
+    if image.dtype.kind == "f":
+        raise ImageError(f"image must be uint8 (0..255), got {image.dtype}: convert an image in 0..1 with "
+                         "(image * 255).round().astype(np.uint8), one in 0..255 with image.round().astype(np.uint8)")
+    if image.dtype.kind in "iu" and image.dtype != np.uint8:
+        raise ImageError(f"image must be uint8 (0..255), got {image.dtype}: convert values in 0..255 with "
+                         "image.astype(np.uint8)")
     if image.dtype != np.uint8:
         raise ImageError(f"image must be uint8 (0..255), got {image.dtype}")
-    if min(image.shape[:2]) < 1:
-        raise ImageError(f"image is empty: shape {image.shape}")
+    if min(shape[:2]) < 1:
+        raise ImageError(f"image is empty: shape {shape}")
     return np.ascontiguousarray(image)
