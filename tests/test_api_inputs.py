@@ -114,6 +114,30 @@ def test_an_image_in_another_layout_or_type_is_refused_saying_how_to_convert_it(
         engine(image, [1])
 
 
+# --- labels -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("labels", [np.array([3, 1]), {1, 3}, torch.tensor([3, 1]), [3, 1, 3], (1.0, 3.0),
+                                    np.array([3, 1], np.int32), torch.tensor([1.0, 3.0])])
+def test_labels_of_common_types_are_class_indices(labels):
+    engine = InferCam(TinyCamNet(), **S)
+    assert same(engine(picture(), labels), engine(picture(), [1, 3]))
+
+
+@pytest.mark.parametrize("labels, message", [
+    (None, "labels must be class indices"),
+    ([], "no labelled class"),
+    ([25], "out of range: the network has 20 classes"),
+    ([-1], "negative"),
+    ([1.5], "got 1.5"),
+    (["cat"], "class names are not taken: give the class index"),
+    ("cat", "class names are not taken: give the class index"),
+])
+def test_bad_labels_are_one_clear_error(labels, message):
+    engine = InferCam(TinyCamNet(), **S)
+    with pytest.raises(LabelError, match=message):
+        engine(picture(), labels)
+
+
 # --- options ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options, message", [

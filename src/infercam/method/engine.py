@@ -123,8 +123,14 @@ def check_labels(labels: Iterable[int]) -> list[int]:
         if zero_one and (array.dtype.kind in "fb" and array.size > 1 or array.dtype.kind in "iu" and array.size > 2):
             raise LabelError(f"labels look like a 0/1 vector of {array.size} entries, not class indices: "
                              "give np.flatnonzero(vector)")
-        values = list(labels) if array.dtype == object else array.reshape(-1).tolist()
+        try:
+            values = list(labels) if array.dtype == object else array.reshape(-1).tolist()
+        except TypeError:  # None, or another object that is not a collection of indices
+            raise LabelError(f"labels must be class indices (integers), got {labels!r}") from None
     bad = [c for c in values if not _is_index(c)]
+    if bad and isinstance(bad[0], str):
+        raise LabelError(f"labels must be class indices (integers), got {bad[0]!r}: class names are not taken: give "
+                         f"the class index (a VOC network's: infercam.classes.VOC_CLASSES.index({bad[0]!r}))")
     if bad:
         raise LabelError(f"labels must be class indices (integers), got {bad[0]!r}")
     classes = sorted({int(c) for c in values})
