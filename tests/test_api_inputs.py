@@ -193,3 +193,55 @@ def test_options_in_range_run():
     engine = InferCam(TinyCamNet(), scales=[1.0, 0.5], erase_threshold=1.0, stop_fraction=0.0, max_rounds=np.int64(2),
                       batch_size=1, margins=[0, 0], mode="fixed")
     assert engine(picture(), [1]).rounds == [2, 2, 2, 2]
+
+
+# --- models -------------------------------------------------------------------------------------------------------
+
+def test_a_torchvision_classifier_without_forward_cam_is_told_how_to_get_one():
+    import torchvision
+
+    with pytest.raises(InferCamError, match=r"models.create\('torchvision:resnet18', num_classes=1000\)"):
+        InferCam(torchvision.models.resnet18(weights=None))
+    with pytest.raises(InferCamError, match=r"squeezenet1_0 has no CAM of its own head: wrap it with Grad-CAM, "
+                                            r"infercam.method.gradcam.GradCam\(model, target_layer='features'\)"):
+        InferCam(torchvision.models.squeezenet1_0(weights=None))
+    with pytest.raises(InferCamError, match="no forward_cam.*docs/networks.md"):
+        InferCam(nn.Conv2d(3, 3, 1))
+
+
+def test_an_object_that_is_not_a_module_is_refused():
+    class NotAModule:
+        def forward_cam(self, x):
+            return x
+
+    with pytest.raises(InferCamError, match="NotAModule is not a torch.nn.Module"):
+        InferCam(NotAModule())
+
+
+class Returns(nn.Module):
+    def __init__(self, make) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 20, 3, stride=4, padding=1)
+        self.make = make
+
+    def forward_cam(self, x):
+        return self.make(F.relu(self.conv(x)))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda m: m.mean((2, 3)), r"forward_cam must return an \(N, C, h, w\) tensor of class maps; it returned .*"
+                               r"shape \(2, 20\)"),
+    (lambda m: (m, None), r"forward_cam must return an \(N, C, h, w\) tensor of class maps; it returned a tuple"),
+    (lambda m: m[:1], r"forward_cam returned maps of 1 input\(s\) for a batch of 2"),
+    (lambda m: m * float("nan"), r"forward_cam returned NaN or infinite values"),
+])
+def test_a_forward_cam_that_breaks_the_protocol_is_one_clear_error(make, message):
+    with pytest.raises(InferCamError, match=message):
+        InferCam(Returns(make), **S)(picture(), [1])
+
+
+def test_a_model_in_another_float_type_runs():
+    net = TinyCamNet()
+    want = InferCam(net, **S)(picture(), [1])
+    got = InferCam(TinyCamNet().double(), **S)(picture(), [1])
+    assert max(float(np.abs(got.cams[c] - want.cams[c]).max()) for c in want.cams) < 1e-5

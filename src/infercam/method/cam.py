@@ -208,9 +208,9 @@ class MultiScaleCam:
                 chunk = members[start:start + self.batch_size]
                 batch = torch.stack([inputs[i] for i in chunk])
                 if getattr(self.forward, "takes_classes", False):  # e.g. Grad-CAM: only the labelled classes
-                    cams = self.forward(batch, classes).float()
+                    cams = check_maps(self.forward(batch, classes), len(chunk)).float()
                 else:
-                    cams = self.forward(batch)
+                    cams = check_maps(self.forward(batch), len(chunk))
                     check_class_range(classes, cams.shape[1])
                     cams = cams[:, classes].float()  # reduced-precision maps: fp32 from here on
                 self.forward_passes += len(chunk)
@@ -237,11 +237,25 @@ class MultiScaleCam:
                                    align_corners=False)[0]
                 total = up if total is None else total + up
             results.append(total)
+        if results and not bool(torch.stack([r.isfinite().all() for r in results]).all()):  # one sync per call
+            raise InferCamError("forward_cam returned NaN or infinite values (with precision fp16 an overflow: "
+                                "use bf16 or fp32)")
         return results
 
     def compute(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
         """Normalised CAMs (L x H x W, one channel per class in ``classes``) of every job."""
         return [normalize_cam(total) for total in self.compute_raw(jobs, classes)]
+
+
+def check_maps(maps: object, count: int) -> torch.Tensor:
+    """``maps`` if it is what ``forward_cam`` must return for a batch of ``count`` inputs, an (N, C, h, w) tensor,
+    else an InferCamError saying what it returned (not a shape error deep in the upsampling)."""
+    if not isinstance(maps, torch.Tensor) or maps.dim() != 4:
+        got = f"a tensor of shape {tuple(maps.shape)}" if isinstance(maps, torch.Tensor) else f"a {type(maps).__name__}"
+        raise InferCamError(f"forward_cam must return an (N, C, h, w) tensor of class maps; it returned {got}")
+    if maps.shape[0] != count:
+        raise InferCamError(f"forward_cam returned maps of {maps.shape[0]} input(s) for a batch of {count}")
+    return maps
 
 
 def normalize_cam(cam: torch.Tensor) -> torch.Tensor:

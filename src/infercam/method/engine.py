@@ -167,7 +167,10 @@ class InferCam:
         if not isinstance(mode, Recipe) and mode not in MODES:
             raise InferCamError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         if not hasattr(model, "forward_cam"):
-            raise InferCamError(f"{type(model).__name__} has no forward_cam(x) method (see the model protocol)")
+            raise InferCamError(_no_forward_cam(model))
+        if not isinstance(model, nn.Module):
+            raise InferCamError(f"{type(model).__name__} is not a torch.nn.Module: InferCam runs a network, an "
+                                "nn.Module with forward_cam(x) -> (N, C, h, w) class maps (docs/networks.md)")
         # every option is checked before the model is touched (moved, put in eval mode): a refusal leaves it as it was
         erase_threshold = _fraction("erase_threshold", erase_threshold)
         stop_fraction = None if stop_fraction is None else _fraction("stop_fraction", stop_fraction)
@@ -294,6 +297,19 @@ class InferCam:
         centers = [mass_center(base_np[i]) for i in range(len(classes))]
         boxes = patch_boxes(centers, *prepared.image.shape[:2], self.recipe, self.margins)
         return pyramid, raw, base, centers, boxes
+
+
+def _no_forward_cam(model: object) -> str:
+    """The error of a model without forward_cam, with the way to get one."""
+    text = f"{type(model).__name__} has no forward_cam(x) method: InferCam needs (N, C, h, w) class maps, not logits"
+    hint = ""
+    if isinstance(model, nn.Module):
+        from ..models.torchvision_cam import forward_cam_hint
+
+        hint = forward_cam_hint(model)
+    return f"{text}: " + (hint or "give the network a forward_cam (docs/networks.md, \"Plug-ins\"), or wrap a "
+                          "classifier with Grad-CAM: infercam.method.gradcam.GradCam(model, target_layer=...) "
+                          "(docs/networks.md, \"Grad-CAM\")")
 
 
 def _whole(name: str, value: object, low: int) -> int:

@@ -109,4 +109,49 @@ def torchvision_classes(name: str, state: dict[str, torch.Tensor]) -> int | None
     return None if weight is None else int(weight.shape[0])
 
 
+def torchvision_name(model: nn.Module) -> tuple[str, int] | None:
+    """(torchvision builder name, class count) that build ``model``'s architecture (the same class and state_dict
+    shapes), for a plain torchvision classifier; None for any other module. Candidates are built on the meta
+    device (structure only), and only those of the model's own torchvision module (resnet: resnet18 ... wide_resnet)."""
+    if not type(model).__module__.startswith("torchvision.models"):
+        return None
+    heads = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not heads:
+        return None
+    classes = heads[-1].out_features if isinstance(heads[-1], nn.Linear) else heads[-1].out_channels
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for name in tvm.list_models(module=tvm):
+        builder = tvm.get_model_builder(name)
+        if builder.__module__ != type(model).__module__:
+            continue
+        try:
+            with torch.device("meta"):
+                candidate = builder(weights=None, num_classes=classes)
+        except Exception:  # e.g. RegNet computes its widths with tensor ops, which need data: no suggestion
+            continue
+        if type(candidate) is type(model) and {k: tuple(v.shape) for k, v in candidate.state_dict().items()} == shapes:
+            return name, classes
+    return None
+
+
+def forward_cam_hint(model: nn.Module) -> str:
+    """How to get ``forward_cam`` for a torchvision classifier built with torchvision itself (the same network
+    through ``torchvision:<name>``, or Grad-CAM where its head forms no CAM); empty for other modules."""
+    found = torchvision_name(model)
+    if found is None:
+        return ""
+    name, classes = found
+    if isinstance(model, tvm.VisionTransformer):  # torchvision's takes only its training size: infercam's any
+        return (f"build torchvision's {name} as infercam.models.create('torchvision:{name}', num_classes={classes}) "
+                "(the same state_dict, at any input size), load your weights into it, net.load_state_dict("
+                "model.state_dict()), and wrap it with Grad-CAM over its tokens: infercam.method.gradcam.GradCam(net)")
+    layout = _LAYOUTS.get(type(model))
+    if layout is not None and layout.head is None:
+        return (f"torchvision's {name} has no CAM of its own head: wrap it with Grad-CAM, "
+                f"infercam.method.gradcam.GradCam(model, target_layer={layout.last!r})")
+    return (f"build torchvision's {name} as infercam.models.create('torchvision:{name}', num_classes={classes}) "
+            "(the same network and state_dict, with forward_cam) and load your weights into it: "
+            "net.load_state_dict(model.state_dict())")
+
+
 register_prefix("torchvision", torchvision_network, classes_in=torchvision_classes)
