@@ -245,3 +245,16 @@ def test_a_model_in_another_float_type_runs():
     want = InferCam(net, **S)(picture(), [1])
     got = InferCam(TinyCamNet().double(), **S)(picture(), [1])
     assert max(float(np.abs(got.cams[c] - want.cams[c]).max()) for c in want.cams) < 1e-5
+
+
+def test_a_network_without_bundled_weights_names_the_parameter_from_python_and_the_option_on_the_command_line(
+        tiny_voc, tmp_path, capsys):
+    from infercam.cli import main
+    from infercam.models import build_network
+
+    with pytest.raises(InferCamError, match=r"'torchvision:resnet18' has no bundled weights: give a checkpoint with "
+                                            r"`weights`"):
+        build_network("torchvision:resnet18", num_classes=20)
+    assert main(["cam", "--voc-root", str(tiny_voc), "--network", "torchvision:resnet18",
+                 "--out-cam", str(tmp_path / "cams"), "--no-progress"]) == 2
+    assert "has no bundled weights: give a checkpoint with --weights" in capsys.readouterr().err

@@ -378,7 +378,7 @@ def build_network(name: str, weights: str | os.PathLike | None = None, num_class
     family = _resolve(name)
     if weights is None:
         if name not in _DEFAULT_WEIGHTS:
-            raise CheckpointError(f"network {name!r} has no bundled weights: give a checkpoint with --weights")
+            raise CheckpointError(f"network {name!r} has no bundled weights: give a checkpoint with `weights`")
         weights = _DEFAULT_WEIGHTS[name]()
     state, config = read_checkpoint(weights)
     saved = config.get("arch")
