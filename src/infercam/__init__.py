@@ -1,8 +1,13 @@
 """infercam: class-conditional CAM inference for weakly supervised semantic segmentation.
 
-    from infercam import InferCam
+    from infercam import InferCam, models
+    model, _ = models.build_network("demo")    # or any nn.Module with forward_cam(x) -> (N, C, h, w)
     engine = InferCam(model, mode="default")
-    result = engine(image, labels)
+    result = engine(image, labels)             # image: H x W x 3 uint8 RGB (or a PIL Image); labels: class indices
+    result.cams[c], result.baseline[c]         # refined and baseline H x W float32 maps of class c
+
+help(infercam.InferCam) lists the inputs and options; README "Python API" the rest. Errors of input that can be
+fixed are infercam.errors.InferCamError, with a one-line message.
 """
 __version__ = "0.1.0"
 __all__ = ["InferCam", "InferCamResult", "Prepared", "__version__"]

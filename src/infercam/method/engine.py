@@ -3,7 +3,7 @@ erasing rounds per patch -> merge.
 
     from infercam import InferCam
     engine = InferCam(model, mode="default")
-    result = engine(image, labels)   # image: H x W x 3 uint8 RGB; labels: class indices
+    result = engine(image, labels)   # image: H x W x 3 uint8 RGB (or a PIL Image); labels: class indices
     result.cams[14]                  # refined H x W float32 map of class 14
 
 ``engine.prepare(image)`` builds the image's input pyramid (CPU work, no model) ahead of time, e.g. in a
@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..data.images import check_image
@@ -153,6 +154,17 @@ class InferCam:
     "fp16" (autocast around forward_cam only), ``compile`` (torch.compile, done here), ``channels_last`` (the
     model is converted in place, as it is moved to ``device``). ``mean`` / ``std``: the input normalisation on
     pixel/255 (default: the network's ``mean`` / ``std`` attributes, else ImageNet's).
+    Inputs of ``engine(image, labels)`` (and ``baseline``, ``split``, ``prepare``): ``image`` an H x W x 3 uint8 RGB
+    array (any strides) or tensor (any device), or a PIL Image of any mode (converted to RGB as image files are:
+    grayscale and palette expanded, alpha dropped); floats, C x H x W, batches, grayscale and RGBA arrays are
+    refused with the conversion to make. ``labels`` class indices: a list, tuple, set, numpy array or tensor
+    (duplicates and whole floats are fine; empty, negative, out-of-range, 0/1 vectors and names are refused).
+    The result holds ``cams`` and ``baseline`` ({class: H x W float32}), the four patch ``boxes`` (top-left,
+    top-right, bottom-left, bottom-right; the whole image four times where the mode does not cut), their
+    ``centers`` and ``rounds`` (per distinct patch, round 0 included).
+    Options are checked before the model is touched: a value out of range (``erase_threshold`` and
+    ``stop_fraction`` in 0..1, ``max_rounds`` and ``batch_size`` whole numbers >= 1, ``margins`` two whole numbers
+    >= 0, ``scales`` positive numbers) is a :class:`~infercam.errors.ConfigError` naming it.
     The engine uses ``model`` itself, not a copy: it is put in eval mode and moved to ``device`` in place. A model
     set back to train mode (a training loop showing its CAMs) is run in eval mode by each call, and left in the
     modes it had: BatchNorm uses and keeps its running statistics, so the maps do not depend on the mode.
@@ -194,29 +206,29 @@ class InferCam:
     def scales(self) -> tuple[float, ...]:
         return self.cams.scales
 
-    def prepare(self, image: np.ndarray) -> Prepared:
+    def prepare(self, image: np.ndarray | Image.Image) -> Prepared:
         """The checked image (a copy: the caller may reuse its buffer) and its baseline input pyramid, built on the
         CPU without the model (thread-safe)."""
         image = check_image(image).copy()
         check_scaled_sizes(*image.shape[:2], self.cams.scales)
         return Prepared(image, self.cams.cpu_pyramid(image), self._recipe())
 
-    def baseline(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> dict[int, np.ndarray]:
+    def baseline(self, image: np.ndarray | Image.Image | Prepared, labels: Iterable[int]) -> dict[int, np.ndarray]:
         """The baseline multi-scale CAM only (step 1 of the method)."""
         prepared, classes = self._prepared(image), check_labels(labels)
         with torch.inference_mode(), evaluating(self.model):
             cam = normalize_cam(self._baseline(prepared, classes)[1])
         return _to_dict(classes, cam.cpu().numpy())
 
-    def split(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> InferCamResult:
+    def split(self, image: np.ndarray | Image.Image | Prepared, labels: Iterable[int]) -> InferCamResult:
         """Baseline CAM, centres of mass and the four patch boxes, without refinement (``cams`` empty)."""
         prepared, classes = self._prepared(image), check_labels(labels)
         with torch.inference_mode(), evaluating(self.model):
             _, raw, base, centers, boxes = self._split(prepared, classes)
         return InferCamResult(cams={}, baseline=_to_dict(classes, base.cpu().numpy()), boxes=boxes, centers=centers)
 
-    def __call__(self, image: np.ndarray | Prepared, labels: Iterable[int]) -> InferCamResult:
-        """Refined CAMs of one image for its labelled classes."""
+    def __call__(self, image: np.ndarray | Image.Image | Prepared, labels: Iterable[int]) -> InferCamResult:
+        """Refined CAMs of one image (H x W x 3 uint8 RGB, or a PIL Image) for its labelled classes (indices)."""
         prepared, classes = self._prepared(image), check_labels(labels)
         image = prepared.image
         height, width = image.shape[:2]
@@ -275,7 +287,7 @@ class InferCam:
     def _recipe(self) -> tuple:
         return self.cams.scales, self.cams.mean, self.cams.std
 
-    def _prepared(self, image: np.ndarray | Prepared) -> Prepared:
+    def _prepared(self, image: np.ndarray | Image.Image | Prepared) -> Prepared:
         """``image`` prepared now, or as prepared earlier by an engine with the same scales and normalisation."""
         if not isinstance(image, Prepared):
             return self.prepare(image)
