@@ -117,7 +117,8 @@ def test_an_image_in_another_layout_or_type_is_refused_saying_how_to_convert_it(
 # --- labels -------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("labels", [np.array([3, 1]), {1, 3}, torch.tensor([3, 1]), [3, 1, 3], (1.0, 3.0),
-                                    np.array([3, 1], np.int32), torch.tensor([1.0, 3.0])])
+                                    np.array([3, 1], np.int32), torch.tensor([1.0, 3.0]),
+                                    torch.tensor([1.0, 3.0], requires_grad=True)])  # like a CUDA tensor: no numpy()
 def test_labels_of_common_types_are_class_indices(labels):
     engine = InferCam(TinyCamNet(), **S)
     assert same(engine(picture(), labels), engine(picture(), [1, 3]))

@@ -115,6 +115,8 @@ def _is_index(value: object) -> bool:
 def check_labels(labels: Iterable[int]) -> list[int]:
     """Sorted distinct class indices; an empty set is an error (there is nothing to localise). A 0/1 (multi-hot)
     vector or non-integer values are refused, not read as indices."""
+    if isinstance(labels, torch.Tensor):  # on any device, with or without grad (numpy reads CPU tensors only)
+        labels = labels.detach().cpu().numpy()
     if isinstance(labels, (set, frozenset)):
         values = list(labels)
     else:
