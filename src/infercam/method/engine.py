@@ -343,7 +343,8 @@ def _fraction(name: str, value: object) -> float:
 
 def _margins(margins: object) -> tuple[int, int]:
     """The split's margins (one class, two classes) as two ints >= 0, or a ConfigError."""
-    usage = f"`margins` must be two whole numbers >= 0 (one class, two classes; default {DEFAULT_MARGINS}), got {margins!r}"
+    usage = (f"`margins` must be two whole numbers >= 0 (one class, two classes; default {DEFAULT_MARGINS}), "
+             f"got {margins!r}")
     if isinstance(margins, (str, bytes)) or not isinstance(margins, Iterable):
         raise ConfigError(usage)
     values = tuple(margins)
