@@ -181,7 +181,13 @@ def test_train_aff_refuses_a_crop_too_small_for_the_radius(voc_with_confident_la
     voc, labels = voc_with_confident_labels
     assert main(["train-aff", *data_args(voc), "--aff-labels", str(labels), "--out", str(tmp_path / "a.pth"),
                  "--network", "demo-aff", "--crop-size", "64", "--batch-size", "2", "--max-steps", "1"]) == 2
-    assert "too small for affinity radius 5" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # the option to change and its least value, not only the grid's size (found following docs/demo_model.md on
+    # 64 px images); 65 px is a 9 x 9 grid (ceil), which the radius fits
+    assert "--crop-size 64 gives a 8x8 feature grid" in err and "too small for affinity radius 5" in err
+    assert "use a --crop-size of at least 65" in err
+    assert main(["train-aff", *data_args(voc), "--aff-labels", str(labels), "--out", str(tmp_path / "a.pth"),
+                 "--network", "demo-aff", "--crop-size", "65", "--batch-size", "2", "--max-steps", "1"]) == 0
 
 
 def test_rw_refuses_a_network_that_is_not_an_affinity_net(voc_with_confident_labels, tiny_weights, tmp_path, capsys):

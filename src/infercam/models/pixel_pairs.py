@@ -36,7 +36,7 @@ def pair_indices(height: int, width: int, radius: int) -> tuple[np.ndarray, np.n
     rows, cols = height - margin, width - 2 * margin
     if rows < 1 or cols < 1:
         raise InferCamError(f"a {height}x{width} feature grid is too small for affinity radius {radius}: "
-                            f"it needs at least {radius}x{2 * radius - 1} cells ({8 * radius}x{8 * (2 * radius - 1)} "
+                            f"it needs at least {radius}x{2 * radius - 1} cells ({8 * margin + 1}x{16 * margin + 1} "
                             "pixels at stride 8)")
     grid = np.arange(height * width, dtype=np.int64).reshape(height, width)
     src = grid[:rows, margin:margin + cols].reshape(-1)

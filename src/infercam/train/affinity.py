@@ -25,7 +25,8 @@ from torch import nn
 from ..classes import IGNORE_INDEX
 from ..data.voc import VOCDataset
 from ..models.affinity import check_affinity_net
-from ..models.pixel_pairs import affinity_labels
+from ..errors import ConfigError, InferCamError
+from ..models.pixel_pairs import affinity_labels, pair_indices
 from ..models.registry import normalization
 from .loop import PSA_JITTER, LabelledImages, TrainConfig, make_loader, save_checkpoint, train_loop
 from .resume import partial_path
@@ -49,6 +50,18 @@ def downsample_label(label: np.ndarray, stride: int = STRIDE) -> np.ndarray:
     codes = np.arange(gh * gw)[:, None] * 256 + blocks
     counts = np.bincount(codes.reshape(-1), minlength=gh * gw * 256).reshape(gh * gw, 256)
     return counts.argmax(1).astype(np.uint8).reshape(gh, gw)
+
+
+def check_crop_size(crop_size: int, radius: int) -> None:
+    """A ConfigError naming `crop_size` when a square crop of that side gives a feature grid (ceil(side / 8) cells)
+    on which no pair fits the radius: said before any label is read, not at the first step as the grid's size."""
+    cells = math.ceil(crop_size / STRIDE)
+    try:
+        pair_indices(cells, cells, radius)
+    except InferCamError:
+        least = STRIDE * (2 * radius - 2) + 1  # the smallest side whose grid has the 2 * radius - 1 columns pairs need
+        raise ConfigError(f"`crop_size` {crop_size} gives a {cells}x{cells} feature grid at stride {STRIDE}, too small "
+                          f"for affinity radius {radius}: use a `crop_size` of at least {least}") from None
 
 
 def affinity_targets(label: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -89,6 +102,7 @@ def train_affinity(model: nn.Module, arch: str, dataset: VOCDataset, label_dir: 
     checkpoint with its config to ``out``; returns the last step's losses. An interrupted run resumes from
     ``<out>.partial`` unless ``overwrite``."""
     check_affinity_net(model, arch)
+    check_crop_size(config.crop_size, model.radius)
     torch.manual_seed(config.seed)
     samples = LabelledImages(dataset, label_dir, dataset.names if names is None else names, config.crop_size,
                              *normalization(model), CONFIDENT_CLASSES, jitter=PSA_JITTER,
