@@ -190,6 +190,16 @@ def test_train_aff_refuses_a_crop_too_small_for_the_radius(voc_with_confident_la
                  "--network", "demo-aff", "--crop-size", "65", "--batch-size", "2", "--max-steps", "1"]) == 0
 
 
+def test_train_aff_refuses_a_network_of_another_kind_before_building_it(voc_with_confident_labels, tmp_path, capsys):
+    voc, labels = voc_with_confident_labels
+    for network, kind in (("demo-seg", "a segmentation network"), ("small-resnet", "a CAM classifier")):
+        assert main(["train-aff", *data_args(voc), "--aff-labels", str(labels), "--out", str(tmp_path / "a.pth"),
+                     "--network", network, "--crop-size", "96", "--batch-size", "2", "--max-steps", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"infercam train-aff: error: network {network!r} is {kind}: train-aff needs an AffinityNet "
+                       "(demo (= demo-aff), resnet38 (= resnet38-aff), demo-aff, resnet38-aff)"]
+
+
 def test_rw_refuses_a_network_that_is_not_an_affinity_net(voc_with_confident_labels, tiny_weights, tmp_path, capsys):
     voc, _ = voc_with_confident_labels
     assert main(["pseudo", *data_args(voc), "--cam", str(voc / "cams"), "--method", "rw", "--aff-network",

@@ -144,6 +144,7 @@ def test_a_bad_image_in_a_loader_worker_is_one_error_line(voc, tmp_path, capsys)
 
 @pytest.mark.parametrize("extra, message", [
     (["--network", "demo"], "train-seg needs a segmentation network"),
+    (["--network", "demo-aff"], "network 'demo-aff' is an AffinityNet: train-seg needs a segmentation network"),
     (["--num-classes", "3"], "img_0.png holds value 8: labels of 3 classes are 0-2"),
     (["--network", "deeplabv3-mobilenet", "--batch-size", "1"], "needs at least 2 images per batch"),
 ])
@@ -389,3 +390,20 @@ def test_an_out_pred_that_is_a_file_is_refused_before_training(voc, tmp_path, ca
     assert main(args) == 2
     assert f"--out-pred folder {tmp_path / 'pred'} exists and is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "seg.pth").exists()
+
+
+@pytest.mark.parametrize("command, listed, unlisted", [
+    ("infer", ["demo", "resnet38", "timm:<name>"], ["demo-seg", "demo-aff", "deeplabv3-resnet50", "resnet38-aff"]),
+    ("train-aff", ["demo (= demo-aff)", "resnet38-aff"], ["demo-seg", "deeplabv3-resnet50", "efficientnet-lite0"]),
+    ("train-seg", ["deeplabv3-resnet50", "demo-seg", "small-resnet-seg"], ["demo-aff", "efficientnet-lite0",
+                                                                        "resnet38,", "timm:<name>"]),
+])
+def test_the_network_help_lists_the_networks_the_command_takes(command, listed, unlisted, capsys):
+    """--help's "known" networks were every registered name, AffinityNets and segmentation networks in infer's
+    list and classifiers in train-seg's, though each command refuses them."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    known = text.rsplit("--network NETWORK", 1)[1].split(" --", 1)[0].replace("- ", "-")  # argparse's wrapping
+    assert all(name in known for name in listed), known
+    assert not any(name in known for name in unlisted), known

@@ -21,7 +21,8 @@ from ..method.cam import DEFAULT_SCALES, check_scales
 from ..method.engine import describe_device, resolve_device
 from ..method.forward import PRECISIONS
 from ..method.gradcam import CAM_METHODS, with_cam_method
-from ..models import build_network, cam_classes, list_models
+from ..models import build_network, cam_classes
+from ..models.registry import cam_networks
 from ..models.class_map import CLASS_MAPS, DEFAULT_REDUCE, REDUCTIONS, with_class_map
 from ..run import distributed
 from ..run.dataset import NO_LABELS, ComputeFn, PrepareFn, run_dataset
@@ -56,7 +57,7 @@ def add_data_args(parser: argparse.ArgumentParser, labels: bool = True) -> None:
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("network")
     group.add_argument("--network", default="resnet38",
-                       help=f"network name (known: {', '.join(list_models())}); default: resnet38")
+                       help=f"CAM classifier (known: {', '.join(cam_networks())}); default: resnet38")
     group.add_argument("--weights", default=None,
                        help="checkpoint file (state_dict, or a dict holding one under 'state_dict'/'model')")
     group.add_argument("--num-classes", type=positive_int, default=None,

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.affinity import affinity_network_name
+from ..models.affinity import AFFINITY_ALIASES, affinity_network_name
+from ..models.registry import networks_of_kind
 from ..train.affinity import PSA_AFF_TRAIN, train_affinity
 from .common import add_data_args, open_dataset
-from .train_common import (add_checkpoint_arg, add_train_args, initial_network, one_run_per_checkpoint, reuse_finished,
-                           train_config, training_inputs)
+from .train_common import (add_checkpoint_arg, add_train_args, check_network_kind, initial_network,
+                           one_run_per_checkpoint, reuse_finished, train_config, training_inputs)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,14 +23,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_data_args(parser, labels=False)
     parser.add_argument("--aff-labels", required=True, help="folder of <name>.png confident labels")
     add_checkpoint_arg(parser)
-    add_train_args(parser, PSA_AFF_TRAIN, "resnet38-aff", "psa's train_aff.py")
+    add_train_args(parser, PSA_AFF_TRAIN, "resnet38-aff", "psa's train_aff.py", known_networks())
     parser.set_defaults(func=run)
+
+
+def known_networks() -> str:
+    """The AffinityNets train-aff trains, the short names first: 'demo (= demo-aff), ...'."""
+    return ", ".join([f"{short} (= {name})" for short, name in AFFINITY_ALIASES.items()] + networks_of_kind("affinity"))
 
 
 @one_run_per_checkpoint
 def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     args.network = affinity_network_name(args.network)
+    check_network_kind(args.network, "affinity", "train-aff", known_networks())
     model = initial_network(args, num_classes=0)
     inputs = training_inputs(args, dataset, args.aff_labels)
     if not reuse_finished(args, model, inputs):

@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from ..data.voc import VOCDataset
-from ..models import create, list_models, load_state_dict, read_checkpoint
+from ..errors import InferCamError
+from ..models import create, load_state_dict, read_checkpoint
+from ..models.registry import network_kind
 from ..train.limits import MAX_CROP_SIZE, MAX_SEED
 from ..train.loop import TrainConfig
 from ..train.resume import checkpoint_lock, load_finished, run_inputs
@@ -28,11 +30,13 @@ def add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=file_to_write, help="checkpoint file to write")
 
 
-def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig, network: str, source: str) -> None:
-    """Network, initial weights and optimisation options; ``defaults`` and ``source`` feed the help."""
+def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig, network: str, source: str,
+                   known: str) -> None:
+    """Network, initial weights and optimisation options; ``defaults``, ``source`` and ``known`` (the networks the
+    command trains) feed the help."""
     group = parser.add_argument_group("network")
-    group.add_argument("--network", default=network, help=f"network to train (known: {', '.join(list_models())}; "
-                                                          f"default: {network})")
+    group.add_argument("--network", default=network, help=f"network to train (known: {known}, or a plug-in "
+                                                          f"'package.module:Factory'; default: {network})")
     group.add_argument("--init-weights", default=None, metavar="FILE",
                        help="initialise from this checkpoint where keys and shapes fit (e.g. a classifier's "
                             "backbone); the rest keeps its fresh initialisation")
@@ -54,6 +58,18 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig, netwo
                        help="train afresh even if <out>.partial (left by an interrupted run) or <out> (a "
                             "finished run with the same options, otherwise reused) exists")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+KINDS = {"classifier": "a CAM classifier", "affinity": "an AffinityNet", "segmentation": "a segmentation network"}
+
+
+def check_network_kind(name: str, kind: str, command: str, known: str) -> None:
+    """Refuse, before anything is built or read, a registered network of another kind than ``command`` trains
+    (``train-seg --network demo``, a classifier, would fail only at its first step, and an AffinityNet there with a
+    message about its radius); a plug-in is checked when it runs."""
+    found = network_kind(name)
+    if found is not None and found != kind:
+        raise InferCamError(f"network {name!r} is {KINDS[found]}: {command} needs {KINDS[kind]} ({known})")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

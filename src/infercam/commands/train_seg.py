@@ -11,6 +11,7 @@ from typing import Any
 from ..data.voc import IMAGE_DIR, read_image_list
 from ..errors import DataError, InferCamError
 from ..io import check_dir, ensure_dir, folder_lock
+from ..models.registry import networks_of_kind
 from ..models.segnets import SEG_CLASSES
 from ..train.loop import check_label_pngs
 from ..train.segmentation import SEG_TRAIN, predict_dataset, train_segmentation
@@ -18,8 +19,8 @@ from ..run.dataset import refuse_other_runs
 from ..run.manifest import MANIFEST, MANIFEST_STEM, RunSummary, file_sha256, write_manifest
 from .common import (add_data_args, check_same_run, earlier_records, file_system_now, open_dataset, report,
                      run_record)
-from .train_common import (add_checkpoint_arg, add_train_args, initial_network, one_run_per_checkpoint, reuse_finished,
-                           train_config, training_inputs)
+from .train_common import (add_checkpoint_arg, add_train_args, check_network_kind, initial_network,
+                           one_run_per_checkpoint, reuse_finished, train_config, training_inputs)
 from .validate import positive_int
 
 
@@ -45,12 +46,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "this checkpoint's predictions: a rerun writes the missing ones)")
     group.add_argument("--pred-list", default=None,
                        help="images to predict (default: those of --list, else all of JPEGImages)")
-    add_train_args(parser, SEG_TRAIN, "deeplabv3-resnet50", "common DeepLab settings")
+    add_train_args(parser, SEG_TRAIN, "deeplabv3-resnet50", "common DeepLab settings",
+                   ", ".join(networks_of_kind("segmentation")))
     parser.set_defaults(func=run)
 
 
 @one_run_per_checkpoint
 def run(args: argparse.Namespace) -> int:
+    check_network_kind(args.network, "segmentation", "train-seg", ", ".join(networks_of_kind("segmentation")))
     dataset = open_dataset(args)
     to_predict = None
     if args.out_pred is not None:  # checked before training, not after it

@@ -106,6 +106,32 @@ def cam_networks() -> list[str]:
         [f"{prefix}:<name>" for prefix in sorted(_PREFIXES)]
 
 
+def _kind_of(cls: type | None) -> str | None:
+    """'classifier' (``forward_cam``), 'affinity' (``forward_features`` and ``parameter_groups``, psa's
+    AffinityNet) or 'segmentation' (neither) for a registered network class; None where it is not known."""
+    if cls is None:
+        return None
+    if hasattr(cls, "forward_cam"):
+        return "classifier"
+    if hasattr(cls, "forward_features") and hasattr(cls, "parameter_groups"):
+        return "affinity"
+    return "segmentation"
+
+
+def network_kind(name: str) -> str | None:
+    """What a network name builds, as its factory's annotation says: 'classifier', 'affinity' or 'segmentation';
+    the prefixed families (``timm:``, ``torchvision:``) are classifiers; None for a plug-in or an unknown name."""
+    if name in _REGISTRY:
+        return _kind_of(_returned_class(_REGISTRY[name]))
+    prefix, colon, _ = name.partition(":")
+    return "classifier" if colon and prefix in _PREFIXES else None
+
+
+def networks_of_kind(kind: str) -> list[str]:
+    """The registered names of one :func:`network_kind`, sorted (for a command's help and its refusals)."""
+    return [name for name in sorted(_REGISTRY) if network_kind(name) == kind]
+
+
 def network_options(name: str) -> list[str] | None:
     """The keyword options network ``name`` takes besides ``num_classes``: its factory's, and where the factory
     passes ``**kwargs`` on, those of the network class it is annotated to return; None where that cannot be told
