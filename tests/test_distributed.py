@@ -36,6 +36,11 @@ def test_two_ranks_equal_one_process(tiny_voc, tiny_weights, tmp_path):
            "-m", "infercam", *args, "--out-cam", str(multi)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # each rank's line says it is one rank's share, and the job's total comes last (two bare "2 done" lines read as
+    # a 2-image run)
+    lines = [line for line in proc.stderr.splitlines() if " done, " in line]
+    assert sorted(lines[:2]) == [f"[rank {r}/2] 2 done, 0 skipped, 0 failed" for r in range(2)], proc.stderr[-3000:]
+    assert lines[2:] == ["all 2 ranks: 4 done, 0 skipped, 0 failed"], proc.stderr[-3000:]
     names = sorted(p.name for p in single.glob("*.npy"))
     assert names == sorted(p.name for p in multi.glob("*.npy")) and len(names) == 4
     for name in names:

@@ -324,11 +324,12 @@ def make_outputs(args: argparse.Namespace) -> Outputs:
                    split_dir=Path(split_dir) if split_dir else None)
 
 
-def report(summary: RunSummary) -> int:
+def report(summary: RunSummary, prefix: str = "") -> int:
     """Print the one-line summary (a note when every image was skipped for having no class label, and the
     failures); the exit status: 0 when every image is done or skipped, 128 + the signal's number when
-    interrupted, else 1 (an image failed, or the run stopped)."""
-    print(summary.line(), file=sys.stderr)
+    interrupted, else 1 (an image failed, or the run stopped). ``prefix`` starts the summary line (a torchrun
+    rank's ``[rank R/N] ``: each rank's line counts its own share of the images)."""
+    print(prefix + summary.line(), file=sys.stderr)
     if summary.images and not summary.remaining and all(s.reason == NO_LABELS for s in summary.images):
         print("note: every image was skipped: none has a class label (check --labels)", file=sys.stderr)
     for status in summary.failed[:20]:
@@ -369,8 +370,10 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
                           progress=not args.no_progress, manifest=record, manifest_name=rank.manifest_name(),
                           peers=rank.peer_manifest_names(), since=since, desc=rank.label(desc), limits=limits,
                           prepare=prepare)
-    distributed.finish(rank, outputs.folder)
-    code = report(summary)
+    code = report(summary, prefix=rank.label(""))  # before the barrier, so that the job's total comes last
+    merged = distributed.finish(rank, outputs.folder)
+    if merged is not None:
+        print(distributed.job_line(merged, rank.world_size), file=sys.stderr)
     note_unmapped_classes(args, dataset, [s.name for s in summary.images if s.status == "done"])
     return code
 

@@ -70,21 +70,35 @@ def start(rank: Rank, device: str) -> None:
         dist.init_process_group(backend, timeout=_dt.timedelta(hours=12))
 
 
-def finish(rank: Rank, folder: Path, base: str = "infercam-run.json") -> None:
-    """Wait for every rank, then rank 0 merges the per-rank manifests into ``base``."""
+def finish(rank: Rank, folder: Path, base: str = "infercam-run.json") -> dict[str, Any] | None:
+    """Wait for every rank, then rank 0 merges the per-rank manifests into ``base``; the merged manifest on rank
+    0 (None elsewhere, in a single process, or when a rank ended early)."""
     if not rank.distributed or not dist.is_initialized():
-        return
+        return None
+    merged = None
     try:
         dist.barrier()
         if rank.rank == 0:
-            merge_manifests(folder, base, rank.world_size)
+            merged = merge_manifests(folder, base, rank.world_size)
         dist.barrier()
     except RuntimeError as exc:  # another rank ended early (refused, interrupted, failed): its own line says why
         print(f"{rank.label('note')}: another rank ended early "
               f"({(str(exc).splitlines() or [type(exc).__name__])[0][:120]}); the per-rank "
               f"manifests in {folder} were not merged", file=sys.stderr)
-        return
+        return None
     dist.destroy_process_group()
+    return merged
+
+
+def job_line(merged: dict[str, Any], world_size: int) -> str:
+    """The whole job's summary from its merged manifest: the ranks' lines each count only their own share."""
+    totals = merged["totals"]
+    again = f" ({merged['recomputed']} recomputed: earlier output unusable)" if merged.get("recomputed") else ""
+    text = (f"all {world_size} ranks: {totals['done']} done{again}, {totals['skipped']} skipped, "
+            f"{totals['failed']} failed")
+    if merged.get("remaining"):
+        text += f"; {merged['remaining']} not processed (rerun the same command to finish)"
+    return text
 
 
 def merge_manifests(folder: Path, base: str, world_size: int) -> dict[str, Any]:
