@@ -77,8 +77,10 @@ def test_loss_is_zero_for_perfect_affinities_and_log2_for_a_half():
     assert abs(loss.item()) < 1e-4 and set(parts) == {"loss", "bg", "fg", "neg"}
     loss, _ = affinity_loss(torch.full((1, 4), 0.5), bg, fg, neg)
     assert loss.item() == pytest.approx(np.log(2), abs=1e-4)  # bg/4 + fg/4 + neg/2 with each log 2
-    loss, _ = affinity_loss(torch.full((1, 4), 0.5), torch.zeros(1, 4), fg, neg)  # no bg pair: its term is 0
+    loss, parts = affinity_loss(torch.full((1, 4), 0.5), torch.zeros(1, 4), fg, neg)  # no bg pair: its term is 0
     assert loss.item() == pytest.approx(0.75 * np.log(2), abs=1e-4)
+    # printed as "bg 0.0000", not "-0.0000" (train-aff's summary on a few tiny crops without a negative pair)
+    assert f"{parts['bg']:.4f}" == "0.0000"
 
 
 def psa_resnet38_aff_shapes() -> dict[str, tuple[int, ...]]:

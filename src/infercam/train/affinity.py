@@ -73,7 +73,7 @@ def affinity_loss(aff: torch.Tensor, bg_pos: torch.Tensor, fg_pos: torch.Tensor,
                   neg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """psa's loss: each of the three pair kinds' mean cross-entropy, combined as bg/4 + fg/4 + neg/2."""
     def mean(weights: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
-        return -(weights * log_p).sum() / (weights.sum() + 1e-5)
+        return (weights * -log_p).sum() / (weights.sum() + 1e-5)  # not -(...): no pair gives 0, not -0
 
     bg = mean(bg_pos, torch.log(aff + 1e-5))
     fg = mean(fg_pos, torch.log(aff + 1e-5))
