@@ -260,6 +260,21 @@ def test_small_resnet_seg_starts_from_a_small_resnet_classifier(voc, tmp_path, c
     assert f"init: {backbone} tensors from" in out and "1 checkpoint tensors unused, 0 of another shape" in out
 
 
+def test_small_resnet_seg_takes_the_backbone_shape_of_a_train_cls_checkpoint(voc, tmp_path, capsys):
+    """A classifier trained with train-cls --arch-kwargs (other widths): small-resnet-seg was built with the default
+    widths, so its backbone got 60 tensors "of another shape" and trained from scratch; it is built as the
+    classifier was, and its checkpoint records how (build_network loads it)."""
+    kwargs = {"widths": [8, 16, 16, 32], "depths": [1, 1, 1, 1], "dilations": [1, 1, 1, 2]}
+    classifier = create("small-resnet", num_classes=20, **kwargs)
+    torch.save({"state_dict": classifier.state_dict(), "config": {"arch": "small-resnet", "arch_kwargs": kwargs}},
+               tmp_path / "cls.pt")
+    assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path)[:-2] + [
+        "--network", "small-resnet-seg", "--init-weights", str(tmp_path / "cls.pt"), "--max-steps", "1"]) == 0
+    assert "1 checkpoint tensors unused, 0 of another shape" in capsys.readouterr().out
+    model, loaded = build_network("small-resnet-seg", tmp_path / "seg.pth")
+    assert loaded.ok and model.stem[0].out_channels == 8
+
+
 def test_a_second_training_run_on_the_same_checkpoint_is_refused(voc, tmp_path, capsys):
     from infercam.io import folder_lock
 

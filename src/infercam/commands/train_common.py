@@ -15,6 +15,7 @@ from ..data.voc import VOCDataset
 from ..errors import InferCamError
 from ..models import create, load_state_dict, read_checkpoint
 from ..models.registry import network_kind
+from ..models.segnets import BACKBONE_CLASSIFIERS
 from ..train.limits import MAX_CROP_SIZE, MAX_SEED
 from ..train.loop import TrainConfig
 from ..train.resume import checkpoint_lock, load_finished, run_inputs
@@ -80,11 +81,15 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 def initial_network(args: argparse.Namespace, num_classes: int) -> nn.Module:
     """The network of --network, initialised from --seed, with --init-weights loaded where they fit (a summary
-    is printed)."""
+    is printed). A network built on a classifier's backbone (small-resnet-seg) takes the backbone options
+    (``arch_kwargs``) of the --init-weights classifier; ``args.arch_kwargs`` says which, for the checkpoint."""
     torch.manual_seed(args.seed)
-    model = create(args.network, num_classes=num_classes)
+    state, config = read_checkpoint(args.init_weights) if args.init_weights is not None else ({}, {})
+    args.arch_kwargs = {}
+    if BACKBONE_CLASSIFIERS.get(args.network) == config.get("arch") and isinstance(config.get("arch_kwargs"), dict):
+        args.arch_kwargs = dict(config["arch_kwargs"])
+    model = create(args.network, num_classes=num_classes, **args.arch_kwargs)
     if args.init_weights is not None:
-        state = read_checkpoint(args.init_weights)[0]
         report = load_state_dict(model, state, strict=False, source=args.init_weights)
         loaded = len(state) - len(report.unexpected) - len(report.mismatched)
         print(f"init: {loaded} tensors from {args.init_weights}; {len(report.missing)} network tensors new, "

@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train-seg", help="train a segmentation network on pseudo labels",
         description="Train a segmentation network (torchvision DeepLabV3 from scratch, the compact demo-seg, or "
-                    "small-resnet-seg, started from a small-resnet classifier with --init-weights) "
+                    "small-resnet-seg, started from a small-resnet classifier with --init-weights and built with its "
+                    "--arch-kwargs) "
                     "on pseudo label PNGs (0 background, c+1 class c, 255 ignored) with cross-entropy, SGD "
                     "(momentum 0.9) and poly decay; save the checkpoint with its config and, with --out-pred, "
                     "write label PNG predictions that `infercam eval` scores.")
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if not reused:
             last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
                                       train_config(args), progress=not args.no_progress, overwrite=args.overwrite,
-                                      inputs=inputs)
+                                      inputs=inputs, arch_kwargs=args.arch_kwargs)
             print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
         if to_predict is None:
             return 0

@@ -85,6 +85,11 @@ class SmallResNetSegmentation(nn.Module):
         return _upsample(self.seg_classifier(self.head(self.stages(self.stem(x)))), x)
 
 
+# A segmentation network built on a classifier's backbone: the classifier's registered name, whose checkpoint's
+# ``arch_kwargs`` (train-cls --arch-kwargs) shape the backbone when ``--init-weights`` names one.
+BACKBONE_CLASSIFIERS = {"small-resnet-seg": "small-resnet"}
+
+
 @register("small-resnet-seg")
 def small_resnet_seg(num_classes: int = SEG_CLASSES, **kwargs) -> SmallResNetSegmentation:
     """Segmentation on the small ResNet; start it from a classifier with ``--init-weights`` (e.g. the demo's)."""

@@ -60,9 +60,11 @@ def _step(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
 def train_segmentation(model: nn.Module, arch: str, num_classes: int, dataset: VOCDataset,
                        label_dir: str | os.PathLike, out: str | os.PathLike, config: TrainConfig = SEG_TRAIN,
                        names: Sequence[str] | None = None, progress: bool = True,
-                       overwrite: bool = False, inputs: dict[str, Any] | None = None) -> dict[str, float]:
-    """Train on ``<label_dir>/<name>.png`` and save the checkpoint with its config to ``out``; returns the
-    last step's loss. An interrupted run resumes from ``<out>.partial`` unless ``overwrite``."""
+                       overwrite: bool = False, inputs: dict[str, Any] | None = None,
+                       arch_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
+    """Train on ``<label_dir>/<name>.png`` and save the checkpoint with its config to ``out`` (``arch_kwargs``:
+    the options ``model`` was built with, recorded so that ``build_network(arch, out)`` builds it again); returns
+    the last step's loss. An interrupted run resumes from ``<out>.partial`` unless ``overwrite``."""
     torch.manual_seed(config.seed)
     samples = LabelledImages(dataset, label_dir, dataset.names if names is None else names, config.crop_size,
                              *normalization(model), num_classes)
@@ -71,6 +73,7 @@ def train_segmentation(model: nn.Module, arch: str, num_classes: int, dataset: V
     last = train_loop(model, make_loader(samples, config), optimizer, _step, config, progress, desc="train-seg",
                       partial=partial_path(out), overwrite=overwrite, inputs=inputs)
     save_checkpoint(out, model.eval(), {"arch": arch, "num_classes": num_classes, "task": "segmentation",
+                                        **({"arch_kwargs": arch_kwargs} if arch_kwargs else {}),
                                         "train": asdict(config), "inputs": inputs or {}, "loss": last})
     return last
 
