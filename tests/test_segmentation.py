@@ -273,6 +273,12 @@ def test_small_resnet_seg_takes_the_backbone_shape_of_a_train_cls_checkpoint(voc
     assert "1 checkpoint tensors unused, 0 of another shape" in capsys.readouterr().out
     model, loaded = build_network("small-resnet-seg", tmp_path / "seg.pth")
     assert loaded.ok and model.stem[0].out_channels == 8
+    # the prediction folder's record holds the command's options only: one more key would make a folder written
+    # by an earlier infercam "the outputs of another run"
+    assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path) + [
+        "--network", "small-resnet-seg", "--init-weights", str(tmp_path / "cls.pt"), "--max-steps", "1"]) == 0
+    config = json.loads((tmp_path / "pred" / "infercam-run.json").read_text())["config"]
+    assert "arch_kwargs" not in config
 
 
 def test_a_second_training_run_on_the_same_checkpoint_is_refused(voc, tmp_path, capsys):

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args)
     args.network = affinity_network_name(args.network)
     check_network_kind(args.network, "affinity", "train-aff", known_networks())
-    model = initial_network(args, num_classes=0)
+    model, _ = initial_network(args, num_classes=0)
     inputs = training_inputs(args, dataset, args.aff_labels)
     if not reuse_finished(args, model, inputs):
         last = train_affinity(model, args.network, dataset, args.aff_labels, args.out, train_config(args),

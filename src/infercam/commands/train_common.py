@@ -79,22 +79,28 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                        device=args.device)
 
 
-def initial_network(args: argparse.Namespace, num_classes: int) -> nn.Module:
+def backbone_options(network: str, init_config: dict[str, Any]) -> dict[str, Any]:
+    """The options a network built on a classifier's backbone (small-resnet-seg) takes from the checkpoint config
+    of its --init-weights classifier (train-cls --arch-kwargs: its widths, depths, dilations); {} otherwise."""
+    kwargs = init_config.get("arch_kwargs")
+    if BACKBONE_CLASSIFIERS.get(network) == init_config.get("arch") and isinstance(kwargs, dict):
+        return dict(kwargs)
+    return {}
+
+
+def initial_network(args: argparse.Namespace, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
     """The network of --network, initialised from --seed, with --init-weights loaded where they fit (a summary
-    is printed). A network built on a classifier's backbone (small-resnet-seg) takes the backbone options
-    (``arch_kwargs``) of the --init-weights classifier; ``args.arch_kwargs`` says which, for the checkpoint."""
+    is printed), and the options it was built with (:func:`backbone_options`), for its checkpoint."""
     torch.manual_seed(args.seed)
     state, config = read_checkpoint(args.init_weights) if args.init_weights is not None else ({}, {})
-    args.arch_kwargs = {}
-    if BACKBONE_CLASSIFIERS.get(args.network) == config.get("arch") and isinstance(config.get("arch_kwargs"), dict):
-        args.arch_kwargs = dict(config["arch_kwargs"])
-    model = create(args.network, num_classes=num_classes, **args.arch_kwargs)
+    options = backbone_options(args.network, config)
+    model = create(args.network, num_classes=num_classes, **options)
     if args.init_weights is not None:
         report = load_state_dict(model, state, strict=False, source=args.init_weights)
         loaded = len(state) - len(report.unexpected) - len(report.mismatched)
         print(f"init: {loaded} tensors from {args.init_weights}; {len(report.missing)} network tensors new, "
               f"{len(report.unexpected)} checkpoint tensors unused, {len(report.mismatched)} of another shape")
-    return model
+    return model, options
 
 
 def training_inputs(args: argparse.Namespace, dataset: VOCDataset, labels: str, **more: Any) -> dict[str, Any]:

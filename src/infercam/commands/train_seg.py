@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if absent:
             raise DataError(f"--pred-list names {len(absent)} image(s) not in {dataset.root / IMAGE_DIR} "
                             f"(first: {absent[0]!r})")
-    model = initial_network(args, num_classes=args.num_classes)
+    model, arch_kwargs = initial_network(args, num_classes=args.num_classes)
     inputs = training_inputs(args, dataset, args.pseudo, num_classes=args.num_classes)
     reused = reuse_finished(args, model, inputs)
     with contextlib.ExitStack() as claim:  # the prediction folder is this run's from before training to the end
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if not reused:
             last = train_segmentation(model, args.network, args.num_classes, dataset, args.pseudo, args.out,
                                       train_config(args), progress=not args.no_progress, overwrite=args.overwrite,
-                                      inputs=inputs, arch_kwargs=args.arch_kwargs)
+                                      inputs=inputs, arch_kwargs=arch_kwargs)
             print(f"saved {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
         if to_predict is None:
             return 0
