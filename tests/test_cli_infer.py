@@ -69,6 +69,20 @@ def test_two_step_flow_equals_one_command_up_to_jpeg(tiny_voc, tiny_weights, tmp
             assert np.corrcoef(a[c].ravel(), b[c].ravel())[0, 1] > 0.9
 
 
+def test_split_help_says_which_modes_cut_corner_patches(tiny_voc, tiny_weights, tmp_path, capsys):
+    """split's description promised "the four overlapping corner patches", but its default mode writes the whole
+    image four times (the authors' flow is --mode fixed or reference)."""
+    splits = tmp_path / "splits"
+    assert main(["split", *common(tiny_voc, tiny_weights), "--out", str(splits)]) == 0
+    boxes = json.loads((splits / "img_a.json").read_text())["boxes"]
+    assert all(box == boxes[0] for box in boxes)  # the default does not cut
+    with pytest.raises(SystemExit):
+        main(["split", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the overlapping corner patches with --mode fixed or reference" in text
+    assert "the default and evidence modes do not cut, so each of their four patches is the whole image" in text
+
+
 def test_split_path_patches_too_small_for_every_scale_fail_their_image_in_one_line(tiny_voc, tiny_weights, tmp_path,
                                                                                      capsys):
     splits = tmp_path / "splits"

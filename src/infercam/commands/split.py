@@ -13,11 +13,14 @@ from .common import Stages, add_data_args, add_model_args, add_run_args, add_siz
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "split", help="write the four corner patches of every image (the authors' two-step flow)",
-        description="Compute the baseline CAM, its centres of mass and the four overlapping corner patches of "
-                    "every image; write them as <name>_1.jpg (top-left), _2 (top-right), _3 (bottom-left), "
-                    "_4 (bottom-right) plus <name>.json with the boxes. Feed the folder to "
-                    "'infercam infer --split-path'.")
+        "split", help="write the four patches of every image as --mode cuts them (the authors' two-step flow: "
+                      "--mode fixed or reference)",
+        description="Compute the baseline CAM, its centres of mass and the four patches of every image as --mode "
+                    "cuts them: the overlapping corner patches with --mode fixed or reference (the authors' flow); "
+                    "the default and evidence modes do not cut, so each of their four patches is the whole image. "
+                    "Write them as <name>_1.jpg (top-left), _2 (top-right), _3 (bottom-left), _4 (bottom-right) "
+                    "plus <name>.json with the boxes. Feed the folder to 'infercam infer --split-path' (the same "
+                    "--mode).")
     add_data_args(parser)
     add_size_args(parser)
     add_model_args(parser)
