@@ -288,6 +288,8 @@ def test_a_second_training_run_on_the_same_checkpoint_is_refused(voc, tmp_path, 
         assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path, steps=1)) == 2
     err = capsys.readouterr().err
     assert "another run (pid" in err and not (tmp_path / "seg.pth").exists()
+    # the checkpoint it writes, not its folder (under torchrun, a rank said "is writing to .:")
+    assert f"is writing to {tmp_path / 'seg.pth'}: wait for it to end" in err
     assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path, steps=1)) == 0  # once it has ended
     assert not (tmp_path / "seg.pth.lock").exists()
 

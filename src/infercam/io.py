@@ -237,13 +237,13 @@ def save_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) ->
 
 
 @contextlib.contextmanager
-def folder_lock(path: str | os.PathLike) -> Iterator[None]:
+def folder_lock(path: str | os.PathLike, target: str | os.PathLike | None = None) -> Iterator[None]:
     """Hold the lock file ``path`` (its holder's pid, host and start time) while a run writes a folder, so that
     a second run on the same folder refuses instead of doing the same work; a lock whose process is gone
     (same host) or that is unreadable is stale and taken over. The file appears with its content at once (a hard
     link to a finished temporary file), so no second run can read it half-written and call it stale; a stale
     lock is taken over by one run at a time (:func:`_takeover_guard`), so two runs that find it together cannot
-    both replace it."""
+    both replace it. ``target``: what the lock guards, as a refusal names it (default: the lock's folder)."""
     path = Path(path)
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     try:
@@ -251,12 +251,12 @@ def folder_lock(path: str | os.PathLike) -> Iterator[None]:
             _create_whole(path, json.dumps(mine))
         except FileExistsError:
             with _takeover_guard(path):
-                refuse_live_holder(path)
+                refuse_live_holder(path, target)
                 path.unlink(missing_ok=True)  # stale: its process has ended
                 try:
                     _create_whole(path, json.dumps(mine))
                 except FileExistsError:  # a run that did not need to take over created it meanwhile
-                    refuse_live_holder(path)
+                    refuse_live_holder(path, target)
                     raise OutputError(f"cannot take the lock file {path}: another run keeps creating it") from None
     except OSError as exc:
         raise OutputError(f"cannot create the lock file {path}: {exc.strerror or exc}") from None
@@ -267,13 +267,14 @@ def folder_lock(path: str | os.PathLike) -> Iterator[None]:
             path.unlink(missing_ok=True)
 
 
-def refuse_live_holder(path: Path) -> None:
-    """An OutputError naming the run that holds the lock ``path`` (writing to its folder), if a live one does."""
+def refuse_live_holder(path: Path, target: str | os.PathLike | None = None) -> None:
+    """An OutputError naming the run that holds the lock ``path`` (writing to ``target``, by default the lock's
+    folder), if a live one does."""
     holder = lock_holder(path)
     if holder is not None:
-        raise OutputError(f"another run (pid {holder['pid']} on {holder['host']}, since {holder['since']}) "
-                          f"is writing to {path.parent}: wait for it to end, or delete {path} if that "
-                          "run is gone")
+        raise OutputError(f"another run (pid {holder['pid']} on {holder['host']}, since {holder['since']}) is "
+                          f"writing to {path.parent if target is None else target}: wait for it to end, or delete "
+                          f"{path} if that run is gone")
 
 
 @contextlib.contextmanager

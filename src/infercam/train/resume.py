@@ -57,7 +57,7 @@ def checkpoint_lock(out: str | os.PathLike) -> Iterator[None]:
     checkpoint is refused instead of both training and one's checkpoint replacing the other's."""
     out = Path(out)
     ensure_dir(out.parent, "checkpoint folder")
-    with folder_lock(out.with_name(out.name + ".lock")):
+    with folder_lock(out.with_name(out.name + ".lock"), target=out):
         yield
 
 
