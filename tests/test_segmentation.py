@@ -430,3 +430,17 @@ def test_the_network_help_lists_the_networks_the_command_takes(command, listed, 
     known = text.rsplit("--network NETWORK", 1)[1].split(" --", 1)[0].replace("- ", "-")  # argparse's wrapping
     assert all(name in known for name in listed), known
     assert not any(name in known for name in unlisted), known
+
+
+def test_training_under_torchrun_is_refused_on_every_rank(voc, tmp_path, capsys, monkeypatch):
+    """torchrun --nproc_per_node=2 train-aff ...: one rank trained while the other was refused by its lock with
+    'another run ... is writing to .', and torchrun reported the job failed. Each rank now says why at once."""
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path, steps=1)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["infercam train-seg: error: train-seg trains in one process: run it without torchrun "
+                       "(torchrun shares the images of cam, infer, split and pseudo out among its processes)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["voc"]
