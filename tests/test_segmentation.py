@@ -279,6 +279,18 @@ def test_small_resnet_seg_takes_the_backbone_shape_of_a_train_cls_checkpoint(voc
         "--network", "small-resnet-seg", "--init-weights", str(tmp_path / "cls.pt"), "--max-steps", "1"]) == 0
     config = json.loads((tmp_path / "pred" / "infercam-run.json").read_text())["config"]
     assert "arch_kwargs" not in config
+    # a checkpoint from before, trained with the default widths from the same classifier, is refused in one line
+    # (it was torch's traceback of mismatched sizes), and so is its unfinished state
+    capsys.readouterr()
+    old = torch.load(tmp_path / "seg.pth", weights_only=False)
+    old["state_dict"] = create("small-resnet-seg", num_classes=21).state_dict()
+    torch.save(old, tmp_path / "seg.pth")
+    assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path)[:-2] + [
+        "--network", "small-resnet-seg", "--init-weights", str(tmp_path / "cls.pt"), "--max-steps", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"infercam train-seg: error: {tmp_path / 'seg.pth'} holds weights of another shape than the network built "
+        "now (e.g. a small-resnet-seg that an older infercam built with its default widths): use --overwrite to "
+        "train again, or another --out"]
 
 
 def test_a_second_training_run_on_the_same_checkpoint_is_refused(voc, tmp_path, capsys):

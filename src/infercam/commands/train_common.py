@@ -19,7 +19,7 @@ from ..models.segnets import BACKBONE_CLASSIFIERS
 from ..run import distributed
 from ..train.limits import MAX_CROP_SIZE, MAX_SEED
 from ..train.loop import TrainConfig
-from ..train.resume import checkpoint_lock, load_finished, run_inputs
+from ..train.resume import checkpoint_lock, load_finished, load_saved_weights, run_inputs
 from .common import refuse_inputs_as_outputs
 from .validate import existing_device, file_to_write, int_at_least, number_at_least, positive_int, positive_number, seed
 
@@ -116,7 +116,7 @@ def reuse_finished(args: argparse.Namespace, model: nn.Module, inputs: dict[str,
     done = load_finished(args.out, args.network, {**asdict(train_config(args)), **inputs}, args.overwrite)
     if done is None:
         return False
-    model.load_state_dict(done[0])
+    load_saved_weights(model, done[0], args.out)
     model.eval()
     print(f"{args.out} holds a finished run with these options: reused (--overwrite trains again)", file=sys.stderr)
     return True

@@ -28,7 +28,7 @@ from ..errors import ConfigError, DataError, InferCamError, LabelError
 from ..io import ensure_dir
 from ..method.engine import resolve_device
 from .limits import check_common, check_whole
-from .resume import load_partial, partial_path, save_partial, save_torch
+from .resume import load_partial, load_saved_weights, partial_path, save_partial, save_torch
 
 POLY_POWER = 0.9
 PSA_JITTER = dict(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)  # psa train_aff.py
@@ -179,7 +179,7 @@ def train_loop(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
     step, last = 0, {}
     state = None if partial is None else load_partial(partial, options, overwrite)
     if state is not None:
-        model.load_state_dict(state["state_dict"])
+        load_saved_weights(model, state["state_dict"], partial)
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         step, last = state["step"], state["last"]

@@ -97,6 +97,18 @@ def _differing(saved: dict[str, Any], options: dict[str, Any]) -> str:
     return ", ".join(differ) + older
 
 
+def load_saved_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Load the weights a run saved at ``path`` (its checkpoint or ``.partial``) into ``model``; an InferCamError
+    when they do not fit the network built now (an older infercam built small-resnet-seg with its default widths,
+    whatever the --init-weights classifier's were), instead of torch's list of mismatched sizes."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise InferCamError(f"{path} holds weights of another shape than the network built now (e.g. a "
+                            "small-resnet-seg that an older infercam built with its default widths): use `overwrite` "
+                            "to train again, or another `out`") from None
+
+
 def load_partial(path: Path, options: dict[str, Any], overwrite: bool = False) -> dict[str, Any] | None:
     """The state an unfinished run with the same ``options`` saved, or None (no file, or ``overwrite``)."""
     if overwrite or not path.exists():
