@@ -96,3 +96,29 @@ def test_merged_manifest_sums_the_ranks(tmp_path):
             json.dumps({**part, "recomputed": recomputed, "images": [{"name": f"x{r}"}]}))
     merged = merge_manifests(tmp_path, "infercam-run.json", 2)
     assert merged["recomputed"] == 2 and merged["totals"]["done"] == 4 and len(merged["images"]) == 2
+
+
+def test_each_summary_line_is_one_write(monkeypatch):
+    """Ranks print their summaries to one stream at once: print() writes a line and its newline apart, and two ranks'
+    lines once ran together ('[rank 1/2] 2 done, 0 skipped, 0 failed[rank 0/2] 2 done, ...')."""
+    import sys
+
+    from infercam.commands.common import report
+    from infercam.run.manifest import ImageStatus, RunSummary
+
+    class Recorder:
+        def __init__(self):
+            self.writes = []
+
+        def write(self, text):
+            self.writes.append(text)
+            return len(text)
+
+        def flush(self):
+            pass
+
+    recorder = Recorder()
+    monkeypatch.setattr(sys, "stderr", recorder)
+    summary = RunSummary(total=2, images=[ImageStatus("a", "done"), ImageStatus("b", "failed", "not an image")])
+    assert report(summary, prefix="[rank 1/2] ") == 1
+    assert recorder.writes == ["[rank 1/2] 1 done, 0 skipped, 1 failed\n", "  failed b: not an image\n"]

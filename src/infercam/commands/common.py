@@ -328,14 +328,17 @@ def report(summary: RunSummary, prefix: str = "") -> int:
     """Print the one-line summary (a note when every image was skipped for having no class label, and the
     failures); the exit status: 0 when every image is done or skipped, 128 + the signal's number when
     interrupted, else 1 (an image failed, or the run stopped). ``prefix`` starts the summary line (a torchrun
-    rank's ``[rank R/N] ``: each rank's line counts its own share of the images)."""
-    print(prefix + summary.line(), file=sys.stderr)
+    rank's ``[rank R/N] ``: each rank's line counts its own share of the images). Each line is one write, so that
+    torchrun's ranks, printing to one stream at once, do not run their lines together."""
+    lines = [prefix + summary.line()]
     if summary.images and not summary.remaining and all(s.reason == NO_LABELS for s in summary.images):
-        print("note: every image was skipped: none has a class label (check --labels)", file=sys.stderr)
-    for status in summary.failed[:20]:
-        print(f"  failed {status.name}: {status.reason}", file=sys.stderr)
+        lines.append("note: every image was skipped: none has a class label (check --labels)")
+    lines += [f"  failed {status.name}: {status.reason}" for status in summary.failed[:20]]
     if len(summary.failed) > 20:
-        print(f"  ... and {len(summary.failed) - 20} more (see the run manifest)", file=sys.stderr)
+        lines.append(f"  ... and {len(summary.failed) - 20} more (see the run manifest)")
+    for line in lines:
+        sys.stderr.write(line + "\n")  # print() writes the line and its newline apart
+        sys.stderr.flush()
     if summary.status == "interrupted":
         return 128 + (summary.signal or signal.SIGINT)
     return 1 if summary.failed or summary.status != "finished" else 0
