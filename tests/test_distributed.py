@@ -65,7 +65,10 @@ def test_a_rank_that_is_refused_ends_the_job_in_one_line_per_rank(tiny_voc, tiny
             "--no-progress", "--workers", "1", "--out-cam", str(out)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "infercam"]
+    # torchrun stops the other ranks within --monitor-interval (0.1 s) of a failed one: under load rank 0 could be
+    # stopped before its barrier, so the test gives it time to reach the barrier whose wait it reports
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--monitor-interval=5",
+           "-m", "infercam"]
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         lock = {"pid": holder.pid, "host": socket.gethostname(), "since": "2026-12-04T00:00:00+0000"}
