@@ -139,6 +139,11 @@ def test_bad_labels_are_one_clear_error(labels, message):
         engine(picture(), labels)
 
 
+def test_a_one_class_network_is_named_in_the_singular():
+    with pytest.raises(LabelError, match="class index 1 out of range: the network has 1 class$"):
+        InferCam(TinyCamNet(num_classes=1), **S)(picture(), [1])
+
+
 # --- options ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options, message", [

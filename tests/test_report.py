@@ -62,6 +62,9 @@ def test_the_report_shows_every_run_and_scores_them_as_eval_does(runs, tmp_path,
                                                                 abs=0.006)
     assert page.count("<polyline") == 2  # the two CAM runs have a threshold curve
     assert "★" in page and page.count('class="item"') == 4
+    assert "<p>4 images, 3 runs;" in page
+    assert report(capsys, voc, {"baseline": folders["baseline"]}, tmp_path / "one")[0] == 0
+    assert "<p>4 images, 1 run;" in (tmp_path / "one" / "index.html").read_text()
 
 
 @pytest.mark.parametrize("target", ["data set", "run folder", "web page", "file"])

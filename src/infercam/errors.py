@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import errno
 
+from .text import counted
+
 
 class InferCamError(Exception):
     """Base class of every error caused by input the user can fix (files, labels, options)."""
@@ -32,7 +34,7 @@ def check_class_range(classes: list[int], count: int, owner: str = "the network"
     """A LabelError naming the first class index of ``classes`` that ``owner``'s ``count`` classes do not have."""
     bad = [c for c in classes if not 0 <= c < count]
     if bad:
-        raise LabelError(f"class index {max(bad)} out of range: {owner} has {count} classes")
+        raise LabelError(f"class index {max(bad)} out of range: {owner} has {counted(count, 'class', 'classes')}")
 
 
 class DataError(InferCamError):

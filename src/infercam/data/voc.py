@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
 from ..errors import DataError, LabelError
+from ..text import counted
 
 IMAGE_DIR = "JPEGImages"
 SEG_DIR = "SegmentationClass"
@@ -247,7 +248,7 @@ class VOCDataset:
             hint = (" (a background entry first? psa's cls_labels.npy has one entry per foreground class)"
                     if self.label_length == classes + 1 else "")
             raise LabelError(f"the label vectors of {self.labels_path} have {self.label_length} entries, but "
-                             f"{owner} has {classes} classes{hint}")
+                             f"{owner} has {counted(classes, 'class', 'classes')}{hint}")
 
     def __len__(self) -> int:
         return len(self.names)

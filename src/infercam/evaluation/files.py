@@ -12,6 +12,7 @@ from ..classes import IGNORE_INDEX
 from ..data.voc import SEG_DIR, read_label_png
 from ..errors import DataError, InferCamError
 from ..io import load_cams
+from ..text import counted
 from .scores import EvalResult, Pred, check_shape, evaluate_label_maps
 from .sweep import DEFAULT_THRESHOLDS, CamDict, evaluate_cam_dicts
 
@@ -83,7 +84,7 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
         found = True
         yield name, gt, pred
     if not found and skipped:
-        raise DataError(f"all {len(skipped)} images were skipped: no prediction or ground truth files that could be scored")
+        raise DataError(f"every image was skipped ({counted(len(skipped), 'image')}): no prediction or ground truth files that could be scored")
 
 
 def evaluate_cams(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],

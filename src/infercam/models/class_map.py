@@ -22,6 +22,7 @@ from torch import nn
 
 from ..data import imagenet_voc
 from ..errors import InferCamError, check_class_range
+from ..text import counted
 from .registry import cam_classes
 
 CLASS_MAPS = imagenet_voc.CLASS_MAPS
@@ -104,5 +105,5 @@ def with_class_map(model: nn.Module, class_map: str | None, reduce: str = DEFAUL
     have = cam_classes(model)  # checked once here, not failing every image
     if have is not None and have < mapped.network_classes:
         raise InferCamError(f"class map {class_map} needs an ImageNet-1k network (it uses classes up to "
-                            f"{mapped.network_classes - 1}), but the network has {have} classes")
+                            f"{mapped.network_classes - 1}), but the network has {counted(have, 'class', 'classes')}")
     return mapped

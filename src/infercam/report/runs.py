@@ -23,6 +23,7 @@ from ..data.voc import SEG_DIR, find_image, labels_in, read_label_png
 from ..errors import DataError, ImageError, InferCamError
 from ..evaluation import DEFAULT_THRESHOLDS, TRUTH_PROBLEM, evaluate_cams, evaluate_labels
 from ..io import ensure_dir, is_heatmap_of, load_cams, overlay
+from ..text import counted
 from .gallery import GalleryItem, Panel, sort_value, write_gallery
 from .page import check_report_folder, threshold_plot, write_page
 from .pictures import colour_labels
@@ -210,7 +211,7 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
         for run in runs:
             if absent[run.name]:
                 raise DataError(f"run {run.name!r} has no {KINDS[run.kind]} file for {len(absent[run.name])} of the "
-                                f"{len(names)} images (first: {run.path(absent[run.name][0])}); use --missing skip "
+                                f"{counted(len(names), 'image')} (first: {run.path(absent[run.name][0])}); use --missing skip "
                                 "to report them and go on")
     scored_any = any((voc_root / SEG_DIR / f"{n}.png").is_file() for n in names)
     scores: dict[str, RunScore] = {}
@@ -240,7 +241,7 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
     plot = threshold_plot(curves) if curves else ""
     missing_notes = "".join(f"<li>{html.escape(r)}: {len(v)} missing ({html.escape(', '.join(v[:10]))}"
                             f"{', ...' if len(v) > 10 else ''})</li>" for r, v in absent.items() if v)
-    body = (f"<h1>infercam report</h1><p>{len(names)} images, {len(runs)} runs; "
+    body = (f"<h1>infercam report</h1><p>{counted(len(names), 'image')}, {counted(len(runs), 'run')}; "
             f"{len(shown)} shown{' (the most informative)' if images is not None else ''}.</p>"
             f"<h2>Summary</h2>{_summary(runs, scores, absent, scored_any)}"
             + (f"<ul>{missing_notes}</ul>" if missing_notes else "")

@@ -31,6 +31,7 @@ from ..errors import ConfigError, InferCamError, LabelError
 from ..io import ensure_dir
 from ..models import create, normalization
 from ..models.registry import cam_networks, network_options, probe_shape
+from ..text import counted
 from .limits import check_common, check_whole, is_number
 from .loop import check_finite, save_checkpoint
 from .resume import load_finished, load_partial, partial_path, run_inputs, save_partial
@@ -91,7 +92,7 @@ class ClassificationSet(Dataset):
         vec = np.zeros(self.num_classes, np.float32)
         classes = self.dataset.labels(name)
         if classes and max(classes) >= self.num_classes:
-            raise InferCamError(f"image {name}: class {max(classes)} but the network has {self.num_classes} classes")
+            raise InferCamError(f"image {name}: class {max(classes)} but the network has {counted(self.num_classes, 'class', 'classes')}")
         vec[classes] = 1
         return vec
 
