@@ -112,13 +112,17 @@ def test_a_plug_in_network_of_the_wrong_signature_or_result_is_a_clear_error(tmp
 def test_mlp_head_has_no_cam_and_the_error_suggests_gradcam(tiny_voc, tmp_path, capsys):
     net = create("torchvision:mobilenet_v3_small")
     assert not hasattr(net, "forward_cam") and net.cam_target_layer == "features"
-    with pytest.raises(InferCamError, match="--cam-method gradcam"):
+    with pytest.raises(InferCamError, match="use `cam_method` gradcam"):  # the Python parameter, not the flag
         with_cam_method(net, "cam")
+    with pytest.raises(InferCamError, match="`target_layer` applies to `cam_method` gradcam"):
+        with_cam_method(net, "cam", target_layer="features")
     _, path = saved(tmp_path, "mobilenet_v3_small", num_classes=20)
     args = ["infer", "--voc-root", str(tiny_voc), "--network", "torchvision:mobilenet_v3_small", "--weights",
             str(path), "--out-cam", str(tmp_path / "out"), "--no-progress"]
     assert main(args) == 2
     assert "use --cam-method gradcam" in capsys.readouterr().err
+    assert main([*args, "--target-layer", "features"]) == 2
+    assert "--target-layer applies to --cam-method gradcam" in capsys.readouterr().err
 
 
 def one_image_list(voc, name):

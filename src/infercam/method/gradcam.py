@@ -127,16 +127,16 @@ def _plus_weights(grads: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
     return (alpha * F.relu(grads)).sum(dim=(2, 3))
 
 
-def with_cam_method(model: nn.Module, method: str = "cam", target_layer: str | None = None) -> nn.Module:
-    """The network whose ``forward_cam`` gives ``method``'s maps: ``model`` itself for ``cam`` (it must have
+def with_cam_method(model: nn.Module, cam_method: str = "cam", target_layer: str | None = None) -> nn.Module:
+    """The network whose ``forward_cam`` gives ``cam_method``'s maps: ``model`` itself for ``cam`` (it must have
     forward_cam), else a :class:`GradCam` wrapper at ``target_layer``."""
-    if method not in CAM_METHODS:
-        raise InferCamError(f"unknown CAM method {method!r}: use one of {', '.join(CAM_METHODS)}")
-    if method == "cam":
+    if cam_method not in CAM_METHODS:
+        raise InferCamError(f"unknown CAM method {cam_method!r}: use one of {', '.join(CAM_METHODS)}")
+    if cam_method == "cam":
         if target_layer is not None:
-            raise InferCamError("--target-layer applies to --cam-method gradcam or gradcam++ only")
+            raise InferCamError("`target_layer` applies to `cam_method` gradcam or gradcam++ only")
         if not hasattr(model, "forward_cam"):
             raise InferCamError(f"{type(model).__name__} has no forward_cam (its head is not global average pooling "
-                                "+ one linear layer to form a CAM from): use --cam-method gradcam or gradcam++")
+                                "+ one linear layer to form a CAM from): use `cam_method` gradcam or gradcam++")
         return model
-    return GradCam(model, target_layer, plus=method == "gradcam++")
+    return GradCam(model, target_layer, plus=cam_method == "gradcam++")
