@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from infercam.cli import main
@@ -125,3 +126,24 @@ def test_each_summary_line_is_one_write(monkeypatch):
     summary = RunSummary(total=2, images=[ImageStatus("a", "done"), ImageStatus("b", "failed", "not an image")])
     assert report(summary, prefix="[rank 1/2] ") == 1
     assert recorder.writes == ["[rank 1/2] 1 done, 0 skipped, 1 failed\n", "  failed b: not an image\n"]
+
+
+@pytest.mark.parametrize("command", [
+    ["make-synthetic", "--n-train", "2", "--n-val", "0", "--out", "{out}"],
+    ["eval", "--pred", "{out}", "--voc-root", "{voc}", "--list", "{voc}/ImageSets/Segmentation/train.txt"],
+    ["report", "--voc-root", "{voc}", "--run", "{out}", "--out", "{out}/report"],
+])
+def test_a_command_that_does_not_share_its_work_is_refused_under_torchrun(command, tiny_voc, tmp_path, capsys,
+                                                                           monkeypatch):
+    """Under torchrun, eval, report and make-synthetic ran in full on every rank, each writing the same files:
+    every rank now refuses at once, before touching anything."""
+    out = tmp_path / "out"
+    argv = [a.format(out=out, voc=tiny_voc) for a in command]
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"infercam {argv[0]}: error: {argv[0]} runs in one process: run it without torchrun (torchrun shares the "
+            "images of cam, infer, split and pseudo out among its processes)"]
+    assert not out.exists()

@@ -453,6 +453,6 @@ def test_training_under_torchrun_is_refused_on_every_rank(voc, tmp_path, capsys,
         monkeypatch.setenv("WORLD_SIZE", "2")
         assert main(train_seg_args(voc, voc / "SegmentationClass", tmp_path, steps=1)) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert err == ["infercam train-seg: error: train-seg trains in one process: run it without torchrun "
+        assert err == ["infercam train-seg: error: train-seg runs in one process: run it without torchrun "
                        "(torchrun shares the images of cam, infer, split and pseudo out among its processes)"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["voc"]

@@ -50,6 +50,16 @@ def interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def refuse_torchrun(args: argparse.Namespace) -> None:
+    """An error on every rank of a torchrun job running a command that does not share its work out (eval, report,
+    training, ...): each rank would do it all and write the same files."""
+    from .run.distributed import Rank  # imported with the commands by then
+
+    if not getattr(args, "sharded", False) and Rank.from_env().distributed:
+        raise InferCamError(f"{args.command} runs in one process: run it without torchrun (torchrun shares the "
+                            "images of cam, infer, split and pseudo out among its processes)")
+
+
 def one_line(exc: InferCamError) -> str:
     """The error's own message. An error raised in a DataLoader worker comes back with torch's "Caught ... in
     DataLoader worker process N. Original Traceback ..." around it: only the original message's last line is kept."""
@@ -90,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     try:
+        refuse_torchrun(args)
         return int(args.func(args) or 0)
     except InferCamError as exc:
         print(f"infercam {args.command}: error: {as_options(one_line(exc), args)}", file=sys.stderr)

@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_args(parser)
     add_output_args(parser, splits=False)
     add_run_args(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, sharded=True)  # torchrun shares its images out among its ranks
 
 
 def make_compute(args: argparse.Namespace) -> Stages:

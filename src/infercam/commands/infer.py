@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="use pre-cut patches <name>_1.jpg .. _4.jpg from DIR (the authors' two-step flow) "
                              "instead of computing the split")
     add_run_args(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, sharded=True)  # torchrun shares its images out among its ranks
 
 
 def make_compute(args: argparse.Namespace) -> Stages:

@@ -64,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="where the AffinityNet runs: cpu, cuda or cuda:N (default: cpu; threshold and crf run on "
                          "the CPU and refuse it)")
     add_run_args(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, sharded=True)  # torchrun shares its images out among its ranks
 
 
 def _method_options(args: argparse.Namespace) -> list[tuple[str, bool, object]]:

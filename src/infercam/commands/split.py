@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "default, evidence: no cut (each of the four patches is the whole image)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the patches and box files")
     add_run_args(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, sharded=True)  # torchrun shares its images out among its ranks
 
 
 def make_compute(args: argparse.Namespace) -> Stages:

@@ -16,7 +16,6 @@ from ..errors import InferCamError
 from ..models import create, load_state_dict, read_checkpoint
 from ..models.registry import network_kind
 from ..models.segnets import BACKBONE_CLASSIFIERS
-from ..run import distributed
 from ..train.limits import MAX_CROP_SIZE, MAX_SEED
 from ..train.loop import TrainConfig
 from ..train.resume import checkpoint_lock, load_finished, load_saved_weights, run_inputs
@@ -127,9 +126,6 @@ def one_run_per_checkpoint(run: Callable[[argparse.Namespace], int]) -> Callable
     outputs were found not to be any of its inputs."""
     @functools.wraps(run)
     def locked(args: argparse.Namespace) -> int:
-        if distributed.Rank.from_env().distributed:  # each rank would train the same network into the same file
-            raise InferCamError(f"{args.command} trains in one process: run it without torchrun (torchrun shares "
-                                "the images of cam, infer, split and pseudo out among its processes)")
         refuse_inputs_as_outputs(args)
         with checkpoint_lock(args.out):
             return run(args)
