@@ -32,6 +32,7 @@ def test_infer_writes_psa_files_equal_to_the_api(tiny_voc, tiny_weights, tmp_pat
     manifest = json.loads((out / "infercam-run.json").read_text())
     assert manifest["totals"] == {"done": 4, "skipped": 0, "failed": 0}
     assert manifest["config"]["mode"] == "default"
+    assert not {"func", "sharded"} & set(manifest["config"])  # how the CLI dispatches is no option of the run
 
 
 def test_irn_format_heatmaps_and_splits(tiny_voc, tiny_weights, tmp_path):

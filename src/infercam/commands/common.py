@@ -147,7 +147,7 @@ def unmapped_classes(model: object) -> tuple[int, ...]:
 OUTPUT_PATH_OPTIONS = ("out", "out_cam", "heatmap", "save_splits", "out_pred")
 # Options that name a checkpoint file: the manifest records its path and SHA-256.
 CHECKPOINT_OPTIONS = ("weights", "aff_weights")
-INTERNAL_OPTIONS = ("func", "command_line", "class_names", "cam_classes", "unmapped_classes")
+INTERNAL_OPTIONS = ("func", "sharded", "command_line", "class_names", "cam_classes", "unmapped_classes")
 # Options that do not change what a run writes: a rerun into the same folder may give other values (another
 # image list or label file: each image's outputs are checked against its labels). The data set folder is not one of
 # them: another data set's images may share the names, sizes and labels of those whose outputs are kept.
