@@ -97,8 +97,26 @@ def test_split_path_patches_too_small_for_every_scale_fail_their_image_in_one_li
     assert "3 done, 0 skipped, 1 failed" in err and "Traceback" not in err
     assert ("failed img_a: every scale makes patch 1 (top-left, 3x3 px) of this 56x40 image under the networks' "
             "minimum input of 8 px (their output stride; scale 2 makes it 6x6 px)") in err
+    (splits / "infercam-run.json").unlink()  # as a folder the authors' code cut: no record of the mode
     assert main(["infer", *common(tiny_voc, tiny_weights), "--mode", "reference", "--split-path", str(splits),
                  "--out-cam", str(tmp_path / "reference")]) == 0  # the authors' two-step flow runs any patch
+
+
+def test_split_path_cut_by_another_mode_is_refused(tiny_voc, tiny_weights, tmp_path, capsys):
+    """infer --split-path refined whatever patches it found: the fixed mode's corners under the default (which
+    does not cut), or the default's four whole images as corners under --mode fixed, without a word."""
+    splits, out = tmp_path / "splits", tmp_path / "cams"
+    assert main(["split", *common(tiny_voc, tiny_weights), "--mode", "fixed", "--out", str(splits)]) == 0
+    capsys.readouterr()
+    for mode in ("default", "reference"):
+        assert main(["infer", *common(tiny_voc, tiny_weights), "--mode", mode, "--split-path", str(splits),
+                     "--out-cam", str(out)]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"infercam infer: error: the patches in {splits} were cut by split with --mode fixed, not {mode}: refine "
+            "them with the --mode that cut them (or split again)")
+        assert not out.exists()
+    assert main(["infer", *common(tiny_voc, tiny_weights), "--mode", "fixed", "--split-path", str(splits),
+                 "--out-cam", str(out)]) == 0
 
 
 def test_rerun_resumes_and_overwrite_recomputes(tiny_voc, tiny_weights, tmp_path, capsys):

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import load_image
+from ..errors import InferCamError
 from ..method.engine import InferCam
 from ..method.modes import MODES
 from .common import Stages, add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, \
-    engine_options, load_network, make_outputs, run_over_dataset, size_limits
+    earlier_records, engine_options, load_network, make_outputs, run_over_dataset, size_limits
 from .validate import positive_int, unit_interval
 
 
@@ -56,12 +57,24 @@ def make_compute(args: argparse.Namespace) -> Stages:
     if not args.split_path:
         return (lambda name, prepared, labels: engine(prepared, labels)), engine.prepare
     split_dir = Path(args.split_path)
+    check_split_mode(split_dir, args.mode)
 
     def from_patches(name: str, image: np.ndarray, labels: list[int]):
         patches = [load_image(split_dir / f"{name}_{k}.jpg") for k in range(1, 5)]
         return engine.refine_patches(image.shape[:2], patches, labels)
 
     return from_patches, None
+
+
+def check_split_mode(split_dir: Path, mode: str) -> None:
+    """An error when ``split`` recorded cutting ``split_dir``'s patches with another mode: the modes cut an image
+    differently (the default not at all), so another mode's patches are not the ones this mode refines. A folder
+    without a record (the authors' own split) is taken as it is."""
+    cut = sorted({str(record["config"].get("mode")) for _, record in earlier_records(split_dir)
+                  if record["config"].get("command") == "split"})
+    if cut and mode not in cut:
+        raise InferCamError(f"the patches in {split_dir} were cut by split with `mode` {' and '.join(cut)}, not "
+                            f"{mode}: refine them with the `mode` that cut them (or split again)")
 
 
 def run(args: argparse.Namespace) -> int:
