@@ -147,10 +147,12 @@ def test_a_one_class_network_is_named_in_the_singular():
 # --- options ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options, message", [
-    ({"erase_threshold": 1.5}, "`erase_threshold` must be a number from 0 to 1, got 1.5"),
-    ({"erase_threshold": -0.1}, "`erase_threshold` must be a number from 0 to 1"),
-    ({"erase_threshold": float("nan")}, "`erase_threshold` must be a number from 0 to 1, got nan"),
-    ({"erase_threshold": "0.7"}, "`erase_threshold` must be a number from 0 to 1, got '0.7'"),
+    ({"erase_threshold": 1.5}, "`erase_threshold` must be a number above 0 and at most 1, got 1.5"),
+    ({"erase_threshold": -0.1}, "`erase_threshold` must be a number above 0 and at most 1"),
+    ({"erase_threshold": float("nan")}, "`erase_threshold` must be a number above 0 and at most 1, got nan"),
+    ({"erase_threshold": "0.7"}, "`erase_threshold` must be a number above 0 and at most 1, got '0.7'"),
+    # 0 covers every pixel (a map is >= 0): each round after round 0 would erase the whole image
+    ({"erase_threshold": 0}, "`erase_threshold` must be a number above 0 and at most 1, got 0"),
     ({"stop_fraction": -0.1}, "`stop_fraction` must be a number from 0 to 1"),
     ({"stop_fraction": 2}, "`stop_fraction` must be a number from 0 to 1"),
     ({"max_rounds": 0}, "`max_rounds` must be a whole number >= 1, got 0"),

@@ -478,8 +478,9 @@ def test_scales_too_small_for_the_images_fail_them_with_the_reason(tiny_voc, tin
 
 @pytest.mark.parametrize("option, value", [("--batch-size", "0"), ("--batch-size", "-3"), ("--workers", "-1"),
                                            ("--erase-threshold", "1.5"), ("--erase-threshold", "-1"),
-                                           ("--stop-fraction", "-1"), ("--stop-fraction", "2"),
-                                           ("--max-rounds", "0"), ("--scales", "1e9"), ("--scales", "nan")])
+                                           ("--erase-threshold", "0"), ("--stop-fraction", "-1"),
+                                           ("--stop-fraction", "2"), ("--max-rounds", "0"), ("--scales", "1e9"),
+                                           ("--scales", "nan")])
 def test_numeric_options_are_checked_at_parse_time(tiny_voc, tmp_path, capsys, option, value):
     with pytest.raises(SystemExit) as exc:
         main(["infer", "--voc-root", str(tiny_voc), "--network", "tiny:TinyCamNet", "--out-cam", str(tmp_path / "o"),

@@ -12,7 +12,7 @@ from ..method.engine import InferCam
 from ..method.modes import MODES
 from .common import Stages, add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, \
     earlier_records, engine_options, load_network, make_outputs, run_over_dataset, size_limits
-from .validate import positive_int, unit_interval
+from .validate import number_above, positive_int, unit_interval
 
 
 def add_method_args(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +23,8 @@ def add_method_args(parser: argparse.ArgumentParser) -> None:
                             "erased image's peak response to it is below half of round 0's (for real photos); "
                             "fixed: the published method with its code's quirks fixed; "
                             "reference: the authors' code exactly (see README)")
-    group.add_argument("--erase-threshold", type=unit_interval, default=0.7,
-                       help="covered when A >= this, in [0, 1] (default 0.7)")
+    group.add_argument("--erase-threshold", type=number_above(0.0, 1.0), default=0.7,
+                       help="covered when A >= this, in (0, 1] (default 0.7; at 0 every pixel would be)")
     group.add_argument("--stop-fraction", type=unit_interval, default=None,
                        help="stop when a round covers less than this fraction anew (default: the mode's: 0 for "
                             "default and evidence, every round runs; 0.02 for fixed and reference)")

@@ -164,7 +164,7 @@ class InferCam:
     The result holds ``cams`` and ``baseline`` ({class: H x W float32}), the four patch ``boxes`` (top-left,
     top-right, bottom-left, bottom-right; the whole image four times where the mode does not cut), their
     ``centers`` and ``rounds`` (per distinct patch, round 0 included).
-    Options are checked before the model is touched: a value out of range (``erase_threshold`` and
+    Options are checked before the model is touched: a value out of range (``erase_threshold`` in (0, 1],
     ``stop_fraction`` in 0..1, ``max_rounds`` and ``batch_size`` whole numbers >= 1, ``margins`` two whole numbers
     >= 0, ``scales`` positive numbers) is a :class:`~infercam.errors.ConfigError` naming it.
     The engine uses ``model`` itself, not a copy: it is put in eval mode and moved to ``device`` in place. A model
@@ -186,7 +186,8 @@ class InferCam:
             raise InferCamError(f"{type(model).__name__} is not a torch.nn.Module: InferCam runs a network, an "
                                 "nn.Module with forward_cam(x) -> (N, C, h, w) class maps (docs/networks.md)")
         # every option is checked before the model is touched (moved, put in eval mode): a refusal leaves it as it was
-        erase_threshold = _fraction("erase_threshold", erase_threshold)
+        # 0 would count every pixel as covered (a map is >= 0): each round would erase the whole image
+        erase_threshold = _fraction("erase_threshold", erase_threshold, zero=False)
         stop_fraction = None if stop_fraction is None else _fraction("stop_fraction", stop_fraction)
         max_rounds, batch_size = _whole("max_rounds", max_rounds, 1), _whole("batch_size", batch_size, 1)
         margins = _margins(margins)
@@ -333,11 +334,13 @@ def _whole(name: str, value: object, low: int) -> int:
     return int(value)
 
 
-def _fraction(name: str, value: object) -> float:
-    """``value`` as a float, or a ConfigError naming ``name`` unless it is a number from 0 to 1 (as the command
-    line's options take it)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real) or not 0.0 <= float(value) <= 1.0:
-        raise ConfigError(f"`{name}` must be a number from 0 to 1, got {value!r}")
+def _fraction(name: str, value: object, zero: bool = True) -> float:
+    """``value`` as a float, or a ConfigError naming ``name`` unless it is a number from 0 (above 0 unless
+    ``zero``) to 1 (as the command line's options take it)."""
+    number = not isinstance(value, (bool, np.bool_)) and isinstance(value, Real)
+    if not number or not 0.0 <= float(value) <= 1.0 or not zero and float(value) == 0.0:
+        bounds = "from 0 to 1" if zero else "above 0 and at most 1"
+        raise ConfigError(f"`{name}` must be a number {bounds}, got {value!r}")
     return float(value)
 
 
