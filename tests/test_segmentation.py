@@ -220,6 +220,11 @@ def test_train_seg_reports_missing_pseudo_labels(voc, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(train_seg_args(voc, tmp_path / "empty", tmp_path)) == 2
     assert "4 label PNGs missing" in capsys.readouterr().err
+    (tmp_path / "three").mkdir()
+    for label in sorted((voc / "SegmentationClass").glob("*.png"))[1:]:
+        shutil.copy(label, tmp_path / "three")
+    assert main(train_seg_args(voc, tmp_path / "three", tmp_path)) == 2
+    assert "1 label PNG missing" in capsys.readouterr().err  # not '1 label PNGs'
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pydensecrf") is None, reason="pydensecrf2 not installed")

@@ -164,6 +164,7 @@ def test_a_training_set_where_no_image_has_a_class_is_refused(tiny_voc, tmp_path
     (np.array(["0", "1"] * 10), "label vector of img_b is not numeric (dtype <U1)"),
     (np.eye(4, 5, dtype=np.float32), "label vector of img_b is an array of shape (4, 5), expected a vector of 20"),
     (np.zeros(40, np.float32), "label vector of img_b has 40 entries, expected 20"),
+    (np.zeros(1, np.float32), "label vector of img_b has 1 entry, expected 20"),
 ])
 def test_a_label_vector_that_is_no_numeric_20_vector_is_refused(tiny_voc, tmp_path, capsys, vector, message):
     table = np.load(tiny_voc / "cls_labels.npy", allow_pickle=True).item()

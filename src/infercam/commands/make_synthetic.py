@@ -8,6 +8,7 @@ from tqdm import tqdm
 from ..data.scenes import SceneDesign
 from ..data.synthetic import MAX_IMAGES, MAX_SIZE, make_synthetic
 from ..errors import InferCamError
+from ..text import counted
 from .validate import int_at_least
 
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
               delay=0.5, disable=args.no_progress) as bar:
         summary = make_synthetic(args.out, args.n_train, args.n_val, args.size, args.seed,
                                  workers=args.workers, design=design, progress=bar.update)
-    mix = ", ".join(f"{k} classes: {v}" for k, v in sorted(summary.classes_per_image.items()))
-    print(f"wrote {summary.n_train} train + {summary.n_val} val images ({summary.objects} objects; {mix}) "
-          f"to {summary.root}")
+    mix = ", ".join(f"{counted(k, 'class', 'classes')}: {v}" for k, v in sorted(summary.classes_per_image.items()))
+    print(f"wrote {summary.n_train} train + {summary.n_val} val images ({counted(summary.objects, 'object')}; "
+          f"{mix}) to {summary.root}")
     return 0

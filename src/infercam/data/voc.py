@@ -84,9 +84,10 @@ def labels_to_indices(vector: np.ndarray, name: str = "", length: int = NUM_CLAS
                          "must be the numbers 0 or 1 (or booleans)")
     if vector.ndim != 1:
         raise LabelError(f"label vector of {name or 'image'} is an array of shape {vector.shape}, expected a "
-                         f"vector of {length} entries")
+                         f"vector of {counted(length, 'entry', 'entries')}")
     if vector.shape[0] != length:
-        raise LabelError(f"label vector of {name or 'image'} has {vector.shape[0]} entries, expected {length}")
+        raise LabelError(f"label vector of {name or 'image'} has {counted(vector.shape[0], 'entry', 'entries')}, "
+                         f"expected {length}")
     bad = vector[~np.isin(vector.astype(np.float64), (0.0, 1.0))]
     if bad.size:
         raise LabelError(f"label vector of {name or 'image'} holds {bad[0]!r}: image labels must be 0 or 1 "
@@ -247,7 +248,8 @@ class VOCDataset:
         if self.label_length is not None and self.label_length != classes:
             hint = (" (a background entry first? psa's cls_labels.npy has one entry per foreground class)"
                     if self.label_length == classes + 1 else "")
-            raise LabelError(f"the label vectors of {self.labels_path} have {self.label_length} entries, but "
+            raise LabelError(f"the label vectors of {self.labels_path} have "
+                             f"{counted(self.label_length, 'entry', 'entries')}, but "
                              f"{owner} has {counted(classes, 'class', 'classes')}{hint}")
 
     def __len__(self) -> int:

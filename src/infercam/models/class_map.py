@@ -76,8 +76,8 @@ class ClassMapCam(nn.Module):
             cams = self.model.forward_cam(x)
             if self.network_classes > cams.shape[1]:
                 raise InferCamError(f"class map {self.name or 'given'} needs class {self.network_classes - 1}, but "
-                                    f"the network has {cams.shape[1]} classes (an ImageNet-1k network is needed "
-                                    f"for {imagenet_voc.NAME})")
+                                    f"the network has {counted(cams.shape[1], 'class', 'classes')} (an ImageNet-1k "
+                                    f"network is needed for {imagenet_voc.NAME})")
         out = cams.new_zeros(cams.shape[0], len(targets), *cams.shape[2:])
         for j, c in enumerate(targets):
             if not self.members[c]:

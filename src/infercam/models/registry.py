@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, InferCamError
+from ..text import counted
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -372,7 +373,8 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], strict: bo
         head = None if classes is None else report.head_classes(classes)
         plain = "" if head is None else (
             f"checkpoint {source} has a {head[1]}-class classifier ({head[0]}) but the network was built for "
-            f"{classes} classes: give --num-classes {head[1]} if that is intended, or a {classes}-class checkpoint\n")
+            f"{counted(classes, 'class', 'classes')}: give --num-classes {head[1]} if that is intended, or a "
+            f"{classes}-class checkpoint\n")
         raise CheckpointError(f"{plain}checkpoint {source} does not fit the network:\n{report.describe()}")
     bad = {k for k, _, _ in report.mismatched}
     fitting = {k: v for k, v in state.items() if k not in bad and k not in report.unexpected}

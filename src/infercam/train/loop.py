@@ -27,6 +27,7 @@ from ..data.voc import VOCDataset, read_label_png
 from ..errors import ConfigError, DataError, InferCamError, LabelError
 from ..io import ensure_dir
 from ..method.engine import resolve_device
+from ..text import counted
 from .limits import check_common, check_whole
 from .resume import load_partial, load_saved_weights, partial_path, save_partial, save_torch
 
@@ -87,19 +88,20 @@ def check_label_pngs(label_dir: Path, names: Sequence[str], classes: int) -> Non
     only train nothing."""
     missing = [n for n in names if not (label_dir / f"{n}.png").is_file()]
     if missing:
-        raise DataError(f"{len(missing)} label PNGs missing in {label_dir}, e.g. {missing[0]}.png")
+        raise DataError(f"{counted(len(missing), 'label PNG')} missing in {label_dir}, e.g. {missing[0]}.png")
     labelled = False
     for name in names:
         path = label_dir / f"{name}.png"
         counts = np.bincount(read_label_png(path).ravel(), minlength=256)
         stray = np.flatnonzero(counts[classes:IGNORE_INDEX])
         if stray.size:
-            raise LabelError(f"label PNG {path} holds value {classes + int(stray[0])}: labels of {classes} classes "
-                             f"are 0-{classes - 1} (0 background, class c as c+1) or {IGNORE_INDEX} (ignored)")
+            raise LabelError(f"label PNG {path} holds value {classes + int(stray[0])}: labels of "
+                             f"{counted(classes, 'class', 'classes')} are 0-{classes - 1} (0 background, class c "
+                             f"as c+1) or {IGNORE_INDEX} (ignored)")
         labelled = labelled or counts[:min(classes, IGNORE_INDEX)].any()
     if not labelled:
-        raise LabelError(f"every pixel of the {len(names)} label PNGs checked in {label_dir} is {IGNORE_INDEX} "
-                         "(ignored): nothing to train on")
+        raise LabelError(f"every pixel of the {counted(len(names), 'label PNG')} checked in {label_dir} is "
+                         f"{IGNORE_INDEX} (ignored): nothing to train on")
 
 
 class LabelledImages(Dataset):
