@@ -84,7 +84,8 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
         found = True
         yield name, gt, pred
     if not found and skipped:
-        raise DataError(f"every image was skipped ({counted(len(skipped), 'image')}): no prediction or ground truth files that could be scored")
+        raise DataError(f"every image was skipped ({counted(len(skipped), 'image')}): no prediction or ground truth "
+                        "files that could be scored")
 
 
 def evaluate_cams(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],

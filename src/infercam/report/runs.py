@@ -211,8 +211,8 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
         for run in runs:
             if absent[run.name]:
                 raise DataError(f"run {run.name!r} has no {KINDS[run.kind]} file for {len(absent[run.name])} of the "
-                                f"{counted(len(names), 'image')} (first: {run.path(absent[run.name][0])}); use --missing skip "
-                                "to report them and go on")
+                                f"{counted(len(names), 'image')} (first: {run.path(absent[run.name][0])}); use "
+                                "--missing skip to report them and go on")
     scored_any = any((voc_root / SEG_DIR / f"{n}.png").is_file() for n in names)
     scores: dict[str, RunScore] = {}
     truth_notes: set[str] = set()

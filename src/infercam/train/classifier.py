@@ -92,7 +92,8 @@ class ClassificationSet(Dataset):
         vec = np.zeros(self.num_classes, np.float32)
         classes = self.dataset.labels(name)
         if classes and max(classes) >= self.num_classes:
-            raise InferCamError(f"image {name}: class {max(classes)} but the network has {counted(self.num_classes, 'class', 'classes')}")
+            raise InferCamError(f"image {name}: class {max(classes)} but the network has "
+                                f"{counted(self.num_classes, 'class', 'classes')}")
         vec[classes] = 1
         return vec
 

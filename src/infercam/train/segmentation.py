@@ -36,8 +36,9 @@ def segmentation_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor
     target = label.long()
     stray = target[(target != IGNORE_INDEX) & ((target < 0) | (target >= logits.shape[1]))]
     if stray.numel():
-        raise DataError(f"a label PNG holds class {int(stray[0])}, but the network has {counted(logits.shape[1], 'class', 'classes')} "
-                        f"(0-{logits.shape[1] - 1}, {IGNORE_INDEX} ignored): check `num_classes` and the labels")
+        raise DataError(f"a label PNG holds class {int(stray[0])}, but the network has "
+                        f"{counted(logits.shape[1], 'class', 'classes')} (0-{logits.shape[1] - 1}, {IGNORE_INDEX} "
+                        "ignored): check `num_classes` and the labels")
     total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
     return total / (target != IGNORE_INDEX).sum().clamp(min=1)
 
