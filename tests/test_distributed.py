@@ -12,6 +12,7 @@ import torch
 from infercam.cli import main
 from infercam.io import load_cams
 from infercam.run.distributed import Rank
+from seg_voc import make_seg_voc
 
 TESTS = Path(__file__).resolve().parent
 
@@ -147,3 +148,20 @@ def test_a_command_that_does_not_share_its_work_is_refused_under_torchrun(comman
             f"infercam {argv[0]}: error: {argv[0]} runs in one process: run it without torchrun (torchrun shares the "
             "images of cam, infer, split and pseudo out among its processes)"]
     assert not out.exists()
+
+
+def test_eval_under_a_real_torchrun_is_refused_on_each_rank(tmp_path):
+    """The same refusal with the environment torchrun itself sets: each rank says it in one line, and neither
+    prints the table nor writes the scores."""
+    voc, scores = make_seg_voc(tmp_path / "voc"), tmp_path / "scores.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--monitor-interval=5",
+           "-m", "infercam", "eval", "--pred", str(voc / "cams"), "--voc-root", str(voc), "--list",
+           str(voc / "ImageSets/Segmentation/train.txt"), "--json", str(scores)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    refusal = ("infercam eval: error: eval runs in one process: run it without torchrun (torchrun shares the images "
+               "of cam, infer, split and pseudo out among its processes)")
+    assert proc.returncode != 0 and proc.stderr.splitlines().count(refusal) == 2, proc.stderr[-3000:]
+    assert "mIoU" not in proc.stdout + proc.stderr and not scores.exists()
+    assert not [line for line in proc.stderr.splitlines() if line.strip().startswith("File") and "/infercam/" in line]
