@@ -112,11 +112,27 @@ def test_split_path_cut_by_another_mode_is_refused(tiny_voc, tiny_weights, tmp_p
         assert main(["infer", *common(tiny_voc, tiny_weights), "--mode", mode, "--split-path", str(splits),
                      "--out-cam", str(out)]) == 2
         assert capsys.readouterr().err.strip() == (
-            f"infercam infer: error: the patches in {splits} were cut by split with --mode fixed, not {mode}: refine "
-            "them with the --mode that cut them (or split again)")
+            f"infercam infer: error: the patches in {splits} were cut with --mode fixed, not {mode}: refine them "
+            "with the --mode that cut them (or split again)")
         assert not out.exists()
     assert main(["infer", *common(tiny_voc, tiny_weights), "--mode", "fixed", "--split-path", str(splits),
                  "--out-cam", str(out)]) == 0
+
+
+def test_split_path_saved_by_infer_with_another_mode_is_refused(tiny_voc, tiny_weights, tmp_path, capsys):
+    """Patches written by infer --save-splits are a split folder too: its run's mode is checked as split's is."""
+    splits, out = tmp_path / "splits", tmp_path / "cams"
+    assert main(["infer", *common(tiny_voc, tiny_weights), "--mode", "fixed", "--save-splits", str(splits),
+                 "--out-cam", str(tmp_path / "fixed")]) == 0
+    capsys.readouterr()
+    assert main(["infer", *common(tiny_voc, tiny_weights), "--split-path", str(splits), "--out-cam", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"infercam infer: error: the patches in {splits} were cut with --mode fixed, not default: refine them with "
+        "the --mode that cut them (or split again)")
+    assert not out.exists()
+    # an infer run's own output folder given as --split-path is not taken for its patches' record
+    assert main(["infer", *common(tiny_voc, tiny_weights), "--split-path", str(tmp_path / "fixed"),
+                 "--out-cam", str(out)]) == 1
 
 
 def test_rerun_resumes_and_overwrite_recomputes(tiny_voc, tiny_weights, tmp_path, capsys):

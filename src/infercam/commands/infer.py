@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,14 +68,16 @@ def make_compute(args: argparse.Namespace) -> Stages:
 
 
 def check_split_mode(split_dir: Path, mode: str) -> None:
-    """An error when ``split`` recorded cutting ``split_dir``'s patches with another mode: the modes cut an image
-    differently (the default not at all), so another mode's patches are not the ones this mode refines. A folder
-    without a record (the authors' own split) is taken as it is."""
-    cut = sorted({str(record["config"].get("mode")) for _, record in earlier_records(split_dir)
-                  if record["config"].get("command") == "split"})
+    """An error when the run that cut ``split_dir``'s patches (split, or infer --save-splits) recorded another
+    mode: the modes cut an image differently (the default not at all), so another mode's patches are not the ones
+    this mode refines. A folder without such a record (the authors' own split) is taken as it is."""
+    here = os.path.realpath(split_dir)  # as run records write output folders
+    configs = [record["config"] for _, record in earlier_records(split_dir)]
+    cut = sorted({str(config.get("mode")) for config in configs
+                  if config.get("command") == "split" or config.get("save_splits") == here})
     if cut and mode not in cut:
-        raise InferCamError(f"the patches in {split_dir} were cut by split with `mode` {' and '.join(cut)}, not "
-                            f"{mode}: refine them with the `mode` that cut them (or split again)")
+        raise InferCamError(f"the patches in {split_dir} were cut with `mode` {' and '.join(cut)}, not {mode}: "
+                            "refine them with the `mode` that cut them (or split again)")
 
 
 def run(args: argparse.Namespace) -> int:
