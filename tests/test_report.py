@@ -172,6 +172,35 @@ def test_a_rerun_with_fewer_images_leaves_only_the_pictures_its_page_shows(runs,
     assert len(shown) == 2 * 5 and {p.name for p in (out / "img").iterdir()} == shown | {"mine.png"}
 
 
+def test_a_rerun_interrupted_while_drawing_leaves_the_earlier_page_showing_its_own_pictures(runs, tmp_path, capsys,
+                                                                                            monkeypatch):
+    from infercam.report import gallery
+
+    voc, folders = runs
+    out = tmp_path / "report"
+    assert report(capsys, voc, folders, out)[0] == 0
+    before = {p.name: p.read_bytes() for p in (out / "img").iterdir()}
+    page = (out / "index.html").read_text()
+    real, saved = gallery.save_image, []
+
+    def save_then_interrupt(path, picture):
+        if len(saved) == 8:
+            raise KeyboardInterrupt
+        saved.append(path)
+        real(path, picture)
+
+    monkeypatch.setattr(gallery, "save_image", save_then_interrupt)
+    reordered = {name: folders[name] for name in ("labels", "infercam", "baseline")}  # other pictures at each place
+    assert report(capsys, voc, reordered, out)[0] == 130
+    assert (out / "index.html").read_text() == page
+    shown = re.findall(r'<img src="img/([^"]+)"', page)
+    assert all((out / "img" / name).read_bytes() == before[name] for name in shown)
+    monkeypatch.setattr(gallery, "save_image", real)
+    assert report(capsys, voc, reordered, out)[0] == 0  # the rerun's page, and no picture of neither
+    shown = set(re.findall(r'<img src="img/([^"]+)"', (out / "index.html").read_text()))
+    assert {p.name for p in (out / "img").iterdir()} == shown
+
+
 def test_an_unreadable_photo_is_left_out_with_missing_skip_and_stops_the_report_before_any_file_otherwise(
         runs, tmp_path, capsys):
     voc, folders = runs

@@ -7,6 +7,7 @@ a test can open the page in a given state. Pictures are saved as PNG thumbnails 
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import math
 from dataclasses import dataclass, field
@@ -40,6 +41,16 @@ class GalleryItem:
     classes: list[str] = field(default_factory=list)
 
 
+def save_picture(folder: Path, stem: str, picture: np.ndarray) -> str:
+    """Save ``picture`` as ``img/<stem>-<digest of its pixels>.png`` under ``folder`` and return that relative path:
+    named by its content, so that a report rewritten over an earlier one (and interrupted) never changes a picture
+    the earlier page shows under another caption."""
+    digest = hashlib.sha1(repr(picture.shape).encode() + np.ascontiguousarray(picture).tobytes()).hexdigest()[:12]
+    rel = f"img/{stem}-{digest}.png"
+    save_image(folder / rel, picture)
+    return rel
+
+
 def _sort_options(runs: list[str]) -> list[tuple[str, str]]:
     """(value, label) of every sort the page offers."""
     options = [("name", "name")]
@@ -66,8 +77,7 @@ def write_gallery(folder: Path, items: list[GalleryItem], runs: list[str], sort:
         cells = []
         for k, panel in enumerate(item.panels):
             picture = fit(panel.picture, THUMB_SIDE)
-            rel = f"img/g{n}_{k}.png"
-            save_image(folder / rel, picture)
+            rel = save_picture(folder, f"g{n}_{k}", picture)
             cells.append(f'<figure><img src="{rel}" alt="{html.escape(panel.caption)}" width="{picture.shape[1]}" '
                          f'height="{picture.shape[0]}"><figcaption>{html.escape(panel.caption)}</figcaption></figure>')
         scores = "".join(f' data-iou{i}="{item.ious[run]:.2f}"' for i, run in enumerate(runs)

@@ -20,9 +20,9 @@ from ..data.voc import labels_in
 from ..evaluation import cam_to_label
 from ..errors import DataError
 from ..evaluation.stats import Interval
-from ..io import atomic_path, ensure_dir, overlay, save_image
+from ..io import atomic_path, ensure_dir, overlay
 from ..method.split import Box
-from .gallery import GALLERY_STYLE, GalleryItem, Panel, write_gallery
+from .gallery import GALLERY_STYLE, GalleryItem, Panel, save_picture, write_gallery
 from .pictures import colour_labels, draw_boxes, outline
 
 COLOURS = {"baseline": "#888888", "infercam-default": "#d62728", "infercam-fixed": "#2ca02c",
@@ -178,8 +178,7 @@ def _photo_section(folder: Path, report: Report) -> str:
         cells += [overlay(image, np.max(np.stack(list(row.maps[m].values())), axis=0)) for m in methods]
         tds = []
         for k, picture in enumerate(cells):
-            rel = f"img/photo_{row.name}_{k}.png"
-            save_image(folder / rel, picture)
+            rel = save_picture(folder, f"photo_{row.name}_{k}", picture)
             tds.append(f'<td><img src="{rel}" alt="{html.escape(row.name)}" width="{picture.shape[1] // 2}" '
                        f'height="{picture.shape[0] // 2}"></td>')
         classes = ", ".join(html.escape(n) for n in row.classes.values())
@@ -258,7 +257,8 @@ def check_report_folder(folder: Path) -> None:
                         "folder of its own (or over an earlier report); give another --out")
 
 
-_OWN_PICTURE = re.compile(r"(g\d+_\d+|photo_.+_\d+)\.png")  # the names write_gallery and _photo_section give
+# the names save_picture gives (and those of reports before it, without the digest)
+_OWN_PICTURE = re.compile(r"(g\d+_\d+|photo_.+_\d+)(-[0-9a-f]{12})?\.png")
 
 
 def _remove_unused_pictures(folder: Path, body: str) -> None:
