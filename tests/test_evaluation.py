@@ -386,3 +386,17 @@ def test_a_damaged_ground_truth_file_is_named_as_ground_truth(tmp_path):
         evaluate_cams(pred, voc, ["a", "b"])
     result = evaluate_cams(pred, voc, ["a", "b"], missing="skip")
     assert result.notes and result.notes[0].startswith("ground truth: ")
+
+
+def test_eval_says_when_cams_are_not_normalised_to_the_thresholds_range(tmp_path, capsys):
+    voc, pred, truth = make_dataset(tmp_path)
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nb\nc\n")
+    args = ["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing)]
+    assert main(args) == 0 and "not normalised" not in capsys.readouterr().err
+    for name, (_, cams) in truth.items():  # raw CAMs, as a tool that does not divide by the maximum writes them
+        np.save(pred / f"{name}.npy", {c: 30 * m for c, m in cams.items()})
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "the CAMs reach" in err and "above 1: they are not normalised" in err
+    assert evaluate_cams(pred, voc, list(truth)).cam_peak > 1

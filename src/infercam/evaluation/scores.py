@@ -137,6 +137,7 @@ class EvalResult:
     per_image_union: np.ndarray
     num_skipped: int = 0
     notes: list[str] = dataclasses.field(default_factory=list)  # why damaged files were left out
+    cam_peak: float | None = None  # the largest CAM value scored (None for label maps): above 1, not normalised
 
     @property
     def num_images(self) -> int:

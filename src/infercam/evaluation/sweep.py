@@ -92,6 +92,7 @@ class CamSweep:
         self._shape = (self.thresholds.size + 1, SEG_CLASSES, SEG_CLASSES + 1)
         self._hist = np.zeros(self._shape, dtype=np.int64)
         self._images: list[tuple[np.ndarray, np.ndarray]] = []  # sparse per-image histograms
+        self.peak = -math.inf  # the largest CAM value added
 
     def add(self, gt: np.ndarray, cams: CamDict) -> None:
         """Add one image: a ground truth label map and the CAM dict of its labelled classes."""
@@ -101,6 +102,7 @@ class CamSweep:
         check_values(gt, SEG_CLASSES, "ground truth")
         top, label = _top_class(cams, gt.shape)
         valid = gt != IGNORE_INDEX
+        self.peak = max(self.peak, float(top.max(initial=-math.inf)))
         below = np.searchsorted(self.thresholds.astype(top.dtype), top[valid], side="left")
         codes = (below * SEG_CLASSES + gt[valid]) * (SEG_CLASSES + 1) + label[valid]
         hist = np.bincount(codes, minlength=self._hist.size)
@@ -146,7 +148,7 @@ class CamSweep:
             miou=float(mious[best]), best_threshold=t,
             per_threshold={float(k): float(v) for k, v in zip(self.thresholds, mious)},
             confusion=self.confusion(t), names=list(names),
-            per_image_intersection=inter, per_image_union=union,
+            per_image_intersection=inter, per_image_union=union, cam_peak=self.peak,
         )
 
 
