@@ -400,3 +400,19 @@ def test_eval_says_when_cams_are_not_normalised_to_the_thresholds_range(tmp_path
     err = capsys.readouterr().err
     assert "the CAMs reach" in err and "above 1: they are not normalised" in err
     assert evaluate_cams(pred, voc, list(truth)).cam_peak > 1
+
+
+def test_psas_crf_output_given_as_cams_is_refused_not_scored_one_class_off(tmp_path, capsys):
+    voc, pred, truth = make_dataset(tmp_path)
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\n")
+    gt, _ = truth["a"]
+    rng = np.random.default_rng(0)
+    scores = rng.random((2,) + gt.shape).astype(np.float32)
+    probs = scores / scores.sum(0)  # psa's _crf_with_alpha: {0: background, c + 1: class c}, per-pixel probabilities
+    np.save(pred / "a.npy", {0: probs[0], 5: probs[1]})
+    assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing)]) == 2
+    err = capsys.readouterr().err
+    assert f"{pred / 'a.npy'} is psa's CRF output" in err and "give the --out_cam folder" in err
+    np.save(pred / "a.npy", {0: scores[0], 5: scores[1]})  # CAMs of classes 0 and 5: scored
+    assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing)]) == 0

@@ -135,7 +135,19 @@ def load_cams(path: str | os.PathLike) -> dict[int, np.ndarray]:
         pairs = list(zip(_cam_classes(path, list(obj)), obj.values()))
     else:
         raise DataError(f"{path} is not a CAM file (psa dict {{class: map}} or IRN {{keys, high_res}})")
-    return {c: _cam_map(path, c, m) for c, m in pairs}
+    cams = {c: _cam_map(path, c, m) for c, m in pairs}
+    if _is_psa_crf_output(cams):
+        raise DataError(f"{path} is psa's CRF output (infer_cls.py --out_la_crf / --out_ha_crf: the background as "
+                        "class 0, class c as c + 1, maps summing to 1 at every pixel), not a CAM file: give the "
+                        "--out_cam folder")
+    return cams
+
+
+def _is_psa_crf_output(cams: dict[int, np.ndarray]) -> bool:
+    """Whether the maps are psa's CRF probabilities (background first, summing to 1 per pixel) rather than CAMs,
+    whose classes would all be read one too high."""
+    return 0 in cams and len(cams) > 1 and len({m.shape for m in cams.values()}) == 1 and bool(
+        np.allclose(np.sum(list(cams.values()), axis=0), 1, atol=1e-3))
 
 
 def _cam_classes(path: str | os.PathLike, keys: list[object]) -> list[int]:
