@@ -12,6 +12,7 @@ from infercam.cli import build_parser, main
 from infercam.commands.pseudo import check_method_options
 from infercam.data.voc import read_label_png
 from infercam.evaluation import cam_to_label
+from infercam.errors import InferCamError
 from infercam.io import load_cams
 from infercam.models.pixel_pairs import dense_affinity, pair_indices
 from infercam.pseudo import (
@@ -171,6 +172,18 @@ def test_the_api_refuses_what_a_label_map_cannot_hold_and_images_the_engine_refu
     assert threshold_labels({253: np.ones((4, 4), np.float32)}, (4, 4), Background(threshold=0.5)).max() == 254
     with pytest.raises(ImageError, match="uint8"):
         crf_labels(np.zeros((4, 4, 3), np.float32), {0: np.ones((4, 4), np.float32)}, Background(threshold=0.5))
+
+
+@pytest.mark.parametrize("background", [{"threshold": float("nan")}, {"alpha": float("nan")}, {"alpha": float("inf")}])
+def test_the_api_refuses_a_background_that_is_not_a_finite_number(background):
+    with pytest.raises(InferCamError, match="must be a .*finite number"):
+        Background(**background)
+
+
+def test_the_api_refuses_a_map_that_is_not_finite():
+    cams = {3: np.full((4, 4), np.nan, np.float32)}  # argmax picks NaN: class 3 everywhere
+    with pytest.raises(InferCamError, match="class 3 holds NaN"):
+        threshold_labels(cams, (4, 4), Background(threshold=0.2))
 
 
 def test_cli_threshold_writes_palette_pngs_equal_to_the_api_and_resumes(voc, tmp_path, capsys):

@@ -6,6 +6,7 @@ which changes nothing for psa's max-normalised maps.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -29,8 +30,10 @@ class Background:
     def __post_init__(self) -> None:
         if (self.threshold is None) == (self.alpha is None):
             raise InferCamError("give exactly one of a background threshold or a background alpha")
-        if self.alpha is not None and self.alpha <= 0:
-            raise InferCamError(f"background alpha must be positive, got {self.alpha}")
+        if self.threshold is not None and not math.isfinite(self.threshold):  # NaN: every pixel background
+            raise InferCamError(f"background threshold must be a finite number, got {self.threshold}")
+        if self.alpha is not None and not (self.alpha > 0 and math.isfinite(self.alpha)):
+            raise InferCamError(f"background alpha must be a positive finite number, got {self.alpha}")
 
     def score(self, maps: np.ndarray) -> np.ndarray:
         """The H x W background score of stacked class maps (K, H, W), at the maps' precision."""
@@ -49,6 +52,8 @@ def stack_cams(cams: CamDict, shape: tuple[int, int]) -> tuple[np.ndarray, np.nd
         if m.shape != tuple(shape):
             raise DataError(f"CAM of class {c} is {'x'.join(map(str, m.shape))} but the image is "
                             f"{'x'.join(map(str, shape))}")
+        if not np.isfinite(m).all():  # NaN would win every argmax: the class everywhere
+            raise DataError(f"the CAM map of class {c} holds NaN or infinite values")
         maps[i] = m
     return maps, classes
 
