@@ -302,6 +302,14 @@ def test_a_cam_map_that_is_not_finite_is_refused_in_memory_too():
         evaluate_cam_dicts([("x", gt, bad)])
 
 
+def test_a_threshold_that_is_not_a_finite_number_is_refused_not_taken_as_all_background():
+    gt, cams = np.zeros((2, 2), np.uint8), {3: np.full((2, 2), 0.5, np.float32)}
+    with pytest.raises(ValueError, match="finite number"):
+        cam_to_label(cams, float("nan"))
+    with pytest.raises(ValueError, match=r"finite numbers, got \[0.1, nan\]"):
+        evaluate_cam_dicts([("x", gt, cams)], [0.1, float("nan")])
+
+
 def test_shape_mismatch_names_the_file_and_skip_leaves_it_out_with_the_reason(tmp_path):
     voc, pred, _ = make_dataset(tmp_path)
     np.save(pred / "a.npy", {3: np.zeros((5, 6), np.float32)})

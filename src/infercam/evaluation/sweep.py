@@ -65,6 +65,8 @@ def cam_to_label(cams: CamDict, threshold: float, shape: tuple[int, int] | None 
 
     ``shape`` is needed only when the dict is empty (no labelled class: all background).
     """
+    if not math.isfinite(threshold):  # NaN: every pixel background
+        raise ValueError(f"threshold must be a finite number, got {threshold}")
     if shape is None:
         if not cams:
             raise ValueError("cam_to_label needs shape for an empty CAM dict")
@@ -89,6 +91,8 @@ class CamSweep:
         self.thresholds = np.unique(np.asarray(thresholds, dtype=np.float64))
         if self.thresholds.size == 0:
             raise ValueError("CamSweep needs at least one threshold")
+        if not np.isfinite(self.thresholds).all():
+            raise ValueError(f"thresholds must be finite numbers, got {self.thresholds.tolist()}")
         self._shape = (self.thresholds.size + 1, SEG_CLASSES, SEG_CLASSES + 1)
         self._hist = np.zeros(self._shape, dtype=np.int64)
         self._images: list[tuple[np.ndarray, np.ndarray]] = []  # sparse per-image histograms
