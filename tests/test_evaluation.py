@@ -424,3 +424,16 @@ def test_psas_crf_output_given_as_cams_is_refused_not_scored_one_class_off(tmp_p
     assert f"{pred / 'a.npy'} is psa's CRF output" in err and "give the --out_cam folder" in err
     np.save(pred / "a.npy", {0: scores[0], 5: scores[1]})  # CAMs of classes 0 and 5: scored
     assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing)]) == 0
+
+
+def test_a_voc_root_without_ground_truth_is_refused_as_such_not_image_by_image(tmp_path, capsys):
+    voc, pred, _ = make_dataset(tmp_path)
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nb\n")
+    for root, message in ((tmp_path / "nope", f"data set folder not found: {tmp_path / 'nope'}"),
+                          (tmp_path, f"no SegmentationClass/ folder in {tmp_path}: eval needs its ground truth")):
+        for missing in ("error", "skip"):
+            assert main(["eval", "--pred", str(pred), "--voc-root", str(root), "--list", str(listing),
+                         "--missing", missing]) == 2
+            err = capsys.readouterr().err
+            assert message in err and "--missing skip" not in err

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..classes import VOC_CLASSES
 from ..data import imagenet_voc
-from ..data.voc import read_image_list
+from ..data.voc import SEG_DIR, read_image_list
 from ..errors import DataError
 from ..evaluation import (
     DEFAULT_THRESHOLDS, EvalResult, evaluate_cams, evaluate_labels, format_threshold, threshold_range,
@@ -115,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.pred.is_dir():
         raise DataError(f"prediction folder not found: {args.pred}" if not args.pred.exists()
                         else f"--pred {args.pred} is a file: give the folder of <name>.npy or <name>.png predictions")
+    if not (args.voc_root / SEG_DIR).is_dir():  # else every image's ground truth "not found", one by one
+        raise DataError(f"data set folder not found: {args.voc_root}" if not args.voc_root.is_dir() else
+                        f"no {SEG_DIR}/ folder in {args.voc_root}: eval needs its ground truth <name>.png masks")
     if len(ignored_classes(args)) >= len(VOC_CLASSES):  # VOC_CLASSES: the 20 object classes
         raise DataError("--ignore-class / --class-map leave no class but background to score")
     names = read_image_list(args.list, args.voc_root)
