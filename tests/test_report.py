@@ -214,6 +214,18 @@ def test_an_unreadable_photo_is_left_out_with_missing_skip_and_stops_the_report_
     assert "Left out, the image does not load: img_c" in page
 
 
+@pytest.mark.parametrize("missing", ["error", "skip"])
+def test_a_wrong_data_set_folder_is_named_even_with_a_list(missing, runs, tmp_path, capsys):
+    voc, folders = runs
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(NAMES) + "\n")
+    for root, message in ((tmp_path / "nope", f"data set folder not found: {tmp_path / 'nope'}"),
+                          (voc / "SegmentationClass", "no JPEGImages/ folder in")):
+        code, err = run(capsys, ["report", "--voc-root", root, "--list", listing, "--run", folders["baseline"],
+                                 "--out", tmp_path / "r", "--missing", missing, "--no-progress"])
+        assert code == 2 and message in err and not (tmp_path / "r").exists()
+
+
 def test_a_damaged_label_file_the_report_does_not_need_does_not_stop_it(runs, tmp_path, capsys):
     voc, folders = runs
     (voc / "cls_labels.npy").write_text("junk")

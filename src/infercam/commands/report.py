@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.voc import image_names, read_image_list
+from ..data.voc import check_layout, image_names, read_image_list
 from ..report.runs import write_runs_report
 from .validate import positive_int, unit_interval
 
@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_layout(args.voc_root)  # with --list too: else each image "not found", or with --missing skip a bare page
     names = (read_image_list(args.list_file, args.voc_root) if args.list_file is not None
              else image_names(args.voc_root))  # the label file is not needed
     path = write_runs_report(args.out, args.voc_root, names, args.run, args.threshold, args.images, args.sort,

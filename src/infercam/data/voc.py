@@ -200,7 +200,7 @@ def find_image(root: Path, name: str) -> Path:
     return jpg  # reported as missing by the image loader
 
 
-def _check_layout(root: str | os.PathLike) -> Path:
+def check_layout(root: str | os.PathLike) -> Path:
     """``root`` as a Path, or a DataError when it is no folder with a JPEGImages/ folder in it."""
     root = Path(root)
     if not root.is_dir():
@@ -212,7 +212,7 @@ def _check_layout(root: str | os.PathLike) -> Path:
 
 def image_names(root: str | os.PathLike) -> list[str]:
     """Every image in ``<root>/JPEGImages`` by name (sorted), or a DataError saying why there are none."""
-    root = _check_layout(root)
+    root = check_layout(root)
     names = sorted({p.stem for p in (root / IMAGE_DIR).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS})
     if not names:
         raise DataError(f"no images in {root / IMAGE_DIR}")
@@ -233,7 +233,7 @@ class VOCDataset:
     def open(cls, root: str | os.PathLike, list_file: str | os.PathLike | None = None,
              labels: str | os.PathLike | None = None) -> "VOCDataset":
         """Open a VOC-layout folder; ``list_file`` defaults to every image in JPEGImages."""
-        root = _check_layout(root)
+        root = check_layout(root)
         names = read_image_list(list_file, root) if list_file is not None else image_names(root)
         labels_path = Path(labels) if labels is not None else None
         if labels_path is None and (root / "cls_labels.npy").is_file():
