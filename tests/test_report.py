@@ -226,6 +226,15 @@ def test_a_wrong_data_set_folder_is_named_even_with_a_list(missing, runs, tmp_pa
         assert code == 2 and message in err and not (tmp_path / "r").exists()
 
 
+def test_a_list_of_which_no_image_loads_is_refused_not_written_as_an_empty_page(runs, tmp_path, capsys):
+    voc, folders = runs
+    listing = tmp_path / "other.txt"
+    listing.write_text("2007_000032\n2007_000039\n")  # another data set's names
+    code, err = run(capsys, ["report", "--voc-root", voc, "--list", listing, "--run", folders["baseline"],
+                             "--out", tmp_path / "r", "--missing", "skip", "--no-progress"])
+    assert code == 2 and "every image was left out (2 images" in err and not (tmp_path / "r").exists()
+
+
 def test_a_damaged_label_file_the_report_does_not_need_does_not_stop_it(runs, tmp_path, capsys):
     voc, folders = runs
     (voc / "cls_labels.npy").write_text("junk")

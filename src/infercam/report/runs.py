@@ -234,6 +234,9 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
                 raise
             print(f"infercam report: note: {name} left out: {exc}", file=sys.stderr)
             unreadable.append(name)
+    if not items:
+        raise DataError(f"every image was left out ({counted(len(unreadable), 'image')}, see the notes above): "
+                        "nothing to show; check --voc-root and --list")
     folder = ensure_dir(out, "report folder")  # made once every picture could be drawn
     ensure_dir(folder / "img", "report image folder")
     names_of_runs = [r.name for r in runs]
