@@ -235,6 +235,18 @@ def test_a_list_of_which_no_image_loads_is_refused_not_written_as_an_empty_page(
     assert code == 2 and "every image was left out (2 images" in err and not (tmp_path / "r").exists()
 
 
+def test_a_run_of_cams_that_are_not_normalised_is_noted(runs, tmp_path, capsys):
+    voc, folders = runs
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in NAMES:
+        cams = np.load(folders["baseline"] / f"{name}.npy", allow_pickle=True).item()
+        np.save(raw / f"{name}.npy", {c: 30 * m for c, m in cams.items()})
+    code, err = report(capsys, voc, {"raw": raw, "baseline": folders["baseline"]}, tmp_path / "r")
+    assert code == 0 and "note: run 'raw': the CAMs reach" in err and "not normalised" in err
+    assert "run 'baseline'" not in err
+
+
 def test_a_damaged_label_file_the_report_does_not_need_does_not_stop_it(runs, tmp_path, capsys):
     voc, folders = runs
     (voc / "cls_labels.npy").write_text("junk")

@@ -133,10 +133,8 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_labels(args.pred, args.voc_root, names, args.missing, ignored_classes(args))
     for note in result.notes:
         print(f"infercam eval: note: {note}; left out", file=sys.stderr)
-    if result.cam_peak is not None and result.cam_peak > 1:
-        print(f"infercam eval: note: the CAMs reach {result.cam_peak:.4g}, above 1: they are not normalised as psa's "
-              "and IRN's are (each map divided by its maximum), so background thresholds in [0, 1] do not fit them; "
-              "normalise them first", file=sys.stderr)
+    if result.unnormalised_note():
+        print(f"infercam eval: note: {result.unnormalised_note()}", file=sys.stderr)
     print(format_report(result))
     if args.json is not None:
         ensure_dir(args.json.parent, "JSON output folder")

@@ -143,6 +143,13 @@ class EvalResult:
     def num_images(self) -> int:
         return len(self.names)
 
+    def unnormalised_note(self) -> str | None:
+        """Why the scores do not fit the CAMs, when their values reach above 1; else None."""
+        if self.cam_peak is None or self.cam_peak <= 1:
+            return None
+        return (f"the CAMs reach {self.cam_peak:.4g}, above 1: they are not normalised as psa's and IRN's are (each "
+                "map divided by its maximum), so background thresholds in [0, 1] do not fit them; normalise them first")
+
     @property
     def per_class(self) -> dict[str, dict[str, float]]:
         """Class name -> {"iou", "precision", "recall"} in percent (NaN where undefined)."""

@@ -96,6 +96,8 @@ def score_run(run: Run, voc_root: Path, names: Sequence[str], threshold: float |
             continue
         said.add(note)
         print(f"infercam report: note: {whose}{note}; left out", file=sys.stderr)
+    if result.unnormalised_note():
+        print(f"infercam report: note: run {run.name!r}: {result.unnormalised_note()}", file=sys.stderr)
     return RunScore(result.miou, result.best_threshold, result.per_threshold,
                     {c: s["iou"] for c, s in result.per_class.items()}, result.per_image_iou(), result.num_images)
 
