@@ -437,3 +437,15 @@ def test_a_voc_root_without_ground_truth_is_refused_as_such_not_image_by_image(t
                          "--missing", missing]) == 2
             err = capsys.readouterr().err
             assert message in err and "--missing skip" not in err
+
+
+@pytest.mark.parametrize("names, ignored, message", [
+    ("val.txt", (), "not one string"), ("a", (), "not one string"),
+    (["a"], ["person"], r"0..19 \(person: 14\), got \['person'\]"), (["a"], [20], r"got \[20\]"),
+])
+def test_the_file_scoring_api_refuses_names_given_as_one_string_and_classes_that_are_no_voc_index(
+        names, ignored, message, tmp_path):
+    voc, pred, _ = make_dataset(tmp_path)
+    for score in (evaluate_cams, evaluate_labels):
+        with pytest.raises(ValueError, match=message):
+            score(pred, voc, names, ignored=ignored)

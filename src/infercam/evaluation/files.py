@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..classes import IGNORE_INDEX
+from ..classes import IGNORE_INDEX, NUM_CLASSES
 from ..data.voc import SEG_DIR, read_label_png
 from ..errors import DataError, InferCamError
 from ..io import load_cams
@@ -55,6 +55,13 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
     the classes ``ignored`` are left out of both (:func:`ignore_classes`, :func:`ignore_predicted`)."""
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
+    if isinstance(names, (str, os.PathLike)):  # else scored letter by letter: "prediction not found: <dir>/s.npy"
+        raise ValueError(f"names must be a list of image names, not one string ({names!r}); read a list file with "
+                         "infercam.data.voc.read_image_list")
+    bad = [c for c in ignored
+           if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < NUM_CLASSES]
+    if bad:
+        raise ValueError(f"ignored classes must be VOC class indices 0..{NUM_CLASSES - 1} (person: 14), got {bad}")
     found = False
     for name in names:
         pred_path = Path(pred_dir) / f"{name}{suffix}"
