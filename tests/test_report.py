@@ -247,6 +247,17 @@ def test_a_run_of_cams_that_are_not_normalised_is_noted(runs, tmp_path, capsys):
     assert "run 'baseline'" not in err
 
 
+def test_a_run_folder_whose_name_holds_an_equals_sign_is_a_folder_not_name_and_folder(runs, tmp_path, capsys,
+                                                                                      monkeypatch):
+    voc, folders = runs
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(folders["baseline"], tmp_path / "cams_t=0.2")
+    code, err = run(capsys, ["report", "--voc-root", voc, "--run", "cams_t=0.2",
+                             "--run", f"ic={folders['infercam']}", "--out", tmp_path / "r", "--no-progress"])
+    assert code == 0, err
+    assert "<tr><td>cams_t=0.2</td><td>cam</td>" in (tmp_path / "r" / "index.html").read_text()
+
+
 def test_a_damaged_label_file_the_report_does_not_need_does_not_stop_it(runs, tmp_path, capsys):
     voc, folders = runs
     (voc / "cls_labels.npy").write_text("junk")

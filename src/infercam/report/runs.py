@@ -60,7 +60,7 @@ def open_run(spec: str) -> Run:
     """A ``NAME=DIR`` argument, or a ``DIR`` named by its folder, as a :class:`Run`, its kind read from the files
     it holds."""
     name, sep, folder = spec.partition("=")
-    if not sep:  # `--run cams`: the folder's own name
+    if not sep or (Path(spec).is_dir() and not Path(folder).is_dir()):  # `--run cams`, `--run cams_t=0.2`: by folder
         name, folder = Path(spec).resolve().name, spec
     if not name or not folder:
         raise InferCamError(f"--run {spec!r}: expected NAME=DIR or DIR, e.g. baseline=cams_base")
