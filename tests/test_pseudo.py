@@ -16,7 +16,7 @@ from infercam.errors import InferCamError
 from infercam.io import load_cams
 from infercam.models.pixel_pairs import dense_affinity, pair_indices
 from infercam.pseudo import (
-    PSA_CRF, PSA_HIGH_ALPHA, PSA_LOW_ALPHA, PSA_RW, PSA_THRESHOLD, Background, combine_confident,
+    PSA_CRF, PSA_HIGH_ALPHA, PSA_LOW_ALPHA, PSA_RW, PSA_THRESHOLD, Background, RandomWalkParams, combine_confident,
     confident_labels, crf_labels, random_walk, rw_labels, threshold_labels, transition_matrix,
 )
 from seg_voc import make_seg_voc
@@ -184,6 +184,19 @@ def test_the_api_refuses_a_map_that_is_not_finite():
     cams = {3: np.full((4, 4), np.nan, np.float32)}  # argmax picks NaN: class 3 everywhere
     with pytest.raises(InferCamError, match="class 3 holds NaN"):
         threshold_labels(cams, (4, 4), Background(threshold=0.2))
+
+
+def test_a_walk_too_long_for_float32_is_refused_not_turned_into_all_background(tmp_path, capsys):
+    aff = torch.rand(64, 64)
+    aff = (aff + aff.T) / 2
+    aff.fill_diagonal_(1)
+    assert torch.allclose(transition_matrix(aff, 8, 16).sum(0), torch.ones(64), atol=1e-2)
+    with pytest.raises(InferCamError, match="logt must be 0..16"):
+        RandomWalkParams(logt=40)  # T's columns would sum to NaN: every pixel background
+    with pytest.raises(SystemExit):
+        main(["pseudo", "--cam", "c", "--voc-root", "v", "--method", "rw", "--out", str(tmp_path / "o"),
+              "--logt", "40"])
+    assert "argument --logt: must be 0 to 16, got 40" in capsys.readouterr().err
 
 
 def test_cli_threshold_writes_palette_pngs_equal_to_the_api_and_resumes(voc, tmp_path, capsys):

@@ -14,6 +14,7 @@ from ..pseudo import (
     PSA_CRF, PSA_HIGH_ALPHA, PSA_LOW_ALPHA, PSA_RW, PSA_THRESHOLD, Background, RandomWalkParams, cam_labeler,
     confident_labels, crf_labels, rw_labels, threshold_labels,
 )
+from ..pseudo.random_walk import MAX_LOGT
 from ..pseudo.run import Labeler
 from ..run.outputs import LabelOutputs
 from .common import add_data_args, add_run_args, option_name, run_over_dataset
@@ -58,8 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rw.add_argument("--aff-weights", default=None,
                     help="AffinityNet checkpoint (train-aff's, or psa's resnet38_aff .pth); default: bundled weights")
     rw.add_argument("--beta", type=power, default=None, help=f"affinity power (default: {PSA_RW.beta:g}, psa)")
-    rw.add_argument("--logt", type=int_at_least(0), default=None,
-                    help=f"walk length 2**LOGT (default: {PSA_RW.logt}, psa)")
+    rw.add_argument("--logt", type=int_at_least(0, MAX_LOGT), default=None,
+                    help=f"walk length 2**LOGT, at most {MAX_LOGT} (default: {PSA_RW.logt}, psa)")
     rw.add_argument("--device", default=None,
                     help="where the AffinityNet runs: cpu, cuda or cuda:N (default: cpu; threshold and crf run on "
                          "the CPU and refuse it)")

@@ -24,6 +24,9 @@ from .threshold import Background, CamDict, class_scores
 
 STRIDE = 8
 MAX_CELLS = 128 * 128  # feature cells of one image: the dense matrices take 4 * cells**2 bytes each
+# Each squaring of T doubles its float32 rounding: beyond 2**16 steps its columns drift from summing to 1 (1.9 at
+# logt 24, NaN at 40) and every pixel ends as background.
+MAX_LOGT = 16
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,10 @@ class RandomWalkParams:
     beta: float = 8
     logt: int = 8
     alpha: float = 16
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.logt <= MAX_LOGT:
+            raise InferCamError(f"logt must be 0..{MAX_LOGT} (a walk of at most 2**{MAX_LOGT} steps), got {self.logt}")
 
 
 PSA_RW = RandomWalkParams()
