@@ -319,3 +319,13 @@ def test_cli_notes_labelled_classes_without_a_map(voc, tmp_path, capsys):
     assert missing + 1 not in np.unique(read_label_png(out / f"{name}.png"))
     assert (f"note: 1 labelled class(es) have no map in their CAM file and got no pixels (1 image(s), e.g. {name})"
             in capsys.readouterr().err)
+
+
+def test_cli_notes_cams_that_are_not_normalised(voc, tmp_path, capsys):
+    assert main(pseudo_args(voc, "threshold", tmp_path / "normalised")) == 0
+    assert "not normalised" not in capsys.readouterr().err
+    for path in sorted((voc / "cams").glob("*.npy")):
+        np.save(path, {c: 30 * m for c, m in load_cams(path).items()})  # raw maps, as some tools write them
+    assert main(pseudo_args(voc, "threshold", tmp_path / "raw")) == 0
+    err = capsys.readouterr().err
+    assert "note: the CAMs of" in err and "reach above 1" in err and "not normalised" in err

@@ -129,13 +129,15 @@ def run(args: argparse.Namespace) -> int:
     desc = "pseudo (crf, affinity labels)" if args.affinity_labels else f"pseudo ({args.method})"
     dropped: Counter = Counter()
     absent: Counter = Counter()
+    unnormalised: dict[str, float] = {}
     if not Path(args.cam).is_dir():  # a run-level error, before the output folder and its manifest are made
         raise DataError(f"CAM folder not found: {args.cam}" if not Path(args.cam).exists()
                         else f"--cam {args.cam} is a file, not a folder of <name>.npy CAM files")
     if not any(Path(args.cam).glob("*.npy")):
         raise DataError(f"--cam {args.cam} holds no <name>.npy CAM files (an infer/cam --out-cam folder)")
     code = run_over_dataset(args, LabelOutputs(Path(args.out), source=Path(args.cam)),
-                            lambda a: (cam_labeler(a.cam, build_labeler(a), dropped, absent), None), desc)
+                            lambda a: (cam_labeler(a.cam, build_labeler(a), dropped, absent, unnormalised), None),
+                            desc)
     if dropped:
         print(f"note: {sum(dropped.values())} CAM map(s) of classes the images are not labelled with were dropped "
               f"({len(dropped)} image(s), e.g. {next(iter(dropped))})", file=sys.stderr)
@@ -143,4 +145,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {sum(absent.values())} labelled class(es) have no map in their CAM file and got no pixels "
               f"({len(absent)} image(s), e.g. {next(iter(absent))}): were the CAMs made with other labels?",
               file=sys.stderr)
+    if unnormalised:
+        name, peak = next(iter(unnormalised.items()))
+        print(f"note: the CAMs of {len(unnormalised)} image(s) reach above 1 (e.g. {name}: {peak:.4g}): they are not "
+              "normalised as psa's and IRN's are (each map divided by its maximum), so the background score, made for "
+              "maps in [0, 1], calls nearly every pixel foreground; normalise them first", file=sys.stderr)
     return code

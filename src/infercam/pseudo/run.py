@@ -17,12 +17,14 @@ Labeler = Callable[[np.ndarray, CamDict], np.ndarray]
 
 
 def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler, dropped: Counter | None = None,
-                absent: Counter | None = None) -> Callable[[str, np.ndarray, list[int]], np.ndarray]:
+                absent: Counter | None = None,
+                unnormalised: dict[str, float] | None = None) -> Callable[[str, np.ndarray, list[int]], np.ndarray]:
     """A per-image computation for :func:`infercam.run.dataset.run_dataset`: ``labeler(image, <cam_dir>/<name>.npy)``.
 
     Maps of classes the image is not labelled with are dropped (as psa does: a pseudo label only holds the image's
     classes); ``dropped`` counts them per image name, ``absent`` the image's classes that have no map (they get no
-    pixel: CAMs computed with other labels)."""
+    pixel: CAMs computed with other labels), ``unnormalised`` records the peak of maps that reach above 1 (the
+    background scores are made for maps in [0, 1])."""
     cam_dir = Path(cam_dir)
 
     def compute(name: str, image: np.ndarray, labels: list[int]) -> np.ndarray:
@@ -37,6 +39,9 @@ def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler, dropped: Counter |
             raise DataError(f"CAM file {path} holds none of the image's classes {labels} (it has {sorted(cams)})")
         if absent is not None and len(kept) < len(set(labels)):
             absent[name] += len(set(labels)) - len(kept)
+        peak = max(float(m.max(initial=0)) for m in kept.values())
+        if unnormalised is not None and peak > 1:
+            unnormalised[name] = peak
         return labeler(image, kept)
 
     return compute
