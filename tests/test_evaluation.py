@@ -449,3 +449,18 @@ def test_the_file_scoring_api_refuses_names_given_as_one_string_and_classes_that
     for score in (evaluate_cams, evaluate_labels):
         with pytest.raises(ValueError, match=message):
             score(pred, voc, names, ignored=ignored)
+
+
+def test_ground_truth_that_is_all_ignore_is_refused_not_scored_as_nan(tmp_path, capsys):
+    voc, pred, truth = make_dataset(tmp_path)
+    for name, (gt, _) in truth.items():  # e.g. binary masks 0/255 of a tool's own: here all 255
+        save_png(voc / "SegmentationClass" / f"{name}.png", np.full_like(gt, 255))
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nb\nc\n")
+    for kind in ("cam", "label"):
+        if kind == "label":
+            for name, (gt, _) in truth.items():
+                save_png(pred / f"{name}.png", gt)
+        assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing), "--format",
+                     kind]) == 2
+        assert "every ground truth pixel of the 3 images is 255 (ignore): nothing to score" in capsys.readouterr().err

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
 from ..errors import DataError
+from ..text import counted
 
 SEG_CLASSES = NUM_CLASSES + 1
 CLASS_NAMES: tuple[str, ...] = ("background",) + VOC_CLASSES
@@ -182,6 +183,12 @@ class EvalResult:
         }
 
 
+def nothing_scored(images: int) -> str:
+    """The error when every ground truth pixel of the images is 255 (ignore): no score is defined."""
+    return (f"every ground truth pixel of the {counted(images, 'image')} is 255 (ignore): nothing to score; are the "
+            "masks VOC class labels (0 background, c + 1 class c)?")
+
+
 def add_named(name: str, add: Callable[[np.ndarray, Pred], None], gt: np.ndarray, pred: Pred) -> None:
     """Call ``add(gt, pred)``, prefixing input errors with the image name."""
     try:
@@ -204,6 +211,8 @@ def evaluate_label_maps(items: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> 
         unions.append(union)
     if not names:
         raise DataError("no images to evaluate")
+    if not total.counts.any():
+        raise DataError(nothing_scored(len(names)))
     return EvalResult(
         miou=100 * total.miou(), best_threshold=None, per_threshold={}, confusion=total, names=names,
         per_image_intersection=np.stack(inters), per_image_union=np.stack(unions),

@@ -20,6 +20,7 @@ from ..classes import IGNORE_INDEX, NUM_CLASSES
 from ..errors import DataError
 from .scores import (
     SEG_CLASSES, ConfusionMatrix, EvalResult, add_named, check_shape, check_values, intersection_union, mean_iou,
+    nothing_scored,
 )
 
 CamDict = Mapping[int, np.ndarray]
@@ -166,4 +167,6 @@ def evaluate_cam_dicts(items: Iterable[tuple[str, np.ndarray, CamDict]],
         names.append(name)
     if not names:
         raise DataError("no images to evaluate")
+    if not sweep.confusion(sweep.thresholds[0]).counts.any():
+        raise DataError(nothing_scored(len(names)))
     return sweep.result(names)
