@@ -464,3 +464,14 @@ def test_ground_truth_that_is_all_ignore_is_refused_not_scored_as_nan(tmp_path, 
         assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing), "--format",
                      kind]) == 2
         assert "every ground truth pixel of the 3 images is 255 (ignore): nothing to score" in capsys.readouterr().err
+
+
+def test_when_missing_skip_leaves_every_image_out_the_error_says_why(tmp_path, capsys):
+    voc, pred, truth = make_dataset(tmp_path)
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nb\n")
+    (pred / "a.npy").write_bytes(b"")  # damaged
+    np.save(pred / "b.npy", {0: np.zeros((3, 3), np.float32)})  # of another image size
+    assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing), "--missing", "skip"]) == 2
+    err = capsys.readouterr().err
+    assert "every image was skipped (2 images)" in err and f"(the first: cannot read CAM file {pred / 'a.npy'}" in err

@@ -62,15 +62,16 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
            if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < NUM_CLASSES]
     if bad:
         raise ValueError(f"ignored classes must be VOC class indices 0..{NUM_CLASSES - 1} (person: 14), got {bad}")
-    found = False
+    found, first = False, ""  # first: why the first image left out was
     for name in names:
         pred_path = Path(pred_dir) / f"{name}{suffix}"
         gt_path = Path(voc_root) / SEG_DIR / f"{name}.png"
         absent = next((p for p in (pred_path, gt_path) if not p.is_file()), None)
         if absent is not None:
+            reason = f"{'prediction' if absent == pred_path else 'ground truth'} not found: {absent}"
             if missing == "error":
-                kind = "prediction" if absent == pred_path else "ground truth"
-                raise DataError(f"{kind} not found: {absent} (use --missing skip to leave it out)")
+                raise DataError(f"{reason} (use --missing skip to leave it out)")
+            first = first or reason
             skipped.append(name)
             continue
         try:  # a damaged or wrong-size file: named (a ground truth one as such), and left out only if asked
@@ -86,13 +87,14 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
             if missing == "error":
                 raise DataError(f"{exc} (use --missing skip to leave it out)") from None
             notes.append(str(exc))
+            first = first or str(exc)
             skipped.append(name)
             continue
         found = True
         yield name, gt, pred
     if not found and skipped:
         raise DataError(f"every image was skipped ({counted(len(skipped), 'image')}): no prediction or ground truth "
-                        "files that could be scored")
+                        f"files that could be scored (the first: {first})")
 
 
 def evaluate_cams(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
