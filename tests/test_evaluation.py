@@ -475,3 +475,13 @@ def test_when_missing_skip_leaves_every_image_out_the_error_says_why(tmp_path, c
     assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing), "--missing", "skip"]) == 2
     err = capsys.readouterr().err
     assert "every image was skipped (2 images)" in err and f"(the first: cannot read CAM file {pred / 'a.npy'}" in err
+
+
+def test_a_json_path_under_a_file_is_refused_before_scoring(tmp_path, capsys):
+    voc, pred, _ = make_dataset(tmp_path)
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\n")
+    assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing),
+                 "--json", str(listing / "scores.json")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"JSON output folder {listing} exists and is not a folder" in err

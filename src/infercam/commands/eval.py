@@ -15,7 +15,7 @@ from ..errors import DataError
 from ..evaluation import (
     DEFAULT_THRESHOLDS, EvalResult, evaluate_cams, evaluate_labels, format_threshold, threshold_range,
 )
-from ..io import ensure_dir, write_json
+from ..io import check_dir, ensure_dir, write_json
 from .common import check_json_target
 from .validate import unit_interval
 
@@ -112,6 +112,7 @@ def format_report(result: EvalResult) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_json_target(args.json, SCORE_KEYS, "infercam eval")
+        check_dir(args.json.parent, "JSON output folder")  # before the work, as the target itself
     if not args.pred.is_dir():
         raise DataError(f"prediction folder not found: {args.pred}" if not args.pred.exists()
                         else f"--pred {args.pred} is a file: give the folder of <name>.npy or <name>.png predictions")
