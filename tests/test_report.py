@@ -258,6 +258,15 @@ def test_a_run_folder_whose_name_holds_an_equals_sign_is_a_folder_not_name_and_f
     assert "<tr><td>cams_t=0.2</td><td>cam</td>" in (tmp_path / "r" / "index.html").read_text()
 
 
+def test_a_report_folder_under_a_file_is_refused_before_anything_is_computed(runs, tmp_path, capsys, monkeypatch):
+    from infercam.report import runs as report_runs
+
+    voc, folders = runs
+    monkeypatch.setattr(report_runs, "score_run", lambda *a, **k: pytest.fail("scored before the folder was checked"))
+    code, err = report(capsys, voc, folders, voc / "cls_labels.npy" / "report")
+    assert code == 2 and f"cannot create report folder {voc / 'cls_labels.npy' / 'report'}" in err
+
+
 def test_a_damaged_label_file_the_report_does_not_need_does_not_stop_it(runs, tmp_path, capsys):
     voc, folders = runs
     (voc / "cls_labels.npy").write_text("junk")

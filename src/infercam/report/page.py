@@ -20,7 +20,7 @@ from ..data.voc import labels_in
 from ..evaluation import cam_to_label
 from ..errors import DataError
 from ..evaluation.stats import Interval
-from ..io import atomic_path, ensure_dir, overlay
+from ..io import atomic_path, check_dir, ensure_dir, overlay
 from ..method.split import Box
 from .gallery import GALLERY_STYLE, GalleryItem, Panel, save_picture, write_gallery
 from .pictures import colour_labels, draw_boxes, outline
@@ -234,8 +234,9 @@ def check_report_folder(folder: Path) -> None:
     """A DataError unless ``folder`` may take a report: it does not exist, is empty, or holds an earlier report
     (an ``index.html`` an infercam report wrote, or only the pictures of one interrupted before it), which is
     replaced. Any other folder (a data set, a run's outputs, someone's web page) is refused before anything is
-    computed: the report would mix with or replace its files."""
+    computed: the report would mix with or replace its files; so is a new folder that cannot be made (under a file)."""
     if not folder.exists():
+        check_dir(folder, "report folder")
         return
     if not folder.is_dir():
         raise DataError(f"report folder {folder} is a file: give a folder for index.html and img/")
