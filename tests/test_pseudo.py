@@ -329,3 +329,13 @@ def test_cli_notes_cams_that_are_not_normalised(voc, tmp_path, capsys):
     assert main(pseudo_args(voc, "threshold", tmp_path / "raw")) == 0
     err = capsys.readouterr().err
     assert "note: the CAMs of" in err and "reach above 1" in err and "not normalised" in err
+
+
+def test_the_default_background_given_explicitly_resumes_the_run_it_equals(voc, tmp_path, capsys):
+    out = tmp_path / "thr"
+    assert main(pseudo_args(voc, "threshold", out)) == 0
+    capsys.readouterr()
+    assert main(pseudo_args(voc, "threshold", out, "--bg-threshold", str(PSA_THRESHOLD))) == 0
+    assert "0 done" in capsys.readouterr().err
+    assert main(pseudo_args(voc, "threshold", out, "--bg-threshold", "0.3")) == 2  # another computation
+    assert "bg_threshold: None -> 0.3" in capsys.readouterr().err
