@@ -267,6 +267,17 @@ def test_a_report_folder_under_a_file_is_refused_before_anything_is_computed(run
     assert code == 2 and f"cannot create report folder {voc / 'cls_labels.npy' / 'report'}" in err
 
 
+def test_a_run_that_cannot_be_scored_is_named_when_it_stops_the_report(runs, tmp_path, capsys):
+    voc, folders = runs
+    imagenet = tmp_path / "imagenet"
+    imagenet.mkdir()
+    for name in NAMES:  # an ImageNet network's CAMs, made without --class-map
+        shape = next(iter(np.load(folders["baseline"] / f"{name}.npy", allow_pickle=True).item().values())).shape
+        np.save(imagenet / f"{name}.npy", {281: np.ones(shape, np.float32)})
+    code, err = report(capsys, voc, {"baseline": folders["baseline"], "imagenet": imagenet}, tmp_path / "r")
+    assert code == 2 and "error: run 'imagenet' not scored: img_a: CAM class indices must be 0..19" in err
+
+
 def test_a_damaged_label_file_the_report_does_not_need_does_not_stop_it(runs, tmp_path, capsys):
     voc, folders = runs
     (voc / "cls_labels.npy").write_text("junk")

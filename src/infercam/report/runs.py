@@ -82,11 +82,14 @@ def score_run(run: Run, voc_root: Path, names: Sequence[str], threshold: float |
     prediction or ground truth left out; a damaged prediction or ground truth file is a DataError
     (``missing="error"``, as eval's default) or left out with a note (``"skip"``). A ground truth problem is no
     run's: it is said without the run's name, once for all runs (``truth_notes``: those already said)."""
-    if run.kind == "cam":
-        thresholds = DEFAULT_THRESHOLDS if threshold is None else [threshold]
-        result = evaluate_cams(run.folder, voc_root, names, thresholds, missing="skip")
-    else:
-        result = evaluate_labels(run.folder, voc_root, names, missing="skip")
+    try:
+        if run.kind == "cam":
+            thresholds = DEFAULT_THRESHOLDS if threshold is None else [threshold]
+            result = evaluate_cams(run.folder, voc_root, names, thresholds, missing="skip")
+        else:
+            result = evaluate_labels(run.folder, voc_root, names, missing="skip")
+    except DataError as exc:  # e.g. CAMs of other classes: which run's, among several
+        raise DataError(f"run {run.name!r} not scored: {exc}") from None
     said = set() if truth_notes is None else truth_notes
     for note in result.notes:
         whose = "" if note.startswith(TRUTH_PROBLEM) else f"run {run.name!r}: "
@@ -225,7 +228,7 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
             except DataError as exc:
                 if missing == "error":
                     raise
-                print(f"infercam report: note: run {run.name!r} not scored: {exc}", file=sys.stderr)
+                print(f"infercam report: note: {exc}", file=sys.stderr)
     shown = informative(names, scores, images) if images is not None else list(names)
     items, unreadable = [], []
     for name in tqdm(shown, desc="report", unit="img", disable=not progress):
