@@ -147,6 +147,20 @@ def test_rerun_resumes_and_overwrite_recomputes(tiny_voc, tiny_weights, tmp_path
     assert "4 done, 0 skipped" in capsys.readouterr().err
 
 
+def test_the_mode_s_own_stop_fraction_given_explicitly_resumes_the_same_run(tiny_voc, tiny_weights, tmp_path, capsys):
+    """A run without --stop-fraction, rerun with the default mode's own value (0) given, was refused as another
+    run ('stop_fraction: None -> 0.0'); another value still is."""
+    out = tmp_path / "cams"
+    args = ["infer", *common(tiny_voc, tiny_weights), "--out-cam", str(out)]
+    assert main(args) == 0
+    (out / "img_c.npy").unlink()
+    capsys.readouterr()
+    assert main([*args, "--stop-fraction", "0"]) == 0
+    assert "1 done, 3 skipped, 0 failed" in capsys.readouterr().err
+    assert main([*args, "--stop-fraction", "0.02"]) == 2
+    assert "stop_fraction" in capsys.readouterr().err
+
+
 def test_checkpoint_that_does_not_fit_lists_the_keys(tiny_voc, tmp_path, capsys):
     bad = tmp_path / "bad.pth"
     state = TinyCamNet().state_dict()

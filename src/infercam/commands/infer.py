@@ -10,7 +10,7 @@ import numpy as np
 from ..data.images import load_image
 from ..errors import InferCamError
 from ..method.engine import InferCam
-from ..method.modes import MODES
+from ..method.modes import MODES, recipe
 from .common import Stages, add_data_args, add_model_args, add_output_args, add_run_args, add_size_args, \
     earlier_records, engine_options, load_network, make_outputs, run_over_dataset, size_limits
 from .validate import number_above, positive_int, unit_interval
@@ -81,4 +81,6 @@ def check_split_mode(split_dir: Path, mode: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.stop_fraction == recipe(args.mode).stop_fraction:  # the mode's own: recorded as not given, as without
+        args.stop_fraction = None  # the option, so that the same computation resumes into its folder
     return run_over_dataset(args, make_outputs(args), make_compute, f"infer ({args.mode})", size_limits(args))
