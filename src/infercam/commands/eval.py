@@ -16,7 +16,7 @@ from ..evaluation import (
     DEFAULT_THRESHOLDS, EvalResult, evaluate_cams, evaluate_labels, format_threshold, threshold_range,
 )
 from ..io import check_dir, ensure_dir, write_json
-from .common import check_json_target
+from .common import check_json_target, earlier_records
 from .validate import unit_interval
 
 CURVE_POINTS = 20  # entries in the printed mIoU-vs-threshold line
@@ -109,6 +109,16 @@ def format_report(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
+def note_class_map(args: argparse.Namespace) -> None:
+    """A note when the run that wrote --pred recorded a class map that eval is not given: the classes the map gives
+    no class of the network (ImageNet has no person) have all-zero maps and would be scored as misses."""
+    used = sorted({str(record["config"]["class_map"]) for _, record in earlier_records(args.pred)
+                   if record["config"].get("class_map")})
+    if used and args.class_map is None:
+        print(f"infercam eval: note: the maps in {args.pred} were made with --class-map {' and '.join(used)}: add "
+              f"--class-map {used[0]} to leave the classes it does not cover out of the scores", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_json_target(args.json, SCORE_KEYS, "infercam eval")
@@ -122,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if len(ignored_classes(args)) >= len(VOC_CLASSES):  # VOC_CLASSES: the 20 object classes
         raise DataError("--ignore-class / --class-map leave no class but background to score")
     names = read_image_list(args.list, args.voc_root)
+    note_class_map(args)
     kind = _detect_format(args.pred, names) if args.format == "auto" else args.format
     if kind == "cam":
         thresholds = [args.threshold] if args.threshold is not None else args.thresholds
