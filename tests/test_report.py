@@ -349,3 +349,26 @@ def test_a_run_given_as_a_folder_alone_is_named_by_it_and_names_must_differ(runs
     code, err = run(capsys, ["report", "--voc-root", voc, "--run", folders["baseline"], "--run",
                              f"base={folders['infercam']}", "--out", tmp_path / "r2", "--no-progress"])
     assert code == 2 and "two --run arguments have the same name" in err
+
+
+def test_a_report_being_written_by_another_run_is_refused_and_a_stale_lock_taken_over(runs, tmp_path, capsys):
+    """Two reports into one folder each removed the pictures their own page does not show, so each could delete
+    the other's: the second now refuses while the first writes (its lock names it), and a lock left by a run that
+    has ended is taken over."""
+    import socket
+    import sys
+
+    voc, folders = runs
+    out = tmp_path / "r"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = {"pid": holder.pid, "host": socket.gethostname(), "since": "2026-12-05T00:00:00+0000"}
+        (out / ".infercam-report.lock").write_text(json.dumps(lock))
+        code, err = report(capsys, voc, folders, out)
+        assert code == 2 and f"another run (pid {holder.pid}" in err and not (out / "index.html").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert report(capsys, voc, folders, out)[0] == 0  # the holder has ended: its lock is stale
+    assert (out / "index.html").is_file() and not (out / ".infercam-report.lock").exists()

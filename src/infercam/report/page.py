@@ -20,7 +20,7 @@ from ..data.voc import labels_in
 from ..evaluation import cam_to_label
 from ..errors import DataError
 from ..evaluation.stats import Interval
-from ..io import atomic_path, check_dir, ensure_dir, overlay
+from ..io import atomic_path, check_dir, ensure_dir, overlay, refuse_live_holder
 from ..method.split import Box
 from .gallery import GALLERY_STYLE, GalleryItem, Panel, save_picture, write_gallery
 from .pictures import colour_labels, draw_boxes, outline
@@ -30,6 +30,7 @@ COLOURS = {"baseline": "#888888", "infercam-default": "#d62728", "infercam-fixed
 SPARE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 CamMaps = dict[int, np.ndarray]  # class index -> map
 GENERATOR = '<meta name="generator" content="infercam report">'  # marks a folder as a report's, to replace
+REPORT_LOCK = ".infercam-report.lock"  # held while a report writes its folder (io.folder_lock)
 OLDER_REPORT_MARK = "keep index.html beside its img/ folder."  # what reports before the mark all say
 
 
@@ -240,7 +241,8 @@ def check_report_folder(folder: Path) -> None:
         return
     if not folder.is_dir():
         raise DataError(f"report folder {folder} is a file: give a folder for index.html and img/")
-    if not any(folder.iterdir()):
+    refuse_live_holder(folder / REPORT_LOCK)  # another report writing it now, before this one computes anything
+    if not any(not p.name.startswith(".") for p in folder.iterdir()):  # empty, but for hidden files (a stale lock)
         return
     index = folder / "index.html"
     try:

@@ -22,10 +22,10 @@ from ..data.images import load_image
 from ..data.voc import SEG_DIR, find_image, labels_in, read_label_png
 from ..errors import DataError, ImageError, InferCamError
 from ..evaluation import DEFAULT_THRESHOLDS, TRUTH_PROBLEM, evaluate_cams, evaluate_labels
-from ..io import ensure_dir, is_heatmap_of, load_cams, overlay
+from ..io import ensure_dir, folder_lock, is_heatmap_of, load_cams, overlay
 from ..text import counted
 from .gallery import GalleryItem, Panel, sort_value, write_gallery
-from .page import check_report_folder, threshold_plot, write_page
+from .page import REPORT_LOCK, check_report_folder, threshold_plot, write_page
 from .pictures import colour_labels
 
 KINDS = {"cam": ".npy", "label": ".png"}
@@ -242,8 +242,6 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
     if not items:
         raise DataError(f"every image was left out ({counted(len(unreadable), 'image')}, see the notes above): "
                         "nothing to show; check --voc-root and --list")
-    folder = ensure_dir(out, "report folder")  # made once every picture could be drawn
-    ensure_dir(folder / "img", "report image folder")
     names_of_runs = [r.name for r in runs]
     curves = {name: s for name, s in scores.items() if len(s.per_threshold) > 1}  # CAM runs over a sweep
     plot = threshold_plot(curves) if curves else ""
@@ -254,6 +252,10 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
             f"<h2>Summary</h2>{_summary(runs, scores, absent, scored_any)}"
             + (f"<ul>{missing_notes}</ul>" if missing_notes else "")
             + (f"<p>Left out, the image does not load: {html.escape(', '.join(unreadable))}.</p>" if unreadable else "")
-            + (f"<h2>mIoU against threshold</h2>{plot}" if plot else "")
-            + f"<h2>Images</h2>{write_gallery(folder, items, names_of_runs, sort_value(sort, names_of_runs))}")
-    return write_page(folder, "infercam report", body, RUNS_STYLE)
+            + (f"<h2>mIoU against threshold</h2>{plot}" if plot else ""))
+    folder = ensure_dir(out, "report folder")  # made once every picture could be drawn
+    # one report writes the folder at a time: each removes the pictures its own page does not show
+    with folder_lock(folder / REPORT_LOCK, folder):
+        ensure_dir(folder / "img", "report image folder")
+        gallery = write_gallery(folder, items, names_of_runs, sort_value(sort, names_of_runs))
+        return write_page(folder, "infercam report", f"{body}<h2>Images</h2>{gallery}", RUNS_STYLE)
