@@ -166,18 +166,23 @@ def test_label_pngs_palette_and_grayscale(tmp_path):
 
 
 @pytest.mark.parametrize("which", ["truth", "prediction"])
-@pytest.mark.parametrize("kind", ["gray JPEG", "RGB PNG"])
+@pytest.mark.parametrize("kind", ["gray JPEG", "RGB PNG", "16-bit PNG"])
 def test_a_label_png_of_jpeg_data_or_colours_is_refused_naming_it(which, kind, tmp_path, capsys):
-    """A .png label file that holds JPEG data (lossy values, not labels) or RGB colours is not scored."""
+    """A .png label file that holds JPEG data (lossy values, not labels), RGB colours or 16-bit values (said as
+    'mode I;16' only, before) is not scored."""
     gt = np.array([[0, 0, 15], [15, 255, 0]], np.uint8)
     save_png(tmp_path / "voc" / "SegmentationClass" / "x.png", gt)
     save_png(tmp_path / "pred" / "x.png", gt)
     bad = (tmp_path / "voc" / "SegmentationClass" if which == "truth" else tmp_path / "pred") / "x.png"
     if kind == "gray JPEG":
         Image.fromarray(gt, mode="L").save(bad, format="JPEG")
-    else:
+    elif kind == "RGB PNG":
         Image.fromarray(np.stack([gt] * 3, axis=-1)).save(bad, format="PNG")
-    with pytest.raises(DataError, match="JPEG data" if kind == "gray JPEG" else "mode RGB"):
+    else:
+        Image.fromarray(gt.astype(np.uint16)).save(bad, format="PNG")
+    expected = {"gray JPEG": "JPEG data", "RGB PNG": r"a colour image \(mode RGB: colours, not class indices\)",
+                "16-bit PNG": r"must be 8-bit palette or grayscale \(one class index per pixel\), got a 16-bit image"}
+    with pytest.raises(DataError, match=expected[kind]):
         evaluate_labels(tmp_path / "pred", tmp_path / "voc", ["x"])
     (tmp_path / "l.txt").write_text("x\n")
     assert main(["eval", "--pred", str(tmp_path / "pred"), "--voc-root", str(tmp_path / "voc"),

@@ -161,6 +161,12 @@ def voc_annotation(filename: str, width: int, height: int, objects: list[tuple[s
     return tree
 
 
+# what a label PNG of another mode is, in words (PIL's modes)
+LABEL_MODES = {"RGB": "a colour image (mode RGB: colours, not class indices)", "RGBA": "a colour image (mode RGBA)",
+               "I;16": "a 16-bit image (mode I;16)", "I": "a 16/32-bit image (mode I)", "1": "a 1-bit image (mode 1)",
+               "LA": "a grayscale image with alpha (mode LA)"}
+
+
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
     """A VOC label PNG as an H x W uint8 index map (palette indices, not colours); a LabelError for a file that
     is not a PNG (e.g. JPEG data under a .png name: its lossy values are no labels) or not palette/grayscale."""
@@ -169,7 +175,8 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
             if img.format != "PNG":
                 raise LabelError(f"label file is not a PNG but {img.format or 'another format'} data: {path}")
             if img.mode not in ("P", "L"):
-                raise LabelError(f"label PNG must be palette or grayscale, got mode {img.mode}: {path}")
+                raise LabelError(f"label PNG must be 8-bit palette or grayscale (one class index per pixel), got "
+                                 f"{LABEL_MODES.get(img.mode, 'mode ' + img.mode)}: {path}")
             return np.asarray(img, dtype=np.uint8).copy()
     except LabelError:
         raise
