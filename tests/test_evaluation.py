@@ -468,7 +468,8 @@ def test_ground_truth_that_is_all_ignore_is_refused_not_scored_as_nan(tmp_path, 
                 save_png(pred / f"{name}.png", gt)
         assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing), "--format",
                      kind]) == 2
-        assert "every ground truth pixel of the 3 images is 255 (ignore): nothing to score" in capsys.readouterr().err
+        assert ("infercam eval: error: ground truth: every pixel of the 3 images is 255 (ignore): nothing to score"
+                in capsys.readouterr().err)
 
 
 def test_when_missing_skip_leaves_every_image_out_the_error_says_why(tmp_path, capsys):

@@ -276,6 +276,11 @@ def test_a_run_that_cannot_be_scored_is_named_when_it_stops_the_report(runs, tmp
         np.save(imagenet / f"{name}.npy", {281: np.ones(shape, np.float32)})
     code, err = report(capsys, voc, {"baseline": folders["baseline"], "imagenet": imagenet}, tmp_path / "r")
     assert code == 2 and "error: run 'imagenet' not scored: img_a: CAM class indices must be 0..19" in err
+    for name in NAMES:  # ground truth that is all 255: no run's fault, and not said as one run's
+        path = voc / "SegmentationClass" / f"{name}.png"
+        save_label_png(path, np.full_like(np.asarray(Image.open(path)), 255))
+    code, err = report(capsys, voc, {"baseline": folders["baseline"]}, tmp_path / "r")
+    assert code == 2 and "report: error: ground truth: every pixel of the 4 images is 255 (ignore)" in err, err
 
 
 def test_a_damaged_label_file_the_report_does_not_need_does_not_stop_it(runs, tmp_path, capsys):

@@ -13,13 +13,9 @@ from ..data.voc import SEG_DIR, read_label_png
 from ..errors import DataError, InferCamError
 from ..io import load_cams
 from ..text import counted
-from .scores import EvalResult, Pred, check_shape, evaluate_label_maps
+from .scores import TRUTH_PROBLEM, EvalResult, Pred, check_shape, evaluate_label_maps
 from .sweep import DEFAULT_THRESHOLDS, CamDict, evaluate_cam_dicts
 
-
-# How a problem of a ground truth file (not of the prediction) starts, in errors and in ``EvalResult.notes``;
-# "ground truth not found: ..." reads the same way.
-TRUTH_PROBLEM = "ground truth: "
 
 
 def _pred_shape(pred: np.ndarray | CamDict) -> tuple[int, ...] | None:

@@ -183,10 +183,15 @@ class EvalResult:
         }
 
 
+# How a problem of the ground truth (not of the prediction) starts, in errors and in ``EvalResult.notes``;
+# "ground truth not found: ..." reads the same way.
+TRUTH_PROBLEM = "ground truth: "
+
+
 def nothing_scored(images: int) -> str:
     """The error when every ground truth pixel of the images is 255 (ignore): no score is defined."""
-    return (f"every ground truth pixel of the {counted(images, 'image')} is 255 (ignore): nothing to score; are the "
-            "masks VOC class labels (0 background, c + 1 class c)?")
+    return (f"{TRUTH_PROBLEM}every pixel of the {counted(images, 'image')} is 255 (ignore): nothing to score; are "
+            "the masks VOC class labels (0 background, c + 1 class c)?")
 
 
 def add_named(name: str, add: Callable[[np.ndarray, Pred], None], gt: np.ndarray, pred: Pred) -> None:

@@ -88,7 +88,9 @@ def score_run(run: Run, voc_root: Path, names: Sequence[str], threshold: float |
             result = evaluate_cams(run.folder, voc_root, names, thresholds, missing="skip")
         else:
             result = evaluate_labels(run.folder, voc_root, names, missing="skip")
-    except DataError as exc:  # e.g. CAMs of other classes: which run's, among several
+    except DataError as exc:  # e.g. CAMs of other classes: which run's, among several (the ground truth is none's)
+        if str(exc).startswith(TRUTH_PROBLEM):
+            raise
         raise DataError(f"run {run.name!r} not scored: {exc}") from None
     said = set() if truth_notes is None else truth_notes
     for note in result.notes:
