@@ -411,8 +411,11 @@ def test_eval_says_when_cams_are_not_normalised_to_the_thresholds_range(tmp_path
         np.save(pred / f"{name}.npy", {c: 30 * m for c, m in cams.items()})
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "the CAMs reach" in err and "above 1: they are not normalised" in err
+    assert "the CAMs reach" in err and "well above 1: they are not normalised" in err
     assert evaluate_cams(pred, voc, list(truth)).cam_peak > 1
+    for name, (_, cams) in truth.items():  # normalised, then resized with cubic interpolation: a slight overshoot
+        np.save(pred / f"{name}.npy", {c: 1.1 * m for c, m in cams.items()})
+    assert main(args) == 0 and "not normalised" not in capsys.readouterr().err
 
 
 def test_psas_crf_output_given_as_cams_is_refused_not_scored_one_class_off(tmp_path, capsys):

@@ -328,7 +328,11 @@ def test_cli_notes_cams_that_are_not_normalised(voc, tmp_path, capsys):
         np.save(path, {c: 30 * m for c, m in load_cams(path).items()})  # raw maps, as some tools write them
     assert main(pseudo_args(voc, "threshold", tmp_path / "raw")) == 0
     err = capsys.readouterr().err
-    assert "note: the CAMs of" in err and "reach above 1" in err and "not normalised" in err
+    assert "note: the CAMs of" in err and "reach well above 1" in err and "not normalised" in err
+    for path in sorted((voc / "cams").glob("*.npy")):  # normalised, then resized with cubic interpolation
+        np.save(path, {c: m / 30 * 1.1 for c, m in load_cams(path).items()})
+    assert main(pseudo_args(voc, "threshold", tmp_path / "resized")) == 0
+    assert "not normalised" not in capsys.readouterr().err
 
 
 def test_the_default_background_given_explicitly_resumes_the_run_it_equals(voc, tmp_path, capsys):

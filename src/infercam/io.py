@@ -117,6 +117,11 @@ def save_cams(path: str | os.PathLike, cams: dict[int, np.ndarray], fmt: str = "
         np.save(f, obj, allow_pickle=True)
 
 
+# The peak above which CAMs are not normalised (psa's and IRN's maps reach 1; a normalised map resized with cubic
+# interpolation afterwards overshoots 1 by a few percent, raw maps reach 5-30)
+NORMALISED_PEAK = 1.25
+
+
 def load_cams(path: str | os.PathLike) -> dict[int, np.ndarray]:
     """Read a CAM file in either layout as ``{class index: H x W float32}``; maps that are not 2-D arrays of
     finite numbers make the file damaged (a DataError naming it), never a traceback or a silent score."""

@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if unnormalised:
         name, peak = next(iter(unnormalised.items()))
-        print(f"note: the CAMs of {len(unnormalised)} image(s) reach above 1 (e.g. {name}: {peak:.4g}): they are not "
+        print(f"note: the CAMs of {len(unnormalised)} image(s) reach well above 1 (e.g. {name}: {peak:.4g}): they are not "
               "normalised as psa's and IRN's are (each map divided by its maximum), so the background score, made for "
               "maps in [0, 1], calls nearly every pixel foreground; normalise them first", file=sys.stderr)
     return code

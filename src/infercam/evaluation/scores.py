@@ -19,6 +19,7 @@ import numpy as np
 
 from ..classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
 from ..errors import DataError
+from ..io import NORMALISED_PEAK
 from ..text import counted
 
 SEG_CLASSES = NUM_CLASSES + 1
@@ -145,10 +146,11 @@ class EvalResult:
         return len(self.names)
 
     def unnormalised_note(self) -> str | None:
-        """Why the scores do not fit the CAMs, when their values reach above 1; else None."""
-        if self.cam_peak is None or self.cam_peak <= 1:
+        """Why the scores do not fit the CAMs, when their values reach well above 1 (:data:`NORMALISED_PEAK`);
+        else None."""
+        if self.cam_peak is None or self.cam_peak <= NORMALISED_PEAK:
             return None
-        return (f"the CAMs reach {self.cam_peak:.4g}, above 1: they are not normalised as psa's and IRN's are (each "
+        return (f"the CAMs reach {self.cam_peak:.4g}, well above 1: they are not normalised as psa's and IRN's are (each "
                 "map divided by its maximum), so background thresholds in [0, 1] do not fit them; normalise them first")
 
     @property

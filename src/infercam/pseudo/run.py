@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DataError
-from ..io import load_cams
+from ..io import NORMALISED_PEAK, load_cams
 from .threshold import CamDict
 
 Labeler = Callable[[np.ndarray, CamDict], np.ndarray]
@@ -23,7 +23,7 @@ def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler, dropped: Counter |
 
     Maps of classes the image is not labelled with are dropped (as psa does: a pseudo label only holds the image's
     classes); ``dropped`` counts them per image name, ``absent`` the image's classes that have no map (they get no
-    pixel: CAMs computed with other labels), ``unnormalised`` records the peak of maps that reach above 1 (the
+    pixel: CAMs computed with other labels), ``unnormalised`` records the peak of maps that reach well above 1 (the
     background scores are made for maps in [0, 1])."""
     cam_dir = Path(cam_dir)
 
@@ -40,7 +40,7 @@ def cam_labeler(cam_dir: str | os.PathLike, labeler: Labeler, dropped: Counter |
         if absent is not None and len(kept) < len(set(labels)):
             absent[name] += len(set(labels)) - len(kept)
         peak = max(float(m.max(initial=0)) for m in kept.values())
-        if unnormalised is not None and peak > 1:
+        if unnormalised is not None and peak > NORMALISED_PEAK:
             unnormalised[name] = peak
         return labeler(image, kept)
 
