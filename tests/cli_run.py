@@ -1,6 +1,11 @@
 """Helpers of the CLI tests: a command line over a tiny VOC folder, running it, and what it leaves behind."""
+import contextlib
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -40,3 +45,17 @@ def list_file(voc: Path, *names: str, text: str | None = None) -> Path:
 
 def manifest(folder: Path) -> dict:
     return json.loads((folder / "infercam-run.json").read_text())
+
+
+@contextlib.contextmanager
+def live_lock(path: Path) -> Iterator[int]:
+    """A lock file at ``path`` held by a live process of this host (its pid is yielded), as a run that is writing
+    leaves it; the process ends with the block, so the lock is stale after it."""
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        path.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                    "since": "2026-12-04T00:00:00+0000"}))
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

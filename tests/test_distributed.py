@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_run import live_lock
 from infercam.cli import main
 from infercam.io import load_cams
 from infercam.run.distributed import Rank
@@ -59,8 +60,6 @@ def test_two_ranks_equal_one_process(tiny_voc, tiny_weights, tmp_path):
 def test_a_rank_that_is_refused_ends_the_job_in_one_line_per_rank(tiny_voc, tiny_weights, tmp_path):
     """One rank refused (another run's live lock on its manifest name): the other rank's wait for it ends with a
     note, not a gloo traceback; a device this machine lacks is refused before the process group."""
-    import socket
-
     out = tmp_path / "multi"
     out.mkdir()
     args = ["infer", "--voc-root", str(tiny_voc), "--network", "tiny:TinyCamNet", "--weights", str(tiny_weights),
@@ -71,15 +70,9 @@ def test_a_rank_that_is_refused_ends_the_job_in_one_line_per_rank(tiny_voc, tiny
     # stopped before its barrier, so the test gives it time to reach the barrier whose wait it reports
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--monitor-interval=5",
            "-m", "infercam"]
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
-        lock = {"pid": holder.pid, "host": socket.gethostname(), "since": "2026-12-04T00:00:00+0000"}
-        (out / "infercam-run.rank1-of-2.json.lock").write_text(json.dumps(lock))
+    with live_lock(out / "infercam-run.rank1-of-2.json.lock") as pid:
         proc = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=300)
-    finally:
-        holder.kill()
-        holder.wait()
-    assert proc.returncode != 0 and f"another run (pid {holder.pid}" in proc.stderr
+    assert proc.returncode != 0 and f"another run (pid {pid}" in proc.stderr
     ours = "/infercam/"  # torchrun's own launcher prints a traceback for a failed rank; none may be from infercam
     assert "another rank ended early" in proc.stderr and "2 done, 0 skipped" in proc.stderr, proc.stderr[-3000:]
     assert not [line for line in proc.stderr.splitlines() if line.strip().startswith("File") and ours in line]

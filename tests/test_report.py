@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_run import argv, run
+from cli_run import argv, live_lock, run
 from infercam.io import save_label_png
 
 NAMES = ("img_a", "img_b", "img_c", "img_d")
@@ -360,20 +360,11 @@ def test_a_report_being_written_by_another_run_is_refused_and_a_stale_lock_taken
     """Two reports into one folder each removed the pictures their own page does not show, so each could delete
     the other's: the second now refuses while the first writes (its lock names it), and a lock left by a run that
     has ended is taken over."""
-    import socket
-    import sys
-
     voc, folders = runs
     out = tmp_path / "r"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        lock = {"pid": holder.pid, "host": socket.gethostname(), "since": "2026-12-05T00:00:00+0000"}
-        (out / ".infercam-report.lock").write_text(json.dumps(lock))
+    with live_lock(out / ".infercam-report.lock") as pid:
         code, err = report(capsys, voc, folders, out)
-        assert code == 2 and f"another run (pid {holder.pid}" in err and not (out / "index.html").exists()
-    finally:
-        holder.kill()
-        holder.wait()
+        assert code == 2 and f"another run (pid {pid}" in err and not (out / "index.html").exists()
     assert report(capsys, voc, folders, out)[0] == 0  # the holder has ended: its lock is stale
     assert (out / "index.html").is_file() and not (out / ".infercam-report.lock").exists()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli_run import argv, label, list_file, manifest, run, temp_files
+from cli_run import argv, label, list_file, live_lock, manifest, run, temp_files
 from infercam.io import load_cams, save_cams
 
 
@@ -186,16 +186,10 @@ def test_a_second_run_on_a_folder_in_use_is_refused_and_a_stale_lock_is_taken_ov
 
     out = tmp_path / "cams"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        lock = {"pid": holder.pid, "host": socket.gethostname(), "since": "2026-12-02T00:00:00+0000"}
-        (out / "infercam-run.json.lock").write_text(json.dumps(lock))
+    with live_lock(out / "infercam-run.json.lock") as pid:
         code, err = run(capsys, argv(tiny_voc, tiny_weights, out))
-        assert code == 2 and f"another run (pid {holder.pid} on {socket.gethostname()}" in err
+        assert code == 2 and f"another run (pid {pid} on {socket.gethostname()}" in err
         assert not list(out.glob("*.npy"))
-    finally:
-        holder.kill()
-        holder.wait()
     code, err = run(capsys, argv(tiny_voc, tiny_weights, out))  # its process is gone: the lock is stale
     assert code == 0 and "4 done" in err and not (out / "infercam-run.json.lock").exists()
 
@@ -272,22 +266,14 @@ def test_one_folder_named_twice_or_holding_a_dotfile_is_an_ordinary_output_folde
 
 def test_a_torchrun_ranks_record_counts_and_its_live_lock_excludes_a_plain_run(tiny_voc, tiny_weights, tmp_path,
                                                                               capsys):
-    import socket
-
     out = tmp_path / "cams"
     assert run(capsys, argv(tiny_voc, tiny_weights, out, command="cam"))[0] == 0
     (out / "infercam-run.json").rename(out / "infercam-run.rank0-of-2.json")  # as a 2-rank job leaves it
     code, err = run(capsys, argv(tiny_voc, tiny_weights, out))
     assert code == 2 and "holds the outputs of another run" in err and "rank0-of-2" in err
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        lock = {"pid": holder.pid, "host": socket.gethostname(), "since": "2026-12-04T00:00:00+0000"}
-        (out / "infercam-run.rank1-of-2.json.lock").write_text(json.dumps(lock))
+    with live_lock(out / "infercam-run.rank1-of-2.json.lock") as pid:
         code, err = run(capsys, argv(tiny_voc, tiny_weights, out, command="cam"))
-        assert code == 2 and f"another run (pid {holder.pid}" in err
-    finally:
-        holder.kill()
-        holder.wait()
+        assert code == 2 and f"another run (pid {pid}" in err
     assert run(capsys, argv(tiny_voc, tiny_weights, out, command="cam"))[0] == 0  # the lock is stale now
     (out / "infercam-run.json").rename(out / "infercam-run.rank1-of-2.json")
     # an --overwrite run replaces every earlier record, so the folder can be resumed by its own options
