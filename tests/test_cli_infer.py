@@ -237,3 +237,19 @@ def test_a_class_map_the_network_does_not_fit_is_refused_before_any_image(tiny_v
     err = capsys.readouterr().err
     assert code == 2 and "class map imagenet-voc needs an ImageNet-1k network (it uses classes up to 914), but the network has 20" in err
     assert not out.exists()
+
+
+def test_a_record_of_the_mode_s_own_stop_fraction_still_resumes(tiny_voc, tiny_weights, tmp_path, capsys):
+    """A run made with --stop-fraction 0 before the mode's own value counted as not given recorded 0.0: rerun with
+    the same command, it was refused as another run ('stop_fraction: 0.0 -> None')."""
+    out = tmp_path / "cams"
+    args = ["infer", *common(tiny_voc, tiny_weights), "--out-cam", str(out), "--stop-fraction", "0"]
+    assert main(args) == 0
+    manifest = out / "infercam-run.json"
+    record = json.loads(manifest.read_text())
+    record["config"]["stop_fraction"] = 0.0  # as the earlier version recorded it
+    manifest.write_text(json.dumps(record))
+    (out / "img_c.npy").unlink()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "1 done, 3 skipped, 0 failed" in capsys.readouterr().err

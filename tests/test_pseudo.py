@@ -343,3 +343,19 @@ def test_the_default_background_given_explicitly_resumes_the_run_it_equals(voc, 
     assert "0 done" in capsys.readouterr().err
     assert main(pseudo_args(voc, "threshold", out, "--bg-threshold", "0.3")) == 2  # another computation
     assert "bg_threshold: None -> 0.3" in capsys.readouterr().err
+
+
+def test_a_record_of_the_default_background_given_explicitly_still_resumes(voc, tmp_path, capsys):
+    """A run made with --bg-threshold 0.2 before the default counted as not given recorded 0.2: rerun with the same
+    command, it was refused as another run ('bg_threshold: 0.2 -> None')."""
+    out = tmp_path / "thr"
+    args = pseudo_args(voc, "threshold", out, "--bg-threshold", str(PSA_THRESHOLD))
+    assert main(args) == 0
+    manifest = out / "infercam-run.json"
+    record = json.loads(manifest.read_text())
+    record["config"]["bg_threshold"] = PSA_THRESHOLD  # as the earlier version recorded it
+    manifest.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 done" in capsys.readouterr().err
+    assert main(pseudo_args(voc, "threshold", out, "--bg-threshold", "0.3")) == 2  # another computation

@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from ..classes import VOC_CLASSES
 from ..data.images import DEFAULT_MAX_SIDE, MIN_SIDE, SizeLimits
@@ -147,7 +147,8 @@ def unmapped_classes(model: object) -> tuple[int, ...]:
 OUTPUT_PATH_OPTIONS = ("out", "out_cam", "heatmap", "save_splits", "out_pred")
 # Options that name a checkpoint file: the manifest records its path and SHA-256.
 CHECKPOINT_OPTIONS = ("weights", "aff_weights")
-INTERNAL_OPTIONS = ("func", "sharded", "command_line", "class_names", "cam_classes", "unmapped_classes")
+INTERNAL_OPTIONS = ("func", "sharded", "unset_defaults", "command_line", "class_names", "cam_classes",
+                    "unmapped_classes")
 # Options that do not change what a run writes: a rerun into the same folder may give other values (another
 # image list or label file: each image's outputs are checked against its labels). The data set folder is not one of
 # them: another data set's images may share the names, sizes and labels of those whose outputs are kept.
@@ -201,10 +202,12 @@ def run_record(args: argparse.Namespace) -> dict[str, Any]:
             "device": describe_device(args.device)}
 
 
-def _what_it_computes(record: dict[str, Any]) -> dict[str, Any]:
-    """The part of a run record that decides the outputs: the options, run control aside, and checkpoint hashes."""
+def _what_it_computes(record: dict[str, Any], unset: Mapping[str, object] = {}) -> dict[str, Any]:
+    """The part of a run record that decides the outputs: the options, run control aside, and checkpoint hashes;
+    an option of ``unset`` at that default value counts as not given (None)."""
     skip = (*RUN_CONTROL_OPTIONS, *CHECKPOINT_OPTIONS)  # a checkpoint counts by its hash, not where it lies
-    config = {k: v for k, v in record.get("config", {}).items() if k not in skip}
+    config = {k: None if k in unset and v == unset[k] else v
+              for k, v in record.get("config", {}).items() if k not in skip}
     hashes = {f"{k} (SHA-256)": c.get("sha256") for k, c in record.get("checkpoints", {}).items()}
     return {**config, **hashes}
 
@@ -250,13 +253,15 @@ def file_system_now(folders: Sequence[Path]) -> float:
 
 
 def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: bool,
-                   own: Collection[str] = ()) -> float | None:
+                   own: Collection[str] = (), unset: Mapping[str, object] = {}) -> float | None:
     """Refuse to resume into a folder that another computation wrote (other command, network, weights, mode,
     scales, format, class map, ...; any rank's record counts), naming what differs, or that holds outputs no run
     recorded (an older infercam's run killed before its end-of-run record, or another tool's files; ``own``: real
     paths of files this run keeps there, e.g. train-seg's checkpoint beside its predictions). Returns the
     time before which earlier outputs are not resumed from: the start of an --overwrite run (this one, or the one
-    this run continues), else None (every output that loads whole is kept)."""
+    this run continues), else None (every output that loads whole is kept). ``unset``: options this run records as
+    None when given at their default, {option: default}; an earlier record of the default value itself (written
+    before they were) is the same computation."""
     if overwrite:
         return file_system_now(folders)
     since, records = None, {folder: earlier_records(folder) for folder in folders}
@@ -268,7 +273,7 @@ def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: b
     now = _what_it_computes(record)
     for folder in folders:
         for path, earlier in records[folder]:
-            before = _what_it_computes(earlier)
+            before = _what_it_computes(earlier, unset)
             differ = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
             if differ:
                 shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in differ[:4])
@@ -366,7 +371,7 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
     if isinstance(outputs, Outputs):
         outputs.class_names = getattr(args, "class_names", outputs.class_names)
     record = run_record(args)
-    since = check_same_run(outputs.folders, record, args.overwrite)
+    since = check_same_run(outputs.folders, record, args.overwrite, unset=getattr(args, "unset_defaults", {}))
     record["outputs_since"] = since  # a later resume of this run keeps nothing older
     summary = run_dataset(dataset, compute, outputs, names=distributed.shard(dataset.names, rank.rank, rank.world_size),
                           overwrite=args.overwrite, on_error=args.on_error, workers=args.workers,

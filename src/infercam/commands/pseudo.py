@@ -90,10 +90,15 @@ def check_method_options(args: argparse.Namespace) -> None:
             setattr(args, key, default)
     # A background option given at the method's default is recorded as not given (None), as in a run without it,
     # so that the same computation resumes into its folder instead of being refused as another run.
-    if args.method in ("threshold", "crf") and not args.affinity_labels and args.bg_threshold == PSA_THRESHOLD:
-        args.bg_threshold = None
-    if args.method == "rw" and args.alpha == PSA_RW.alpha:
-        args.alpha = None
+    # An earlier record of the default value itself (made before this) stays the same run (unset_defaults).
+    if args.method in ("threshold", "crf") and not args.affinity_labels:
+        args.unset_defaults = {"bg_threshold": PSA_THRESHOLD}
+        if args.bg_threshold == PSA_THRESHOLD:
+            args.bg_threshold = None
+    if args.method == "rw":
+        args.unset_defaults = {"alpha": PSA_RW.alpha}
+        if args.alpha == PSA_RW.alpha:
+            args.alpha = None
 
 
 def _background(args: argparse.Namespace) -> Background:
