@@ -119,6 +119,16 @@ def test_split_path_cut_by_another_mode_is_refused(tiny_voc, tiny_weights, tmp_p
                  "--out-cam", str(out)]) == 0
 
 
+def test_split_path_cut_by_a_mode_that_cuts_alike_is_taken(tiny_voc, tiny_weights, tmp_path, capsys):
+    """default and evidence both keep the whole image: split's default patches refined under --mode evidence were
+    refused ('cut with --mode default, not evidence'), though they are the very patches evidence refines."""
+    splits = tmp_path / "splits"
+    assert main(["split", *common(tiny_voc, tiny_weights), "--out", str(splits)]) == 0
+    assert main(["infer", *common(tiny_voc, tiny_weights), "--mode", "evidence", "--split-path", str(splits),
+                 "--out-cam", str(tmp_path / "cams")]) == 0
+    assert "error" not in capsys.readouterr().err
+
+
 def test_split_path_saved_by_infer_with_another_mode_is_refused(tiny_voc, tiny_weights, tmp_path, capsys):
     """Patches written by infer --save-splits are a split folder too: its run's mode is checked as split's is."""
     splits, out = tmp_path / "splits", tmp_path / "cams"

@@ -68,14 +68,15 @@ def make_compute(args: argparse.Namespace) -> Stages:
 
 
 def check_split_mode(split_dir: Path, mode: str) -> None:
-    """An error when the run that cut ``split_dir``'s patches (split, or infer --save-splits) recorded another
-    mode: the modes cut an image differently (the default not at all), so another mode's patches are not the ones
-    this mode refines. A folder without such a record (the authors' own split) is taken as it is."""
+    """An error when the run that cut ``split_dir``'s patches (split, or infer --save-splits) recorded a mode that
+    cuts otherwise: fixed and reference cut an image differently, default and evidence not at all, so such patches
+    are not the ones this mode refines. A folder without such a record (the authors' own split) is taken as it is."""
     here = os.path.realpath(split_dir)  # as run records write output folders
     configs = [record["config"] for _, record in earlier_records(split_dir)]
     cut = sorted({str(config.get("mode")) for config in configs
                   if config.get("command") == "split" or config.get("save_splits") == here})
-    if cut and mode not in cut:
+    same_cut = {m for m in MODES if recipe(m).boxes == recipe(mode).boxes}  # default and evidence: the whole image
+    if cut and not same_cut.intersection(cut):
         raise InferCamError(f"the patches in {split_dir} were cut with `mode` {' and '.join(cut)}, not {mode}: "
                             "refine them with the `mode` that cut them (or split again)")
 
