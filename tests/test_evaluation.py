@@ -494,3 +494,17 @@ def test_a_json_path_under_a_file_is_refused_before_scoring(tmp_path, capsys):
                  "--json", str(listing / "scores.json")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and f"JSON output folder {listing} exists and is not a folder" in err
+
+
+def test_the_class_map_note_is_not_given_when_ignore_class_leaves_its_classes_out(tmp_path, capsys):
+    """CAMs made with --class-map imagenet-voc, scored with --ignore-class person (what the class map leaves out),
+    were still told to add --class-map to leave the classes it does not cover out of the scores."""
+    voc, pred, _ = make_dataset(tmp_path)
+    (pred / "infercam-run.json").write_text(json.dumps({"config": {"command": "cam", "class_map": "imagenet-voc"}}))
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nb\nc\n")
+    args = ["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing)]
+    assert main(args) == 0
+    assert "were made with --class-map imagenet-voc" in capsys.readouterr().err
+    assert main([*args, "--ignore-class", "person"]) == 0
+    assert "--class-map" not in capsys.readouterr().err

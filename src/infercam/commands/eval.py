@@ -111,10 +111,11 @@ def format_report(result: EvalResult) -> str:
 
 def note_class_map(args: argparse.Namespace) -> None:
     """A note when the run that wrote --pred recorded a class map that eval is not given: the classes the map gives
-    no class of the network (ImageNet has no person) have all-zero maps and would be scored as misses."""
+    no class of the network (ImageNet has no person) have all-zero maps and would be scored as misses; none when
+    --ignore-class already leaves those classes out."""
     used = sorted({str(record["config"]["class_map"]) for _, record in earlier_records(args.pred)
                    if record["config"].get("class_map")})
-    if used and args.class_map is None:
+    if used and args.class_map is None and not set(imagenet_voc.uncovered_classes()) <= set(args.ignore_class):
         print(f"infercam eval: note: the maps in {args.pred} were made with --class-map {' and '.join(used)}: add "
               f"--class-map {used[0]} to leave the classes it does not cover out of the scores", file=sys.stderr)
 
