@@ -281,6 +281,9 @@ def test_a_run_that_cannot_be_scored_is_named_when_it_stops_the_report(runs, tmp
         save_label_png(path, np.full_like(np.asarray(Image.open(path)), 255))
     code, err = report(capsys, voc, {"baseline": folders["baseline"]}, tmp_path / "r")
     assert code == 2 and "report: error: ground truth: every pixel of the 4 images is 255 (ignore)" in err, err
+    # with --missing skip, each run is left unscored: the ground truth's problem is said once, not once per run
+    code, err = report(capsys, voc, folders, tmp_path / "r", "--missing", "skip")
+    assert err.count("ground truth: every pixel of the 4 images is 255") == 1, err
 
 
 def test_a_damaged_label_file_the_report_does_not_need_does_not_stop_it(runs, tmp_path, capsys):

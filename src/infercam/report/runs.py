@@ -230,7 +230,10 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
             except DataError as exc:
                 if missing == "error":
                     raise
-                print(f"infercam report: note: {exc}", file=sys.stderr)
+                if str(exc) not in truth_notes:  # a ground truth problem: said once, not once per run
+                    print(f"infercam report: note: {exc}", file=sys.stderr)
+                if str(exc).startswith(TRUTH_PROBLEM):
+                    truth_notes.add(str(exc))
     shown = informative(names, scores, images) if images is not None else list(names)
     items, unreadable = [], []
     for name in tqdm(shown, desc="report", unit="img", disable=not progress):
