@@ -143,6 +143,16 @@ def test_a_command_that_does_not_share_its_work_is_refused_under_torchrun(comman
     assert not out.exists()
 
 
+def test_a_torchrun_variable_that_is_not_a_number_is_one_error_line(tmp_path, capsys, monkeypatch):
+    """Every command reads WORLD_SIZE since 01096fb: make-synthetic (or eval) in a shell with WORLD_SIZE set empty
+    failed with int()'s traceback, where it ran before."""
+    monkeypatch.setenv("WORLD_SIZE", "")
+    assert main(["make-synthetic", "--n-train", "1", "--n-val", "0", "--out", str(tmp_path / "syn")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "infercam make-synthetic: error: environment variable WORLD_SIZE='' is not a whole number (torchrun sets it "
+        "to one): unset or correct it"]
+
+
 def test_eval_under_a_real_torchrun_is_refused_on_each_rank(tmp_path):
     """The same refusal with the environment torchrun itself sets: each rank says it in one line, and neither
     prints the table nor writes the scores."""

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import torch.distributed as dist
 
+from ..errors import InferCamError
 from ..io import write_json
 
 STATUS_SEVERITY = ("interrupted", "stopped", "finished")  # a merged run ended as its worst rank did
@@ -30,9 +31,17 @@ class Rank:
 
     @classmethod
     def from_env(cls) -> "Rank":
-        """Read RANK / WORLD_SIZE / LOCAL_RANK as set by torchrun."""
-        env = os.environ
-        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+        """Read RANK / WORLD_SIZE / LOCAL_RANK as set by torchrun; one that is not a whole number is an
+        InferCamError naming it (every command reads them, not only those that torchrun shares out)."""
+        values = []
+        for key, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
+            text = os.environ.get(key, default)
+            try:
+                values.append(int(text))
+            except ValueError:
+                raise InferCamError(f"environment variable {key}={text!r} is not a whole number (torchrun sets it "
+                                    "to one): unset or correct it") from None
+        return cls(*values)
 
     @property
     def distributed(self) -> bool:
