@@ -259,9 +259,8 @@ def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: b
     recorded (an older infercam's run killed before its end-of-run record, or another tool's files; ``own``: real
     paths of files this run keeps there, e.g. train-seg's checkpoint beside its predictions). Returns the
     time before which earlier outputs are not resumed from: the start of an --overwrite run (this one, or the one
-    this run continues), else None (every output that loads whole is kept). ``unset``: options this run records as
-    None when given at their default, {option: default}; an earlier record of the default value itself (written
-    before they were) is the same computation."""
+    this run continues), else None (every output that loads whole is kept). ``unset``: {option: default} of options
+    whose default is recorded as None when not given; given at the default, they are the same computation."""
     if overwrite:
         return file_system_now(folders)
     since, records = None, {folder: earlier_records(folder) for folder in folders}
@@ -270,7 +269,7 @@ def check_same_run(folders: Sequence[Path], record: dict[str, Any], overwrite: b
         if not records[folder] and _holds_outputs(folder, own) and not any(_names(r, folder) for r in every):
             raise InferCamError(f"{folder} holds files that no infercam run recorded (its run record {MANIFEST} "
                                 "is missing): use --overwrite to recompute them, or another folder")
-    now = _what_it_computes(record)
+    now = _what_it_computes(record, unset)
     for folder in folders:
         for path, earlier in records[folder]:
             before = _what_it_computes(earlier, unset)

@@ -82,7 +82,6 @@ def check_split_mode(split_dir: Path, mode: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.unset_defaults = {"stop_fraction": recipe(args.mode).stop_fraction}  # also an earlier record of it
-    if args.stop_fraction == recipe(args.mode).stop_fraction:  # the mode's own: recorded as not given, as without
-        args.stop_fraction = None  # the option, so that the same computation resumes into its folder
+    # the mode's own --stop-fraction given is the run that leaves it out (check_same_run)
+    args.unset_defaults = {"stop_fraction": recipe(args.mode).stop_fraction}
     return run_over_dataset(args, make_outputs(args), make_compute, f"infer ({args.mode})", size_limits(args))

@@ -79,7 +79,7 @@ def _method_options(args: argparse.Namespace) -> list[tuple[str, bool, object]]:
 def check_method_options(args: argparse.Namespace) -> None:
     """Refuse an option the chosen method does not use (e.g. --low-alpha without --affinity-labels, --beta or
     --device without --method rw), then fill in the defaults of the others; --bg-threshold / --alpha at the method's
-    default count as not given."""
+    default are the same run as without them."""
     if args.affinity_labels and args.method != "crf":
         raise InferCamError("--affinity-labels needs --method crf")
     for key, used, default in _method_options(args):
@@ -88,17 +88,11 @@ def check_method_options(args: argparse.Namespace) -> None:
             raise InferCamError(f"{option_name(key)} applies only with {needs}; this run would ignore it")
         if getattr(args, key) is None:
             setattr(args, key, default)
-    # A background option given at the method's default is recorded as not given (None), as in a run without it,
-    # so that the same computation resumes into its folder instead of being refused as another run.
-    # An earlier record of the default value itself (made before this) stays the same run (unset_defaults).
+    # a background option given at the method's default is the run that leaves it out (check_same_run)
     if args.method in ("threshold", "crf") and not args.affinity_labels:
         args.unset_defaults = {"bg_threshold": PSA_THRESHOLD}
-        if args.bg_threshold == PSA_THRESHOLD:
-            args.bg_threshold = None
     if args.method == "rw":
         args.unset_defaults = {"alpha": PSA_RW.alpha}
-        if args.alpha == PSA_RW.alpha:
-            args.alpha = None
 
 
 def _background(args: argparse.Namespace) -> Background:
