@@ -17,6 +17,7 @@ import torch.distributed as dist
 
 from ..errors import InferCamError
 from ..io import write_json
+from .manifest import totals_text
 
 STATUS_SEVERITY = ("interrupted", "stopped", "finished")  # a merged run ended as its worst rank did
 
@@ -101,10 +102,7 @@ def finish(rank: Rank, folder: Path, base: str = "infercam-run.json") -> dict[st
 
 def job_line(merged: dict[str, Any], world_size: int) -> str:
     """The whole job's summary from its merged manifest: the ranks' lines each count only their own share."""
-    totals = merged["totals"]
-    again = f" ({merged['recomputed']} recomputed: earlier output unusable)" if merged.get("recomputed") else ""
-    text = (f"all {world_size} ranks: {totals['done']} done{again}, {totals['skipped']} skipped, "
-            f"{totals['failed']} failed")
+    text = f"all {world_size} ranks: {totals_text(merged['totals'], merged.get('recomputed') or 0)}"
     if merged.get("remaining"):
         text += f"; {merged['remaining']} not processed (rerun the same command to finish)"
     return text

@@ -68,8 +68,7 @@ class RunSummary:
         return sum(1 for s in self.images if s.status == "done" and s.reason.startswith("recomputed"))
 
     def line(self) -> str:
-        again = f" ({self.recomputed} recomputed: earlier output unusable)" if self.recomputed else ""
-        text = f"{self.count('done')} done{again}, {self.count('skipped')} skipped, {self.count('failed')} failed"
+        text = totals_text({status: self.count(status) for status in ("done", "skipped", "failed")}, self.recomputed)
         if self.status == "interrupted":
             return text + f"; interrupted by {self.signal_name or 'the user'}, {self.remaining} not processed " \
                           "(rerun the same command to finish)"
@@ -77,6 +76,12 @@ class RunSummary:
             return text + f"; stopped: {self.error}, {self.remaining} not processed"
         return text
 
+
+
+def totals_text(totals: dict[str, int], recomputed: int = 0) -> str:
+    """'N done (M recomputed: ...), S skipped, F failed': a run's (or a torchrun job's) totals as summaries say them."""
+    again = f" ({recomputed} recomputed: earlier output unusable)" if recomputed else ""
+    return f"{totals['done']} done{again}, {totals['skipped']} skipped, {totals['failed']} failed"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
