@@ -146,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_labels(args.pred, args.voc_root, names, args.missing, ignored_classes(args))
     for note in result.notes:
         print(f"infercam eval: note: {note}; left out", file=sys.stderr)
-    if result.unnormalised_note():
-        print(f"infercam eval: note: {result.unnormalised_note()}", file=sys.stderr)
+    if unnormalised := result.unnormalised_note():
+        print(f"infercam eval: note: {unnormalised}", file=sys.stderr)
     print(format_report(result))
     if args.json is not None:
         ensure_dir(args.json.parent, "JSON output folder")

@@ -101,8 +101,8 @@ def score_run(run: Run, voc_root: Path, names: Sequence[str], threshold: float |
             continue
         said.add(note)
         print(f"infercam report: note: {whose}{note}; left out", file=sys.stderr)
-    if result.unnormalised_note():
-        print(f"infercam report: note: run {run.name!r}: {result.unnormalised_note()}", file=sys.stderr)
+    if unnormalised := result.unnormalised_note():
+        print(f"infercam report: note: run {run.name!r}: {unnormalised}", file=sys.stderr)
     return RunScore(result.miou, result.best_threshold, result.per_threshold,
                     {c: s["iou"] for c, s in result.per_class.items()}, result.per_image_iou(), result.num_images)
 
@@ -260,7 +260,7 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
             + (f"<h2>mIoU against threshold</h2>{plot}" if plot else ""))
     folder = ensure_dir(out, "report folder")  # made once every picture could be drawn
     # one report writes the folder at a time: each removes the pictures its own page does not show
-    with folder_lock(folder / REPORT_LOCK, folder):
+    with folder_lock(folder / REPORT_LOCK):
         ensure_dir(folder / "img", "report image folder")
         gallery = write_gallery(folder, items, names_of_runs, sort_value(sort, names_of_runs))
         return write_page(folder, "infercam report", f"{body}<h2>Images</h2>{gallery}", RUNS_STYLE)
