@@ -508,3 +508,22 @@ def test_the_class_map_note_is_not_given_when_ignore_class_leaves_its_classes_ou
     assert "were made with --class-map imagenet-voc" in capsys.readouterr().err
     assert main([*args, "--ignore-class", "person"]) == 0
     assert "--class-map" not in capsys.readouterr().err
+
+
+def test_missing_skip_names_the_images_left_out_for_a_missing_file(tmp_path, capsys):
+    """Not only how many: the first few images without a prediction (then how many more), and those without ground
+    truth, so that they can be found."""
+    voc, pred, _ = make_dataset(tmp_path)
+    (voc / "SegmentationClass" / "c.png").unlink()
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nb\nc\n" + "".join(f"x{i}\n" for i in range(1, 8)))
+    assert main(["eval", "--pred", str(pred), "--voc-root", str(voc), "--list", str(listing), "--missing", "skip",
+                 "--threshold", "0.3"]) == 0
+    out, err = capsys.readouterr()
+    assert "images: 2 (skipped 8)" in out
+    assert ("infercam eval: note: prediction not found for 7 images: x1, x2, x3, x4, x5 and 2 more; left out"
+            in err.splitlines())
+    assert "infercam eval: note: ground truth not found for 1 image: c; left out" in err.splitlines()
+    result = evaluate_cams(pred, voc, ["a", "x1", "c"], missing="skip")
+    assert result.not_found == {"prediction": ["x1"], "ground truth": ["c"]} and result.num_skipped == 2
+    assert result.to_dict()["not_found"] == result.not_found

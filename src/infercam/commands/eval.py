@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threshold is not None or args.thresholds is not None:
             print("infercam eval: note: thresholds do not apply to label PNGs; ignored", file=sys.stderr)
         result = evaluate_labels(args.pred, args.voc_root, names, args.missing, ignored_classes(args))
-    for note in result.notes:
+    for note in result.not_found_notes() + result.notes:
         print(f"infercam eval: note: {note}; left out", file=sys.stderr)
     if unnormalised := result.unnormalised_note():
         print(f"infercam eval: note: {unnormalised}", file=sys.stderr)

@@ -44,10 +44,11 @@ def ignore_predicted(pred: Pred, classes: Sequence[int]) -> Pred:
 
 def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
                 suffix: str, reader: Callable[[Path], Pred], missing: str,
-                skipped: list[str], notes: list[str],
-                ignored: Sequence[int] = ()) -> Iterator[tuple[str, np.ndarray, Pred]]:
+                skipped: list[str], notes: list[str], ignored: Sequence[int] = (),
+                not_found: dict[str, list[str]] | None = None) -> Iterator[tuple[str, np.ndarray, Pred]]:
     """(name, ground truth, prediction) from files; missing, damaged or wrong-size files raise or, with
-    ``missing="skip"``, are appended to ``skipped`` (a damaged or wrong-size one with its reason in ``notes``);
+    ``missing="skip"``, are appended to ``skipped`` (a damaged or wrong-size one with its reason in ``notes``, a
+    missing one under its kind, "prediction" or "ground truth", in ``not_found``);
     the classes ``ignored`` are left out of both (:func:`ignore_classes`, :func:`ignore_predicted`)."""
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
@@ -64,11 +65,14 @@ def _read_pairs(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names:
         gt_path = Path(voc_root) / SEG_DIR / f"{name}.png"
         absent = next((p for p in (pred_path, gt_path) if not p.is_file()), None)
         if absent is not None:
-            reason = f"{'prediction' if absent == pred_path else 'ground truth'} not found: {absent}"
+            what = "prediction" if absent == pred_path else "ground truth"
+            reason = f"{what} not found: {absent}"
             if missing == "error":
                 raise DataError(f"{reason} (use --missing skip to leave it out)")
             first = first or reason
             skipped.append(name)
+            if not_found is not None:
+                not_found.setdefault(what, []).append(name)
             continue
         try:  # a damaged or wrong-size file: named (a ground truth one as such), and left out only if asked
             pred = ignore_predicted(reader(pred_path), ignored)
@@ -98,20 +102,23 @@ def evaluate_cams(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, name
                   ignored: Sequence[int] = ()) -> EvalResult:
     """Score ``<pred_dir>/<name>.npy`` CAM files (psa or IRN layout, see :func:`infercam.io.load_cams`)
     against ``<voc_root>/SegmentationClass/<name>.png`` (without the classes ``ignored``); with ``missing="skip"``
-    the result counts what was left out and says why a damaged file was (``notes``), printing nothing."""
+    the result counts what was left out, names the images whose file was not found (``not_found``) and says why a
+    damaged file was (``notes``), printing nothing."""
     skipped: list[str] = []
     notes: list[str] = []
+    not_found: dict[str, list[str]] = {}
     result = evaluate_cam_dicts(_read_pairs(pred_dir, voc_root, names, ".npy", load_cams, missing, skipped,
-                                            notes, ignored), thresholds)
-    return dataclasses.replace(result, num_skipped=len(skipped), notes=notes)
+                                            notes, ignored, not_found), thresholds)
+    return dataclasses.replace(result, num_skipped=len(skipped), notes=notes, not_found=not_found)
 
 
 def evaluate_labels(pred_dir: str | os.PathLike, voc_root: str | os.PathLike, names: Iterable[str],
                     missing: str = "error", ignored: Sequence[int] = ()) -> EvalResult:
     """Score ``<pred_dir>/<name>.png`` label maps against ``<voc_root>/SegmentationClass/<name>.png`` (without
-    the classes ``ignored``)."""
+    the classes ``ignored``); ``missing="skip"`` as :func:`evaluate_cams`."""
     skipped: list[str] = []
     notes: list[str] = []
+    not_found: dict[str, list[str]] = {}
     result = evaluate_label_maps(_read_pairs(pred_dir, voc_root, names, ".png", read_label_png, missing, skipped,
-                                             notes, ignored))
-    return dataclasses.replace(result, num_skipped=len(skipped), notes=notes)
+                                             notes, ignored, not_found))
+    return dataclasses.replace(result, num_skipped=len(skipped), notes=notes, not_found=not_found)

@@ -20,7 +20,7 @@ import numpy as np
 from ..classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
 from ..errors import DataError
 from ..io import NORMALISED_PEAK
-from ..text import counted
+from ..text import counted, listed
 
 SEG_CLASSES = NUM_CLASSES + 1
 CLASS_NAMES: tuple[str, ...] = ("background",) + VOC_CLASSES
@@ -139,6 +139,8 @@ class EvalResult:
     per_image_union: np.ndarray
     num_skipped: int = 0
     notes: list[str] = dataclasses.field(default_factory=list)  # why damaged files were left out
+    # images left out because a file does not exist: "prediction" / "ground truth" -> their names, in list order
+    not_found: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     cam_peak: float | None = None  # the largest CAM value scored (None for label maps): above 1, not normalised
 
     @property
@@ -152,6 +154,11 @@ class EvalResult:
             return None
         return (f"the CAMs reach {self.cam_peak:.4g}, well above 1: they are not normalised as psa's and IRN's are (each "
                 "map divided by its maximum), so background thresholds in [0, 1] do not fit them; normalise them first")
+
+    def not_found_notes(self) -> list[str]:
+        """One line per kind of file not found, naming the first images it left out, so that they can be found."""
+        return [f"{what} not found for {counted(len(names), 'image')}: {listed(names)}"
+                for what, names in self.not_found.items() if names]
 
     @property
     def per_class(self) -> dict[str, dict[str, float]]:
@@ -182,6 +189,7 @@ class EvalResult:
             "num_images": self.num_images,
             "num_skipped": self.num_skipped,
             "notes": list(self.notes),
+            "not_found": {what: list(names) for what, names in self.not_found.items()},
         }
 
 
