@@ -359,3 +359,39 @@ def test_a_record_of_the_default_background_given_explicitly_still_resumes(voc, 
     assert main(args) == 0
     assert "0 done" in capsys.readouterr().err
     assert main(pseudo_args(voc, "threshold", out, "--bg-threshold", "0.3")) == 2  # another computation
+
+
+def test_label_vectors_with_a_background_entry_are_refused_before_any_image(voc, tmp_path, capsys):
+    """21 entries, the background first (as some tools write), for CAMs of the 20 VOC classes: read as they are,
+    every class would be one too high (some images failing, others labelled with the wrong classes)."""
+    table = np.load(voc / "cls_labels.npy", allow_pickle=True).item()
+    with_bg = tmp_path / "cls_labels_bg.npy"
+    np.save(with_bg, {n: np.concatenate([[1.0], v]).astype(np.float32) for n, v in table.items()})
+    out = tmp_path / "thr"
+    assert main(pseudo_args(voc, "threshold", out, "--labels", str(with_bg))) == 2
+    err = capsys.readouterr().err
+    assert f"the label vectors of {with_bg} have 21 entries, but the CAMs in {voc / 'cams'}" in err
+    assert "have 20 classes" in err and "a background entry first?" in err and len(err.splitlines()) == 1
+    assert not out.exists()  # refused before the output folder, its manifest or any label is written
+
+
+def test_label_vectors_are_checked_against_the_class_count_the_cam_run_recorded(tiny_voc, tmp_path, capsys):
+    """CAMs of a 5-class network (`cam --num-classes 5`): pseudo takes 5-entry label vectors and refuses VOC's 20."""
+    from tiny import TinyCamNet
+
+    weights = tmp_path / "tiny5.pth"
+    torch.save(TinyCamNet(num_classes=5).state_dict(), weights)
+    table = {n: v[:5] for n, v in np.load(tiny_voc / "cls_labels.npy", allow_pickle=True).item().items()}
+    table["img_d"][0] = 1  # it was labelled person (14) only
+    five = tmp_path / "cls_labels5.npy"
+    np.save(five, table)
+    cams = tmp_path / "cams"
+    assert main(["cam", "--voc-root", str(tiny_voc), "--labels", str(five), "--network", "tiny:TinyCamNet",
+                 "--num-classes", "5", "--weights", str(weights), "--out-cam", str(cams), "--no-progress"]) == 0
+    base = ["pseudo", "--cam", str(cams), "--voc-root", str(tiny_voc), "--method", "threshold", "--no-progress"]
+    assert main([*base, "--labels", str(five), "--out", str(tmp_path / "ok")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "refused")]) == 2  # the data set's cls_labels.npy: 20 entries
+    err = capsys.readouterr().err
+    assert "have 20 entries, but the CAMs in" in err and "have 5 classes" in err
+    assert not (tmp_path / "refused").exists()

@@ -147,7 +147,7 @@ def unmapped_classes(model: object) -> tuple[int, ...]:
 OUTPUT_PATH_OPTIONS = ("out", "out_cam", "heatmap", "save_splits", "out_pred")
 # Options that name a checkpoint file: the manifest records its path and SHA-256.
 CHECKPOINT_OPTIONS = ("weights", "aff_weights")
-INTERNAL_OPTIONS = ("func", "sharded", "unset_defaults", "command_line", "class_names", "cam_classes",
+INTERNAL_OPTIONS = ("func", "sharded", "unset_defaults", "command_line", "class_names", "cam_classes", "classes_owner",
                     "unmapped_classes")
 # Options that do not change what a run writes: a rerun into the same folder may give other values (another
 # image list or label file: each image's outputs are checked against its labels). The data set folder is not one of
@@ -198,8 +198,11 @@ def run_record(args: argparse.Namespace) -> dict[str, Any]:
         config[key] = list(value) if isinstance(value, tuple) else value
     checkpoints = {key: {"path": os.path.abspath(path), "sha256": file_sha256(path)}
                    for key in CHECKPOINT_OPTIONS if (path := getattr(args, key, None)) and os.path.isfile(path)}
-    return {"command": getattr(args, "command_line", ""), "config": config, "checkpoints": checkpoints,
-            "device": describe_device(args.device)}
+    record = {"command": getattr(args, "command_line", ""), "config": config, "checkpoints": checkpoints,
+              "device": describe_device(args.device)}
+    if getattr(args, "cam_classes", None) is not None:  # how many classes the maps have: pseudo checks --labels by it
+        record["classes"] = args.cam_classes
+    return record
 
 
 def _what_it_computes(record: dict[str, Any], unset: Mapping[str, object] = {}) -> dict[str, Any]:
@@ -365,8 +368,9 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
     dataset = open_dataset(args)
     compute, prepare = make_compute(args)
     if getattr(args, "cam_classes", None) is not None:
-        owner = "the class map" if getattr(args, "class_map", None) else "the network"
-        dataset.check_label_length(args.cam_classes, owner)
+        owner = getattr(args, "classes_owner", None) or (
+            ("the class map" if getattr(args, "class_map", None) else "the network"), "has")
+        dataset.check_label_length(args.cam_classes, *owner)
     if isinstance(outputs, Outputs):
         outputs.class_names = getattr(args, "class_names", outputs.class_names)
     record = run_record(args)

@@ -6,6 +6,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from ..classes import NUM_CLASSES
 from ..errors import DataError, InferCamError
 from ..method.engine import resolve_device
 from ..models import build_network, has_bundled_weights
@@ -17,7 +18,7 @@ from ..pseudo import (
 from ..pseudo.random_walk import MAX_LOGT
 from ..pseudo.run import Labeler
 from ..run.outputs import LabelOutputs
-from .common import add_data_args, add_run_args, option_name, run_over_dataset
+from .common import add_data_args, add_run_args, earlier_records, option_name, run_over_dataset
 from .validate import int_at_least, number_above, unit_interval
 
 METHODS = ("threshold", "crf", "rw")
@@ -130,6 +131,15 @@ def build_labeler(args: argparse.Namespace) -> Labeler:
     return lambda image, cams: rw_labels(image, cams, model, params, device)
 
 
+def cam_class_count(cam: Path) -> tuple[int, tuple[str, str]]:
+    """How many classes the CAMs in ``cam`` have, and whose count it is (for the label file check): what the cam /
+    infer run that wrote them recorded, else VOC's 20 (psa's and IRN's CAMs, and those of older runs)."""
+    counts = {record.get("classes") for _, record in earlier_records(cam)} - {None}
+    if len(counts) == 1:
+        return int(counts.pop()), (f"the CAMs in {cam}", "have")
+    return NUM_CLASSES, (f"the CAMs in {cam} (VOC's, as no infercam run record there gives a class count)", "have")
+
+
 def run(args: argparse.Namespace) -> int:
     check_method_options(args)
     desc = "pseudo (crf, affinity labels)" if args.affinity_labels else f"pseudo ({args.method})"
@@ -141,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
                         else f"--cam {args.cam} is a file, not a folder of <name>.npy CAM files")
     if not any(Path(args.cam).glob("*.npy")):
         raise DataError(f"--cam {args.cam} holds no <name>.npy CAM files (an infer/cam --out-cam folder)")
+    # --labels vectors of another length (a background entry first) would shift every class: refused before any image
+    args.cam_classes, args.classes_owner = cam_class_count(Path(args.cam))
     code = run_over_dataset(args, LabelOutputs(Path(args.out), source=Path(args.cam)),
                             lambda a: (cam_labeler(a.cam, build_labeler(a), dropped, absent, unnormalised), None),
                             desc)

@@ -248,16 +248,16 @@ class VOCDataset:
         table, length = _label_table(labels_path) if labels_path is not None else (None, None)
         return cls(root, names, labels_path, table, length)
 
-    def check_label_length(self, classes: int, owner: str = "the network") -> None:
+    def check_label_length(self, classes: int, owner: str = "the network", verb: str = "has") -> None:
         """A LabelError, before any image runs, when the label file's vectors do not have one entry per class of
         ``owner`` (e.g. 21 entries with the background first, for a 20-class network): read as they are, every
-        class index would be shifted."""
+        class index would be shifted. ``verb`` agrees with ``owner`` ("the CAMs ... have")."""
         if self.label_length is not None and self.label_length != classes:
             hint = (" (a background entry first? psa's cls_labels.npy has one entry per foreground class)"
                     if self.label_length == classes + 1 else "")
             raise LabelError(f"the label vectors of {self.labels_path} have "
                              f"{counted(self.label_length, 'entry', 'entries')}, but "
-                             f"{owner} has {counted(classes, 'class', 'classes')}{hint}")
+                             f"{owner} {verb} {counted(classes, 'class', 'classes')}{hint}")
 
     def __len__(self) -> int:
         return len(self.names)
