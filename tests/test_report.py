@@ -371,3 +371,14 @@ def test_a_report_being_written_by_another_run_is_refused_and_a_stale_lock_taken
         assert code == 2 and f"another run (pid {pid}" in err and not (out / "index.html").exists()
     assert report(capsys, voc, folders, out)[0] == 0  # the holder has ended: its lock is stale
     assert (out / "index.html").is_file() and not (out / ".infercam-report.lock").exists()
+
+
+def test_a_threshold_for_label_runs_only_is_said_to_be_unused(runs, tmp_path, capsys):
+    """--threshold applies to CAM runs: with label runs only it would be ignored silently."""
+    voc, folders = runs
+    note = "infercam report: note: --threshold 0.3 not used: it applies to CAM runs, and every run here is a label run"
+    code, err = report(capsys, voc, {"labels": folders["labels"]}, tmp_path / "r", "--threshold", "0.3")
+    assert code == 0 and note in err.splitlines()
+    code, err = report(capsys, voc, {"labels": folders["labels"], "baseline": folders["baseline"]}, tmp_path / "r",
+                       "--threshold", "0.3")
+    assert code == 0 and "--threshold" not in err

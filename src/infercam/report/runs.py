@@ -201,6 +201,14 @@ def _summary(runs: list[Run], scores: dict[str, RunScore], missing: dict[str, li
     return table + f"<h2>IoU per class (★ the best run)</h2><table class='classes'>{head}{''.join(body)}</table>"
 
 
+def note_unused_threshold(runs: list[Run], threshold: float | None) -> None:
+    """A note when a threshold is given but no run is a CAM run: label maps are scored as they are, so it would be
+    ignored without a word."""
+    if threshold is not None and not any(run.kind == "cam" for run in runs):
+        print(f"infercam report: note: --threshold {threshold:g} not used: it applies to CAM runs, and every run here "
+              "is a label run", file=sys.stderr)
+
+
 def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str], run_specs: Sequence[str],
                       threshold: float | None = None, images: int | None = None, sort: str = "gain",
                       missing: str = "error", progress: bool = True) -> Path:
@@ -220,6 +228,7 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
                 raise DataError(f"run {run.name!r} has no {KINDS[run.kind]} file for {len(absent[run.name])} of the "
                                 f"{counted(len(names), 'image')} (first: {run.path(absent[run.name][0])}); use "
                                 "--missing skip to report them and go on")
+    note_unused_threshold(runs, threshold)  # once the runs are not refused
     scored_any = any((voc_root / SEG_DIR / f"{n}.png").is_file() for n in names)
     scores: dict[str, RunScore] = {}
     truth_notes: set[str] = set()
