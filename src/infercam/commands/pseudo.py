@@ -131,13 +131,15 @@ def build_labeler(args: argparse.Namespace) -> Labeler:
     return lambda image, cams: rw_labels(image, cams, model, params, device)
 
 
-def cam_class_count(cam: Path) -> tuple[int, tuple[str, str]]:
+def cam_class_count(cam: Path) -> tuple[int, tuple[str, str, bool]]:
     """How many classes the CAMs in ``cam`` have, and whose count it is (for the label file check): what the cam /
-    infer run that wrote them recorded, else VOC's 20 (psa's and IRN's CAMs, and those of older runs)."""
+    infer run that wrote them recorded, else VOC's 20 as a guess (psa's and IRN's CAMs, and those of older runs),
+    against which only 21-entry vectors are refused: CAMs of another data set may have any count."""
     counts = {record.get("classes") for _, record in earlier_records(cam)} - {None}
     if len(counts) == 1:
-        return int(counts.pop()), (f"the CAMs in {cam}", "have")
-    return NUM_CLASSES, (f"the CAMs in {cam} (VOC's, as no infercam run record there gives a class count)", "have")
+        return int(counts.pop()), (f"the CAMs in {cam}", "have", False)
+    return NUM_CLASSES, (f"the CAMs in {cam} (VOC's, as no infercam run record there gives a class count)", "have",
+                         True)
 
 
 def run(args: argparse.Namespace) -> int:

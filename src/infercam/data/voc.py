@@ -248,10 +248,14 @@ class VOCDataset:
         table, length = _label_table(labels_path) if labels_path is not None else (None, None)
         return cls(root, names, labels_path, table, length)
 
-    def check_label_length(self, classes: int, owner: str = "the network", verb: str = "has") -> None:
+    def check_label_length(self, classes: int, owner: str = "the network", verb: str = "has",
+                           guessed: bool = False) -> None:
         """A LabelError, before any image runs, when the label file's vectors do not have one entry per class of
         ``owner`` (e.g. 21 entries with the background first, for a 20-class network): read as they are, every
-        class index would be shifted. ``verb`` agrees with ``owner`` ("the CAMs ... have")."""
+        class index would be shifted. ``verb`` agrees with ``owner`` ("the CAMs ... have"). ``guessed``: the class
+        count is an assumption (VOC's), so only the background-first length (one entry more) is refused."""
+        if guessed and self.label_length != classes + 1:
+            return
         if self.label_length is not None and self.label_length != classes:
             hint = (" (a background entry first? psa's cls_labels.npy has one entry per foreground class)"
                     if self.label_length == classes + 1 else "")
