@@ -191,6 +191,87 @@ class AcceptNearColour:
         return near * (self.weight / self.full).clamp(0, 1)
 
 
+class AcceptNearRivalRound:
+    """Research-only (fourteenth round): the default's near gate times how much of what the network sees at a
+    pixel is the class *in the erased round itself*: the class's summed multi-scale response over the strongest
+    response of any of the network's classes there (on a quarter-size grid), full weight from ``full`` up. Once a
+    lighter is erased, the table round the hole may still light up the lighter's map, but there the network sees
+    a desk more than a lighter; a horse's flank, its head erased, should still be more horse (or a look-alike at a
+    similar level) than anything else. Unlike the sixth round's rival gate (round 0's responses, where the core's
+    blur covers what surrounds it) it reads each round's own passes: :meth:`prepare` wraps the engine's forward so
+    that every pass returns all the network's classes (the 1x1 head computes them anyway: no extra pass)."""
+
+    def __init__(self, near: float, full: float) -> None:
+        self.near, self.full = near, full
+        self.outputs: list[torch.Tensor] = []
+        self.classes: list[int] = []
+
+    def prepare(self, engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
+        cams = engine.cams
+        self.classes = list(classes)
+        if getattr(cams, "_rival_rule", None) is not self:  # wrap once per engine
+            plain = type(cams)._forward.__get__(cams)
+
+            def every_class(inputs, wanted):
+                if not inputs:
+                    return plain(inputs, wanted)
+                everything = plain(inputs, list(range(self.network_classes(engine, inputs[0]))))
+                self.outputs = everything
+                return [o[list(wanted)] for o in everything]
+            cams._forward, cams._rival_rule = every_class, self
+
+    @staticmethod
+    def network_classes(engine: InferCam, x: torch.Tensor) -> int:
+        if not hasattr(engine, "_rival_count"):
+            with torch.inference_mode():
+                engine._rival_count = int(engine.cams.forward(x[None]).shape[1])
+        return engine._rival_count
+
+    def share(self, shape: tuple[int, int]) -> torch.Tensor:
+        """L x h x w: each labelled class's share of the strongest response at each pixel, in the last round."""
+        small = (max(1, shape[0] // 4), max(1, shape[1] // 4))
+        assert len(self.outputs) % 2 == 0 and len({tuple(o.shape) for o in self.outputs[0::2]}) == \
+            len(self.outputs) // 2, "one patch per round expected (a whole-image recipe)"
+        total = None
+        for plain, flipped in zip(self.outputs[0::2], self.outputs[1::2]):
+            up = torch.nn.functional.interpolate((plain + flipped.flip(-1))[None], size=small, mode="bilinear",
+                                                 align_corners=False)[0]
+            total = up if total is None else total + up
+        total = total.clamp(min=0)
+        share = total[self.classes] / (total.amax(dim=0, keepdim=True) + 1e-5)
+        return torch.nn.functional.interpolate(share[None], size=shape, mode="bilinear", align_corners=False)[0]
+
+    def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
+        near = AcceptNear(self.near)(cam, maxima, threshold)
+        return near * (self.share(tuple(cam.shape[-2:])) / self.full).clamp(0, 1)
+
+
+class RivalStop(AcceptNearRivalRound):
+    """Research-only (fourteenth round): the rival reading as a per-class stop, like ``evidence``'s. In each erased
+    round, where a class's map is strongest (its normalised map >= ``top``), is it still what the network sees
+    most there? A class whose mean share of the strongest response over that region is below ``ratio`` stops
+    counting, for good (an erased lighter's map peaks on the table round the hole, where the network sees a desk
+    more; a horse's body, its head erased, should still be mostly horse or a look-alike near its level). The
+    rounds that still count are the default's (near gate)."""
+
+    def __init__(self, near: float, ratio: float, top: float = 0.8) -> None:
+        super().__init__(near, 1.0)
+        self.ratio, self.top = ratio, top
+        self.active: torch.Tensor | None = None
+
+    def prepare(self, engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
+        super().prepare(engine, image, classes)
+        self.active = None
+
+    def __call__(self, cam: torch.Tensor, maxima: torch.Tensor, threshold: float) -> torch.Tensor:
+        share = self.share(tuple(cam.shape[-2:]))
+        strongest = cam >= self.top
+        level = (share * strongest).sum(dim=(-2, -1)) / strongest.sum(dim=(-2, -1)).clamp(min=1)
+        still = level >= self.ratio
+        self.active = still if self.active is None else self.active & still
+        return AcceptNear(self.near)(cam, maxima, threshold) * self.active[:, None, None]
+
+
 def scale_inputs(engine: InferCam, image: np.ndarray, scales: Sequence[float]) -> list[torch.Tensor]:
     """The engine's (unflipped, normalised) input of ``image`` at each of ``scales``, which must be its own."""
     levels = engine.cams.pyramid(image)
@@ -429,6 +510,10 @@ def variants() -> dict[str, tuple]:
         **{f"dilated erase {m}": (r(d, keep_masks=DilatedErase(m)), {}) for m in (0.02, 0.05, 0.1)},
         **{f"rival {f}": (r(d, accept=AcceptNearRival(NEAR, f)), {}) for f in (0.3, 0.5, 0.7, 1.0)},
         **{f"colour {f}": (r(d, accept=AcceptNearColour(NEAR, f)), {}) for f in (0.3, 0.5, 0.7)},
+        **{f"rival round {f}": (r(d, accept=AcceptNearRivalRound(NEAR, f)), {}) for f in (0.3, 0.5, 0.7, 1.0)},
+        **{f"rival stop {f}": (r(d, accept=RivalStop(NEAR, f)), {}) for f in (0.5, 0.7, 0.9)},
+        **{f"evidence rival round {f}": (r(RECIPES["evidence"], accept=AcceptNearRivalRound(NEAR, f)), {})
+           for f in (0.5, 0.7)},
         **{f"evidence colour {f}": (r(RECIPES["evidence"], accept=AcceptNearColour(NEAR, f)), {})
            for f in (0.3, 0.5, 0.7)},
         "capped at the erase threshold": (r(d, accept=AcceptCapped(NEAR)), {}),
