@@ -18,6 +18,7 @@ from ..pseudo import (
 from ..pseudo.random_walk import MAX_LOGT
 from ..pseudo.run import Labeler
 from ..run.outputs import LabelOutputs
+from ..text import counted
 from .common import add_data_args, add_run_args, earlier_records, option_name, run_over_dataset
 from .validate import int_at_least, number_above, unit_interval
 
@@ -159,15 +160,20 @@ def run(args: argparse.Namespace) -> int:
                             lambda a: (cam_labeler(a.cam, build_labeler(a), dropped, absent, unnormalised), None),
                             desc)
     if dropped:
-        print(f"note: {sum(dropped.values())} CAM map(s) of classes the images are not labelled with were dropped "
-              f"({len(dropped)} image(s), e.g. {next(iter(dropped))})", file=sys.stderr)
+        maps = sum(dropped.values())
+        print(f"note: {counted(maps, 'CAM map')} of classes the images are not labelled with "
+              f"{'was' if maps == 1 else 'were'} dropped ({counted(len(dropped), 'image')}, "
+              f"e.g. {next(iter(dropped))})", file=sys.stderr)
     if absent:
-        print(f"note: {sum(absent.values())} labelled class(es) have no map in their CAM file and got no pixels "
-              f"({len(absent)} image(s), e.g. {next(iter(absent))}): were the CAMs made with other labels?",
+        classes = sum(absent.values())
+        print(f"note: {counted(classes, 'labelled class', 'labelled classes')} "
+              f"{'has' if classes == 1 else 'have'} no map in their CAM file and got no pixels "
+              f"({counted(len(absent), 'image')}, e.g. {next(iter(absent))}): were the CAMs made with other labels?",
               file=sys.stderr)
     if unnormalised:
         name, peak = next(iter(unnormalised.items()))
-        print(f"note: the CAMs of {len(unnormalised)} image(s) reach well above 1 (e.g. {name}: {peak:.4g}): they are not "
-              "normalised as psa's and IRN's are (each map divided by its maximum), so the background score, made for "
-              "maps in [0, 1], calls nearly every pixel foreground; normalise them first", file=sys.stderr)
+        print(f"note: the CAMs of {counted(len(unnormalised), 'image')} reach well above 1 (e.g. {name}: "
+              f"{peak:.4g}): they are not normalised as psa's and IRN's are (each map divided by its maximum), so the "
+              "background score, made for maps in [0, 1], calls nearly every pixel foreground; normalise them first",
+              file=sys.stderr)
     return code
