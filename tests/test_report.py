@@ -96,6 +96,19 @@ def test_missing_files_stop_the_report_or_are_shown_with_skip(runs, tmp_path, ca
     assert code == 0 and "infercam: 1 missing (img_c)" in page and "infercam: missing" in page
 
 
+def test_a_long_list_of_missing_files_says_how_many_more_it_does_not_name(runs, tmp_path, capsys):
+    voc, folders = runs
+    extra = [f"x{i:02d}" for i in range(1, 13)]  # photos no run has a file of (and without ground truth)
+    for name in extra:
+        shutil.copy(voc / "JPEGImages" / "img_a.jpg", voc / "JPEGImages" / f"{name}.jpg")
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join([*NAMES, *extra]) + "\n")
+    code, err = run(capsys, ["report", "--voc-root", voc, "--list", listing, "--run", f"labels={folders['labels']}",
+                             "--out", tmp_path / "r", "--missing", "skip", "--no-progress"])
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert code == 0 and f"labels: 12 missing ({', '.join(extra[:10])} and 2 more)" in page
+
+
 def test_a_damaged_file_is_named_by_the_report_and_left_out_of_its_scores(runs, tmp_path, capsys):
     voc, folders = runs
     (folders["infercam"] / "img_c.npy").write_bytes(b"damaged")

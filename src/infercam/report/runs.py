@@ -23,7 +23,7 @@ from ..data.voc import SEG_DIR, find_image, labels_in, read_label_png
 from ..errors import DataError, ImageError, InferCamError
 from ..evaluation import DEFAULT_THRESHOLDS, TRUTH_PROBLEM, evaluate_cams, evaluate_labels
 from ..io import ensure_dir, folder_lock, is_heatmap_of, load_cams, overlay
-from ..text import counted
+from ..text import counted, listed
 from .gallery import GalleryItem, Panel, sort_value, write_gallery
 from .page import REPORT_LOCK, check_report_folder, threshold_plot, write_page
 from .pictures import colour_labels
@@ -259,8 +259,8 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
     names_of_runs = [r.name for r in runs]
     curves = {name: s for name, s in scores.items() if len(s.per_threshold) > 1}  # CAM runs over a sweep
     plot = threshold_plot(curves) if curves else ""
-    missing_notes = "".join(f"<li>{html.escape(r)}: {len(v)} missing ({html.escape(', '.join(v[:10]))}"
-                            f"{', ...' if len(v) > 10 else ''})</li>" for r, v in absent.items() if v)
+    missing_notes = "".join(f"<li>{html.escape(r)}: {len(v)} missing ({html.escape(listed(v, 10))})</li>"
+                            for r, v in absent.items() if v)
     body = (f"<h1>infercam report</h1><p>{counted(len(names), 'image')}, {counted(len(runs), 'run')}; "
             f"{len(shown)} shown{' (the most informative)' if images is not None else ''}.</p>"
             f"<h2>Summary</h2>{_summary(runs, scores, absent, scored_any)}"
