@@ -91,9 +91,13 @@ def test_missing_files_stop_the_report_or_are_shown_with_skip(runs, tmp_path, ca
     (folders["infercam"] / "img_c.npy").unlink()
     code, err = report(capsys, voc, folders, tmp_path / "r1")
     assert code == 2 and "run 'infercam' has no .npy file for 1 of the 4 images" in err and "--missing skip" in err
-    code, _ = report(capsys, voc, folders, tmp_path / "r2", "--missing", "skip")
+    code, err = report(capsys, voc, folders, tmp_path / "r2", "--missing", "skip")
     page = (tmp_path / "r2" / "index.html").read_text()
     assert code == 0 and "infercam: 1 missing (img_c)" in page and "infercam: missing" in page
+    # said on stderr too, as eval says it, for the run that lacks the file only
+    assert ("infercam report: note: run 'infercam': prediction not found for 1 image: img_c; left out"
+            in err.splitlines())
+    assert err.count("not found") == 1
 
 
 def test_a_long_list_of_missing_files_says_how_many_more_it_does_not_name(runs, tmp_path, capsys):
@@ -107,6 +111,8 @@ def test_a_long_list_of_missing_files_says_how_many_more_it_does_not_name(runs, 
                              "--out", tmp_path / "r", "--missing", "skip", "--no-progress"])
     page = (tmp_path / "r" / "index.html").read_text()
     assert code == 0 and f"labels: 12 missing ({', '.join(extra[:10])} and 2 more)" in page
+    assert ("infercam report: note: run 'labels': prediction not found for 12 images: x01, x02, x03, x04, x05 and 7 "
+            "more; left out") in err.splitlines()
 
 
 def test_a_damaged_file_is_named_by_the_report_and_left_out_of_its_scores(runs, tmp_path, capsys):

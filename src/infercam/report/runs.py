@@ -229,6 +229,10 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
                                 f"{counted(len(names), 'image')} (first: {run.path(absent[run.name][0])}); use "
                                 "--missing skip to report them and go on")
     note_unused_threshold(runs, threshold)  # once the runs are not refused
+    for run in runs:  # --missing skip: named as eval names them, one line per run
+        if absent[run.name]:
+            print(f"infercam report: note: run {run.name!r}: prediction not found for "
+                  f"{counted(len(absent[run.name]), 'image')}: {listed(absent[run.name])}; left out", file=sys.stderr)
     scored_any = any((voc_root / SEG_DIR / f"{n}.png").is_file() for n in names)
     scores: dict[str, RunScore] = {}
     truth_notes: set[str] = set()
