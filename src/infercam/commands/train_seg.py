@@ -17,6 +17,7 @@ from ..train.loop import check_label_pngs
 from ..train.segmentation import SEG_TRAIN, predict_dataset, train_segmentation
 from ..run.dataset import refuse_other_runs
 from ..run.manifest import MANIFEST, MANIFEST_STEM, RunSummary, file_sha256, write_manifest
+from ..text import counted, listed
 from .common import (add_data_args, check_same_run, earlier_records, file_system_now, open_dataset, report,
                      run_record)
 from .train_common import (add_checkpoint_arg, add_train_args, check_network_kind, initial_network,
@@ -62,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         to_predict = read_image_list(args.pred_list, dataset.root) if args.pred_list else dataset.names
         absent = [n for n in to_predict if not dataset.image_path(n).is_file()]
         if absent:
-            raise DataError(f"--pred-list names {len(absent)} image(s) not in {dataset.root / IMAGE_DIR} "
-                            f"(first: {absent[0]!r})")
+            raise DataError(f"--pred-list names {counted(len(absent), 'image')} not in {dataset.root / IMAGE_DIR}: "
+                            f"{listed(absent)}")
     model, arch_kwargs = initial_network(args, num_classes=args.num_classes)
     inputs = training_inputs(args, dataset, args.pseudo, num_classes=args.num_classes)
     reused = reuse_finished(args, model, inputs)
