@@ -177,8 +177,10 @@ def test_interrupted_training_resumes_from_partial_to_the_same_weights(tmp_path,
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_during_make_synthetic_leaves_no_half_made_folder(tmp_path, workers):
     out = tmp_path / "syn"
+    # 200 000 images (minutes of work) so that it is still running when stopped, however slowly this test polls on a
+    # loaded machine: with 5 000 (3 s) it once exited 0 having written them all, most likely finished between two polls
     proc = subprocess.Popen([sys.executable, "-m", "infercam", "make-synthetic", "--out", str(out), "--n-train",
-                             "5000", "--n-val", "0", "--size", "64", "--workers", str(workers), "--no-progress"],
+                             "200000", "--n-val", "0", "--size", "64", "--workers", str(workers), "--no-progress"],
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while len(list(out.glob("JPEGImages/*"))) < 5 and proc.poll() is None and time.monotonic() < deadline:
