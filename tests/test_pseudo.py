@@ -318,7 +318,7 @@ def test_cli_notes_labelled_classes_without_a_map(voc, tmp_path, capsys):
     out = tmp_path / "thr"
     assert main(pseudo_args(voc, "threshold", out)) == 0
     assert missing + 1 not in np.unique(read_label_png(out / f"{name}.png"))
-    assert (f"note: 1 labelled class has no map in their CAM file and got no pixels (1 image, e.g. {name})"
+    assert (f"note: 1 labelled class has no map in its CAM file and got no pixels (1 image, e.g. {name})"
             in capsys.readouterr().err)
 
 
@@ -402,3 +402,28 @@ def test_label_vectors_are_checked_against_the_class_count_the_cam_run_recorded(
     for f in cams.glob("*.npy"):
         (bare / f.name).write_bytes(f.read_bytes())
     assert main([*base[:2], str(bare), *base[3:], "--labels", str(five), "--out", str(tmp_path / "bare_ok")]) == 0
+
+
+def test_a_class_count_only_assumed_or_damaged_in_a_record_is_not_trusted(voc, tmp_path, capsys):
+    """Without a usable record of the CAMs' class count (none, or a damaged value such as a list), pseudo assumes
+    VOC's 20 for its label check, says so, and does not write the assumption into its own record as a fact."""
+    import json
+
+    cams = tmp_path / "cams"
+    cams.mkdir()
+    for f in (voc / "cams").glob("*.npy"):
+        (cams / f.name).write_bytes(f.read_bytes())
+    (cams / "infercam-run.json").write_text(json.dumps({"config": {}, "classes": ["a", "b"]}))
+    table = np.load(voc / "cls_labels.npy", allow_pickle=True).item()
+    with_bg = tmp_path / "cls_labels_bg.npy"
+    np.save(with_bg, {n: np.concatenate([[1.0], v]).astype(np.float32) for n, v in table.items()})
+    args = [*pseudo_args(voc, "threshold", tmp_path / "refused", "--labels", str(with_bg))]
+    args[args.index("--cam") + 1] = str(cams)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no infercam run record there gives a class count" in err and "Traceback" not in err
+    out = tmp_path / "thr"
+    args = pseudo_args(voc, "threshold", out)
+    args[args.index("--cam") + 1] = str(cams)
+    assert main(args) == 0
+    assert "classes" not in json.loads((out / "infercam-run.json").read_text())

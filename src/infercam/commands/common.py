@@ -201,8 +201,9 @@ def run_record(args: argparse.Namespace) -> dict[str, Any]:
                    for key in CHECKPOINT_OPTIONS if (path := getattr(args, key, None)) and os.path.isfile(path)}
     record = {"command": getattr(args, "command_line", ""), "config": config, "checkpoints": checkpoints,
               "device": describe_device(args.device)}
-    if getattr(args, "cam_classes", None) is not None:  # how many classes the maps have: pseudo checks --labels by it
-        record["classes"] = args.cam_classes
+    guessed = (getattr(args, "classes_owner", None) or ("", "", False))[2]
+    if getattr(args, "cam_classes", None) is not None and not guessed:  # how many classes the maps have: pseudo
+        record["classes"] = args.cam_classes  # checks --labels by it (a count it only assumed is not recorded)
     return record
 
 

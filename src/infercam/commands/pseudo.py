@@ -136,11 +136,13 @@ def cam_class_count(cam: Path) -> tuple[int, tuple[str, str, bool]]:
     """How many classes the CAMs in ``cam`` have, and whose count it is (for the label file check): what the cam /
     infer run that wrote them recorded, else VOC's 20 as a guess (psa's and IRN's CAMs, and those of older runs),
     against which only 21-entry vectors are refused: CAMs of another data set may have any count."""
-    counts = {record.get("classes") for _, record in earlier_records(cam)} - {None}
+    counts = {c for _, record in earlier_records(cam)
+              if isinstance(c := record.get("classes"), int) and not isinstance(c, bool) and c > 0}
     if len(counts) == 1:
-        return int(counts.pop()), (f"the CAMs in {cam}", "have", False)
-    return NUM_CLASSES, (f"the CAMs in {cam} (VOC's, as no infercam run record there gives a class count)", "have",
-                         True)
+        return counts.pop(), (f"the CAMs in {cam}", "have", False)
+    why = f"the run records there disagree: {sorted(counts)}" if counts else \
+        "no infercam run record there gives a class count"
+    return NUM_CLASSES, (f"the CAMs in {cam} (VOC's, as {why})", "have", True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     if absent:
         classes = sum(absent.values())
         print(f"note: {counted(classes, 'labelled class', 'labelled classes')} "
-              f"{'has' if classes == 1 else 'have'} no map in their CAM file and got no pixels "
+              f"{'has' if classes == 1 else 'have'} no map in {'its' if classes == 1 else 'their'} CAM file and got no pixels "
               f"({counted(len(absent), 'image')}, e.g. {next(iter(absent))}): were the CAMs made with other labels?",
               file=sys.stderr)
     if unnormalised:
