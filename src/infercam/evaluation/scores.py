@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
@@ -122,6 +122,12 @@ def format_threshold(t: float) -> str:
     return f"{t:.2f}" if round(t, 2) == t else f"{t:g}"
 
 
+def not_found_note(what: str, names: Sequence[str]) -> str:
+    """The note for images left out because their ``what`` file ("prediction", "ground truth") does not exist,
+    naming the first of them; eval and report say it alike."""
+    return f"{what} not found for {counted(len(names), 'image')}: {listed(names)}"
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class EvalResult:
     """Scores of one evaluation; IoU, precision and recall in percent.
@@ -157,8 +163,7 @@ class EvalResult:
 
     def not_found_notes(self) -> list[str]:
         """One line per kind of file not found, naming the first images it left out, so that they can be found."""
-        return [f"{what} not found for {counted(len(names), 'image')}: {listed(names)}"
-                for what, names in self.not_found.items() if names]
+        return [not_found_note(what, names) for what, names in self.not_found.items() if names]
 
     @property
     def per_class(self) -> dict[str, dict[str, float]]:

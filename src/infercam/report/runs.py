@@ -21,7 +21,7 @@ from ..classes import VOC_CLASSES
 from ..data.images import load_image
 from ..data.voc import SEG_DIR, find_image, labels_in, read_label_png
 from ..errors import DataError, ImageError, InferCamError
-from ..evaluation import DEFAULT_THRESHOLDS, TRUTH_PROBLEM, evaluate_cams, evaluate_labels
+from ..evaluation import DEFAULT_THRESHOLDS, TRUTH_PROBLEM, evaluate_cams, evaluate_labels, not_found_note
 from ..io import ensure_dir, folder_lock, is_heatmap_of, load_cams, overlay
 from ..text import counted, listed
 from .gallery import GalleryItem, Panel, sort_value, write_gallery
@@ -231,8 +231,8 @@ def write_runs_report(out: str | Path, voc_root: str | Path, names: Sequence[str
     note_unused_threshold(runs, threshold)  # once the runs are not refused
     for run in runs:  # --missing skip: named as eval names them, one line per run
         if absent[run.name]:
-            print(f"infercam report: note: run {run.name!r}: prediction not found for "
-                  f"{counted(len(absent[run.name]), 'image')}: {listed(absent[run.name])}; left out", file=sys.stderr)
+            print(f"infercam report: note: run {run.name!r}: {not_found_note('prediction', absent[run.name])}; left out",
+                  file=sys.stderr)
     scored_any = any((voc_root / SEG_DIR / f"{n}.png").is_file() for n in names)
     scores: dict[str, RunScore] = {}
     truth_notes: set[str] = set()
