@@ -149,7 +149,7 @@ OUTPUT_PATH_OPTIONS = ("out", "out_cam", "heatmap", "save_splits", "out_pred")
 # Options that name a checkpoint file: the manifest records its path and SHA-256.
 CHECKPOINT_OPTIONS = ("weights", "aff_weights")
 INTERNAL_OPTIONS = ("func", "sharded", "unset_defaults", "command_line", "class_names", "cam_classes", "classes_owner",
-                    "unmapped_classes")
+                    "cam_classes_assumed", "unmapped_classes")
 # Options that do not change what a run writes: a rerun into the same folder may give other values (another
 # image list or label file: each image's outputs are checked against its labels). The data set folder is not one of
 # them: another data set's images may share the names, sizes and labels of those whose outputs are kept.
@@ -201,9 +201,8 @@ def run_record(args: argparse.Namespace) -> dict[str, Any]:
                    for key in CHECKPOINT_OPTIONS if (path := getattr(args, key, None)) and os.path.isfile(path)}
     record = {"command": getattr(args, "command_line", ""), "config": config, "checkpoints": checkpoints,
               "device": describe_device(args.device)}
-    guessed = (getattr(args, "classes_owner", None) or ("", "", False))[2]
-    if getattr(args, "cam_classes", None) is not None and not guessed:  # how many classes the maps have: pseudo
-        record["classes"] = args.cam_classes  # checks --labels by it (a count it only assumed is not recorded)
+    if getattr(args, "cam_classes", None) is not None and not getattr(args, "cam_classes_assumed", False):
+        record["classes"] = args.cam_classes  # how many classes the maps have: pseudo checks --labels by it
     return record
 
 
@@ -370,9 +369,9 @@ def run_over_dataset(args: argparse.Namespace, outputs: Outputs | LabelOutputs,
     dataset = open_dataset(args)
     compute, prepare = make_compute(args)
     if getattr(args, "cam_classes", None) is not None:
-        owner = getattr(args, "classes_owner", None) or (
+        owner = getattr(args, "classes_owner", None) or (  # pseudo's: the CAMs it reads
             ("the class map" if getattr(args, "class_map", None) else "the network"), "has")
-        dataset.check_label_length(args.cam_classes, *owner)
+        dataset.check_label_length(args.cam_classes, *owner, guessed=getattr(args, "cam_classes_assumed", False))
     if isinstance(outputs, Outputs):
         outputs.class_names = getattr(args, "class_names", outputs.class_names)
     record = run_record(args)

@@ -132,17 +132,17 @@ def build_labeler(args: argparse.Namespace) -> Labeler:
     return lambda image, cams: rw_labels(image, cams, model, params, device)
 
 
-def cam_class_count(cam: Path) -> tuple[int, tuple[str, str, bool]]:
-    """How many classes the CAMs in ``cam`` have, and whose count it is (for the label file check): what the cam /
-    infer run that wrote them recorded, else VOC's 20 as a guess (psa's and IRN's CAMs, and those of older runs),
-    against which only 21-entry vectors are refused: CAMs of another data set may have any count."""
+def cam_class_count(cam: Path) -> tuple[int, str, bool]:
+    """How many classes the CAMs in ``cam`` have, whose count it is (for the label file check) and whether it is
+    assumed: what the cam / infer run that wrote them recorded, else VOC's 20 (psa's and IRN's CAMs, and those of
+    older runs), against which only 21-entry vectors are refused: CAMs of another data set may have any count."""
     counts = {c for _, record in earlier_records(cam)
               if isinstance(c := record.get("classes"), int) and not isinstance(c, bool) and c > 0}
     if len(counts) == 1:
-        return counts.pop(), (f"the CAMs in {cam}", "have", False)
+        return counts.pop(), f"the CAMs in {cam}", False
     why = f"the run records there disagree: {sorted(counts)}" if counts else \
         "no infercam run record there gives a class count"
-    return NUM_CLASSES, (f"the CAMs in {cam} (VOC's, as {why})", "have", True)
+    return NUM_CLASSES, f"the CAMs in {cam} (VOC's, as {why})", True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     if not any(Path(args.cam).glob("*.npy")):
         raise DataError(f"--cam {args.cam} holds no <name>.npy CAM files (an infer/cam --out-cam folder)")
     # --labels vectors of another length (a background entry first) would shift every class: refused before any image
-    args.cam_classes, args.classes_owner = cam_class_count(Path(args.cam))
+    args.cam_classes, owner, args.cam_classes_assumed = cam_class_count(Path(args.cam))
+    args.classes_owner = (owner, "have")
     code = run_over_dataset(args, LabelOutputs(Path(args.out), source=Path(args.cam)),
                             lambda a: (cam_labeler(a.cam, build_labeler(a), dropped, absent, unnormalised), None),
                             desc)
