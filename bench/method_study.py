@@ -31,7 +31,7 @@ from infercam.data.synthetic import make_synthetic
 from infercam.data.voc import VOCDataset
 from infercam.evaluation import CamSweep
 from infercam.evaluation.metrics import BOX_THRESHOLDS, common_threshold, iou_curve, mass_share, seam_ratio
-from infercam.method.cam import CamJob
+from infercam.method.cam import CamJob, summed_passes
 from infercam.method.modes import NEAR, RECIPES, AcceptNear, PeakEvidence, near_weight, per_scale_masks, whole_image
 from infercam.method.split import Box
 
@@ -232,12 +232,7 @@ class AcceptNearRivalRound:
         small = (max(1, shape[0] // 4), max(1, shape[1] // 4))
         assert len(self.outputs) % 2 == 0 and len({tuple(o.shape) for o in self.outputs[0::2]}) == \
             len(self.outputs) // 2, "one patch per round expected (a whole-image recipe)"
-        total = None
-        for plain, flipped in zip(self.outputs[0::2], self.outputs[1::2]):
-            up = torch.nn.functional.interpolate((plain + flipped.flip(-1))[None], size=small, mode="bilinear",
-                                                 align_corners=False)[0]
-            total = up if total is None else total + up
-        total = total.clamp(min=0)
+        total = summed_passes(self.outputs, small).clamp(min=0)
         share = total[self.classes] / (total.amax(dim=0, keepdim=True) + 1e-5)
         return torch.nn.functional.interpolate(share[None], size=shape, mode="bilinear", align_corners=False)[0]
 

@@ -226,17 +226,8 @@ class MultiScaleCam:
         for job in jobs:
             flat += job.inputs()
         outputs = self._forward(flat, classes)
-        results = []
         per_job = 2 * len(self.scales)
-        for j, job in enumerate(jobs):
-            total = None
-            for level in range(len(self.scales)):
-                plain, flipped = outputs[j * per_job + 2 * level: j * per_job + 2 * level + 2]
-                # upsampling is linear and mirror-symmetric: un-flip and add first, upsample once
-                up = F.interpolate((plain + flipped.flip(-1))[None], size=job.out_size, mode="bilinear",
-                                   align_corners=False)[0]
-                total = up if total is None else total + up
-            results.append(total)
+        results = [summed_passes(outputs[j * per_job:(j + 1) * per_job], job.out_size) for j, job in enumerate(jobs)]
         if results and not bool(torch.stack([r.isfinite().all() for r in results]).all()):  # one sync per call
             raise InferCamError("forward_cam returned NaN or infinite values (with precision fp16 an overflow: "
                                 "use bf16 or fp32)")
@@ -245,6 +236,17 @@ class MultiScaleCam:
     def compute(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
         """Normalised CAMs (L x H x W, one channel per class in ``classes``) of every job."""
         return [normalize_cam(total) for total in self.compute_raw(jobs, classes)]
+
+
+def summed_passes(outputs: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """One multi-scale CAM from its passes' maps (each level's plain pass, then its flipped one): upsampling is linear
+    and mirror-symmetric, so each flipped map is un-flipped and added to its plain one first, upsampled once to
+    ``size`` (bilinear) and summed over the levels."""
+    total = None
+    for plain, flipped in zip(outputs[0::2], outputs[1::2]):
+        up = F.interpolate((plain + flipped.flip(-1))[None], size=size, mode="bilinear", align_corners=False)[0]
+        total = up if total is None else total + up
+    return total
 
 
 def check_maps(maps: object, count: int) -> torch.Tensor:
