@@ -267,6 +267,51 @@ class RivalStop(AcceptNearRivalRound):
         return AcceptNear(self.near)(cam, maxima, threshold) * self.active[:, None, None]
 
 
+class RelativeEvidence:
+    """Research-only (fifteenth round): ``evidence``'s stop with a bar set by the data set instead of a fixed 0.5.
+    A class stops counting, for good, once its raw peak ratio (round r's peak on the erased input over round 0's)
+    is below ``k`` x the median ratio of round r over every class of the data set's images. The medians come from
+    a label-free pre-pass of the default over the same images (:meth:`calibrate`): what this network typically
+    keeps of a class once its core is erased, so that a class stops only where it keeps unusually little."""
+
+    def __init__(self, k: float) -> None:
+        self.k = k
+        self.medians: list[float] = []
+        self.round = 0
+
+    def calibrate(self, model, items: Sequence[tuple[np.ndarray, list[int]]]) -> None:
+        ratios: list[list[float]] = []
+        log = RatioLog()
+        engine = InferCam(model, mode=dataclasses.replace(RECIPES["default"], counts=log))
+        for image, classes in items:
+            log.rounds = []
+            engine(image, classes)
+            ratios.extend(np.array(log.rounds).T.tolist())  # one row of per-round ratios per class
+        self.medians = np.median(np.array(ratios), axis=0).tolist()
+
+    def prepare(self, engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
+        self.round = 0
+
+    def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor) -> torch.Tensor:
+        if not self.medians:
+            raise RuntimeError("relative evidence needs calibrate() over the image set first (method_study's "
+                               "photo_scores and synthetic_scores call it; bench/real_photos.py does not)")
+        bar = self.k * self.medians[min(self.round, len(self.medians) - 1)]
+        self.round += 1
+        return peaks >= bar * first_peaks
+
+
+class RatioLog:
+    """A counts rule that keeps every class counting and records each round's raw peak ratios (one list per round)."""
+
+    def __init__(self) -> None:
+        self.rounds: list[list[float]] = []
+
+    def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor) -> torch.Tensor:
+        self.rounds.append((peaks / first_peaks.clamp(min=1e-12)).tolist())
+        return torch.ones(peaks.shape, dtype=torch.bool, device=peaks.device)
+
+
 def scale_inputs(engine: InferCam, image: np.ndarray, scales: Sequence[float]) -> list[torch.Tensor]:
     """The engine's (unflipped, normalised) input of ``image`` at each of ``scales``, which must be its own."""
     levels = engine.cams.pyramid(image)
@@ -465,6 +510,13 @@ def make_engine(model, rec, kwargs: dict):
     return InferCam(model, mode=rec or "default", **kwargs)
 
 
+def calibrate_rule(engine, items: Sequence[tuple[np.ndarray, list[int]]]) -> None:
+    """Hand the whole image set to a counts rule that sets its bar from the data set (``RelativeEvidence``)."""
+    rule = getattr(getattr(engine, "recipe", None), "counts", None)
+    if hasattr(rule, "calibrate"):
+        rule.calibrate(engine.model, items)
+
+
 def prepare_rule(engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
     """Hand this image to the engine's accept and counts rules if they need it (the research rules above)."""
     for rule in (engine.recipe.accept, engine.recipe.counts):
@@ -537,6 +589,7 @@ def variants() -> dict[str, tuple]:
         **{f"feature {f} blend {w}": (r(d, accept=AcceptNearFeature(NEAR, f)), {"blend_with_baseline": w})
            for f in (0.4, 0.5) for w in (0.5, 0.75)},
         **{f"scale keep {g}": (d, {"scale_keep": g}) for g in (1.5, 2.0, 3.0)},
+        **{f"relative evidence {k}": (r(d, counts=RelativeEvidence(k)), {}) for k in (0.3, 0.5, 0.7, 0.8)},
         **{f"evidence scale keep {g}": (RECIPES["evidence"], {"scale_keep": g}) for g in (1.5, 2.0)},
         **{f"feature 0.4 scale keep {g}": (r(d, accept=AcceptNearFeature(NEAR, 0.4)), {"scale_keep": g})
            for g in (1.5, 2.0)},
@@ -547,6 +600,7 @@ def photo_scores(engine: InferCam, found, baseline: bool = False) -> dict[str, f
     """Mean share, best IoU (each object at its own threshold), IoU at the one threshold best for all the objects
     together, seam and passes of one method on the photos."""
     shares, curves, seams, passes, objects = [], [], [], [], []
+    calibrate_rule(engine, [(image, photo.imagenet_classes()) for photo, image in found])
     for photo, image in found:
         classes = photo.imagenet_classes()
         engine.cams.forward_passes = 0
@@ -571,6 +625,7 @@ def photo_scores(engine: InferCam, found, baseline: bool = False) -> dict[str, f
 
 def synthetic_scores(engine: InferCam, dataset: VOCDataset, baseline: bool = False) -> dict[str, float]:
     sweep, passes = CamSweep(), []
+    calibrate_rule(engine, [(load_image(dataset.image_path(n)), dataset.labels(n)) for n in dataset.names])
     for name in dataset.names:
         image, labels = load_image(dataset.image_path(name)), dataset.labels(name)
         engine.cams.forward_passes = 0

@@ -1,5 +1,5 @@
-"""The research harness: the scale gate, the scale keep, a study variant run as a method by bench/real_photos.py,
-and the held-out synthetic run."""
+"""The research harness: the scale gate, the scale keep, the relative evidence bar, a study variant run as a method
+by bench/real_photos.py, and the held-out synthetic run."""
 from __future__ import annotations
 
 import math
@@ -89,3 +89,27 @@ def test_held_out_synthetic_prints_each_method_against_the_baseline_default_and_
     assert rows["default"].count("[") == 2 and rows["blend 0.75"].count("[") == 3  # its own column is "-"
     with pytest.raises(SystemExit):
         held_out_synthetic.main(["--variants", "no such variant", "--data", str(tmp_path)])
+
+
+def test_relative_evidence_sets_its_bar_from_the_image_set_and_stops_classes_below_it(study, demo_net):
+    items = [scene(seed) for seed in (3, 4)]
+    image, classes = items[0]
+    r = study.dataclasses.replace
+    default = study.RECIPES["default"]
+    plain = InferCam(demo_net, scales=(1.0, 0.5))(image, classes)
+    rule = study.RelativeEvidence(0.0)
+    with pytest.raises(RuntimeError, match="calibrate"):
+        study.make_engine(demo_net, r(default, counts=rule), {"scales": (1.0, 0.5)})(image, classes)
+    never = study.make_engine(demo_net, r(default, counts=rule), {"scales": (1.0, 0.5)})
+    study.calibrate_rule(never, items)
+    assert len(rule.medians) == 4  # one median per erasing round (5 rounds in all, round 0 the baseline)
+    assert all(0.0 < m for m in rule.medians)
+    study.prepare_rule(never, image, classes)
+    for c in classes:  # a bar of 0: no class stops, the default's maps
+        np.testing.assert_allclose(never(image, classes).cams[c], plain.cams[c], atol=1e-6)
+    always = study.make_engine(demo_net, r(default, counts=study.RelativeEvidence(math.inf)), {"scales": (1.0, 0.5)})
+    study.calibrate_rule(always, items)
+    study.prepare_rule(always, image, classes)
+    result = always(image, classes)
+    for c in classes:  # an infinite bar: every class stops after round 1, keeping its baseline map
+        np.testing.assert_array_equal(result.cams[c], result.baseline[c])
