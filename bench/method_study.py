@@ -301,6 +301,23 @@ class RelativeEvidence:
         return peaks >= bar * first_peaks
 
 
+@dataclass(frozen=True)
+class BandEvidence:
+    """Research-only (sixteenth round): a class stops counting, for good, once its raw peak ratio (round r's peak
+    on the erased input over round 0's) falls in [``low``, ``high``). Above the band the erased image still shows
+    much of the class; inside it, a fair part of the class is seen in what surrounds the erased core (the desk
+    round an erased lighter: the scene the class is seen in), so the rounds would grow into the scene; below it the
+    class's evidence was all in the erased core and nothing round it supports the class, so what the weak rounds
+    find is the rest of the object (the fifteenth round's synthetic classes whose response collapses)."""
+
+    low: float
+    high: float
+
+    def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor) -> torch.Tensor:
+        ratio = peaks / first_peaks.clamp(min=1e-12)
+        return (ratio < self.low) | (ratio >= self.high)
+
+
 class RatioLog:
     """A counts rule that keeps every class counting and records each round's raw peak ratios (one list per round)."""
 
@@ -590,6 +607,7 @@ def variants() -> dict[str, tuple]:
            for f in (0.4, 0.5) for w in (0.5, 0.75)},
         **{f"scale keep {g}": (d, {"scale_keep": g}) for g in (1.5, 2.0, 3.0)},
         **{f"relative evidence {k}": (r(d, counts=RelativeEvidence(k)), {}) for k in (0.3, 0.5, 0.7, 0.8)},
+        **{f"band evidence {lo}-{hi}": (r(d, counts=BandEvidence(lo, hi)), {}) for lo in (0.2, 0.3) for hi in (0.5, 0.6)},
         **{f"evidence scale keep {g}": (RECIPES["evidence"], {"scale_keep": g}) for g in (1.5, 2.0)},
         **{f"feature 0.4 scale keep {g}": (r(d, accept=AcceptNearFeature(NEAR, 0.4)), {"scale_keep": g})
            for g in (1.5, 2.0)},
