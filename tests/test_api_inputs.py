@@ -242,6 +242,8 @@ class Returns(nn.Module):
     (lambda m: (m, None), r"forward_cam must return an \(N, C, h, w\) tensor of class maps; it returned a tuple"),
     (lambda m: m[:1], r"forward_cam returned maps of 1 input\(s\) for a batch of 2"),
     (lambda m: m * float("nan"), r"forward_cam returned NaN or infinite values"),
+    (lambda m: m - 1.0, r"forward_cam returned negative values \(the lowest -1\): class maps must be non-negative.*"
+                        r"apply F.relu"),
 ])
 def test_a_forward_cam_that_breaks_the_protocol_is_one_clear_error(make, message):
     with pytest.raises(InferCamError, match=message):

@@ -228,9 +228,8 @@ class MultiScaleCam:
         outputs = self._forward(flat, classes)
         per_job = 2 * len(self.scales)
         results = [summed_passes(outputs[j * per_job:(j + 1) * per_job], job.out_size) for j, job in enumerate(jobs)]
-        if results and not bool(torch.stack([r.isfinite().all() for r in results]).all()):  # one sync per call
-            raise InferCamError("forward_cam returned NaN or infinite values (with precision fp16 an overflow: "
-                                "use bf16 or fp32)")
+        if results:
+            check_values(outputs, results)
         return results
 
     def compute(self, jobs: Sequence[CamJob], classes: Sequence[int]) -> list[torch.Tensor]:
@@ -247,6 +246,21 @@ def summed_passes(outputs: Sequence[torch.Tensor], size: tuple[int, int]) -> tor
         up = F.interpolate((plain + flipped.flip(-1))[None], size=size, mode="bilinear", align_corners=False)[0]
         total = up if total is None else total + up
     return total
+
+
+def check_values(outputs: Sequence[torch.Tensor], results: Sequence[torch.Tensor]) -> None:
+    """An InferCamError if a pass's maps are negative (a CAM head without its ReLU: normalising by the peak would
+    then turn the map upside down without a word) or a summed map holds NaN or infinite values; one sync per call."""
+    finite = torch.stack([r.isfinite().all() for r in results]).all().float()
+    lowest = torch.stack([o.amin() for o in outputs]).min().float()
+    finite, lowest = torch.stack([finite, lowest]).tolist()
+    if not finite:
+        raise InferCamError("forward_cam returned NaN or infinite values (with precision fp16 an overflow: "
+                            "use bf16 or fp32)")
+    if lowest < 0:
+        raise InferCamError(f"forward_cam returned negative values (the lowest {lowest:.4g}): class maps must be "
+                            "non-negative, as psa's and IRN's are after their ReLU; apply F.relu to the maps in "
+                            "forward_cam")
 
 
 def check_maps(maps: object, count: int) -> torch.Tensor:
