@@ -113,3 +113,11 @@ def test_relative_evidence_sets_its_bar_from_the_image_set_and_stops_classes_bel
     result = always(image, classes)
     for c in classes:  # an infinite bar: every class stops after round 1, keeping its baseline map
         np.testing.assert_array_equal(result.cams[c], result.baseline[c])
+
+
+def test_band_evidence_stops_a_class_only_inside_its_band(study):
+    import torch
+
+    band = study.BandEvidence(0.3, 0.5)
+    peaks, first = torch.tensor([0.1, 0.3, 0.45, 0.5, 0.9, 0.0]), torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 0.0])
+    assert band(peaks, first).tolist() == [True, False, False, True, True, True]  # never shown (0 / 0): counts
