@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,12 @@ def one_torch_thread():
         os.environ.pop("OMP_NUM_THREADS", None)
     else:
         os.environ["OMP_NUM_THREADS"] = env
+
+
+@pytest.fixture()
+def sigint_handler():
+    """Set SIGINT's handler for a test, whatever the suite was started with (a background job of a script starts
+    with SIGINT ignored), and put the suite's back afterwards."""
+    suite = signal.getsignal(signal.SIGINT)
+    yield lambda handler: signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, suite)

@@ -23,6 +23,12 @@ from seg_voc import make_seg_voc
 TESTS = Path(__file__).resolve().parent
 
 
+def sigint_delivered() -> None:
+    """A child's SIGINT as at a terminal, whatever the suite was started with: a background job of a script starts
+    with SIGINT ignored, and infercam (as any program) goes on ignoring it then."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def argv(voc, weights, out, *extra, network="tiny:TinyCamNet"):
     return [str(a) for a in ("infer", "--voc-root", voc, "--network", network, "--weights", weights,
                              "--no-progress", "--workers", "1", "--out-cam", out, *extra)]
@@ -65,7 +71,8 @@ def test_sigint_finishes_the_image_in_progress_and_a_rerun_completes_the_rest(tm
     args = argv(voc, tiny_weights, out, network="tiny:SlowCamNet")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "infercam", *args], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "infercam", *args], env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_delivered)
     deadline = time.monotonic() + 120
     while len(list(out.glob("*.npy"))) < 3:
         assert proc.poll() is None, proc.stderr.read()
@@ -107,7 +114,9 @@ def test_sigterm_in_process_finishes_the_write_in_progress(tiny_voc, tiny_weight
     assert not temp_files(tmp_path)
 
 
-def test_a_second_sigint_discards_the_unfinished_write(tiny_voc, tiny_weights, tmp_path, capsys, monkeypatch):
+def test_a_second_sigint_discards_the_unfinished_write(tiny_voc, tiny_weights, tmp_path, capsys, monkeypatch,
+                                                      sigint_handler):
+    sigint_handler(signal.default_int_handler)
     real, calls = np.save, []
 
     def save(file, arr, *args, **kwargs):
@@ -125,6 +134,22 @@ def test_a_second_sigint_discards_the_unfinished_write(tiny_voc, tiny_weights, t
     assert sorted(p.name for p in out.iterdir()) == ["img_a.npy", "infercam-run.json"] and not temp_files(tmp_path)
     record = manifest(out)
     assert (record["status"], record["signal"], record["remaining"]) == ("interrupted", "SIGINT", 3)
+
+
+def test_a_run_that_ignores_sigint_goes_on_ignoring_it(tiny_voc, tiny_weights, tmp_path, capsys, monkeypatch,
+                                                      sigint_handler):
+    sigint_handler(signal.SIG_IGN)  # as under nohup, or a background job of a script
+    real = np.save
+
+    def save(file, arr, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(file, arr, *args, **kwargs)
+
+    monkeypatch.setattr(np, "save", save)
+    out = tmp_path / "cams"
+    assert main(argv(tiny_voc, tiny_weights, out)) == 0
+    assert manifest(out)["status"] == "finished" and len(list(out.glob("*.npy"))) == 4
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_on_error_stop_stops_at_the_first_failure_and_a_rerun_goes_on(tiny_voc, tiny_weights, tmp_path, capsys):
@@ -205,7 +230,7 @@ def test_ctrl_c_while_the_commands_are_imported_is_one_line_not_a_traceback(dela
     # Interrupted at some points of torch's import (about 0.3 s after its C++ library is loaded, here), the process
     # aborted (SIGABRT: pybind11's error_already_set thrown through C++) or died by SIGINT after printing its line
     proc = subprocess.Popen([sys.executable, "-m", "infercam", "eval", "--help"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_delivered)
     wait_until_loaded(proc.pid, "libtorch_cpu")
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
@@ -213,7 +238,8 @@ def test_ctrl_c_while_the_commands_are_imported_is_one_line_not_a_traceback(dela
     assert proc.returncode == 130 and err == "infercam: interrupted\n", (proc.returncode, err)
 
 
-def test_a_ctrl_c_inside_the_deferred_block_is_raised_when_it_ends():
+def test_a_ctrl_c_inside_the_deferred_block_is_raised_when_it_ends(sigint_handler):
+    sigint_handler(signal.default_int_handler)
     went_on = []
     with pytest.raises(KeyboardInterrupt):
         with interrupts_deferred():
@@ -221,3 +247,11 @@ def test_a_ctrl_c_inside_the_deferred_block_is_raised_when_it_ends():
             time.sleep(0.05)  # a Python handler runs between bytecodes: there is time for it
             went_on.append(True)
     assert went_on == [True] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_process_that_ignores_ctrl_c_goes_on_ignoring_it_in_the_deferred_block(sigint_handler):
+    sigint_handler(signal.SIG_IGN)  # as under nohup, or a background job of a script
+    with interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

@@ -195,8 +195,10 @@ def test_a_second_run_on_a_folder_in_use_is_refused_and_a_stale_lock_is_taken_ov
 
 
 def test_an_interrupted_overwrite_then_a_plain_resume_recomputes_what_the_replaced_run_wrote(
-        tiny_voc, tiny_weights, tmp_path, capsys, monkeypatch):
+        tiny_voc, tiny_weights, tmp_path, capsys, monkeypatch, sigint_handler):
     import signal
+
+    sigint_handler(signal.default_int_handler)
 
     import infercam.run.outputs
 

@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 def interrupts_deferred() -> Iterator[None]:
     """Hold a Ctrl-C back until the block ends, then raise it. Interrupted inside its C++ initialisation, torch's
     import aborts the process (SIGABRT) or leaves it set to die by SIGINT however the KeyboardInterrupt is handled;
-    its import takes a second or two, so the Ctrl-C is taken that much later instead."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals are delivered to the main thread only
+    its import takes a second or two, so the Ctrl-C is taken that much later instead. A process that ignores
+    SIGINT (started by ``nohup`` or as a background job of a script) goes on ignoring it."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # signals are delivered to the main thread only; an ignored one stays ignored
         return
     held: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))

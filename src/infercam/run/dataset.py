@@ -79,7 +79,8 @@ def _resume_problem(dataset: VOCDataset, outputs: Outputs | LabelOutputs, name: 
 
 
 class _StopRequest:
-    """Turns SIGINT/SIGTERM into a flag checked between images (the write in progress completes)."""
+    """Turns SIGINT/SIGTERM into a flag checked between images (the write in progress completes); a signal the
+    process ignores (SIGINT under ``nohup`` or in a background job of a script) stays ignored."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
@@ -88,7 +89,8 @@ class _StopRequest:
     def __enter__(self) -> "_StopRequest":
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
