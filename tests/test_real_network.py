@@ -437,7 +437,7 @@ def test_data_wheel_and_source_archive_photos_are_read_from_the_cache(tmp_path, 
     assert photos.photo_bytes(by_name["seafire"]) is None  # no pillow archive
 
 
-def tar_with(path, member: str, data: bytes) -> None:
+def tar_with(path: Path, member: str, data: bytes) -> None:
     """A gzipped tar at ``path`` holding one file ``member`` of ``data``, as a source archive or npm package."""
     import tarfile
 
@@ -445,6 +445,40 @@ def tar_with(path, member: str, data: bytes) -> None:
         info = tarfile.TarInfo(member)
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
+
+
+def test_a_damaged_package_archive_is_passed_over_as_missing(tmp_path, monkeypatch):
+    """A cached .tgz damaged inside its compressed data (zlib's "invalid block type" once the photo is read, not a
+    tarfile error) leaves its photos out with the usual note, and one whose photo's bytes are damaged (tar does
+    not check them) with a note saying so, instead of stopping every photo reader."""
+    import random
+    import struct
+    import tarfile
+    import zlib
+
+    monkeypatch.setenv("INFERCAM_CACHE", str(tmp_path))
+    (tmp_path / "npm").mkdir()
+    photo = random.Random(0).randbytes(100_000)  # incompressible: the damage lies past what opening reads ahead
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as archive:
+        info = tarfile.TarInfo("package/demo/img/cS-14.jpg")
+        info.size = len(photo)
+        archive.addfile(info, io.BytesIO(photo))
+    data = plain.getvalue()
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = deflate.compress(data[:50_000]) + deflate.flush(zlib.Z_FULL_FLUSH)  # a new block from here on
+    body = deflate.compress(data[50_000:]) + deflate.flush()
+    gz = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + head + bytes([body[0] | 0x06]) + body[1:] + \
+        struct.pack("<II", zlib.crc32(data), len(data))  # that block marked as type 3: invalid
+    (tmp_path / "npm" / "lightslider-1.0.0.tgz").write_bytes(gz)
+    hornbill = {p.name: p for p in photos.catalogue()}["hornbill"]
+    monkeypatch.setattr(photos, "catalogue", lambda: [hornbill])
+    found, skipped = photos.available()
+    assert found == [] and skipped == ["1 lightslider photo(s) skipped: npm package lightslider (make photos) not found"]
+    tar_with(tmp_path / "npm" / "lightslider-1.0.0.tgz", "package/demo/img/cS-14.jpg", b"\xff\xd8 not a JPEG")
+    found, skipped = photos.available()
+    assert found == [] and skipped[0].startswith("1 lightslider photo(s) skipped: damaged in the copy of the npm "
+                                                 "package lightslider in ")
 
 
 def test_npm_package_photos_are_read_from_the_cache(tmp_path, monkeypatch):

