@@ -23,12 +23,6 @@ from seg_voc import make_seg_voc
 TESTS = Path(__file__).resolve().parent
 
 
-def sigint_delivered() -> None:
-    """A child's SIGINT as at a terminal, whatever the suite was started with: a background job of a script starts
-    with SIGINT ignored, and infercam (as any program) goes on ignoring it then."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def argv(voc, weights, out, *extra, network="tiny:TinyCamNet"):
     return [str(a) for a in ("infer", "--voc-root", voc, "--network", network, "--weights", weights,
                              "--no-progress", "--workers", "1", "--out-cam", out, *extra)]
@@ -66,13 +60,14 @@ def assert_same_cams(a: Path, b: Path) -> None:
             np.testing.assert_array_equal(x[c], y[c])
 
 
-def test_sigint_finishes_the_image_in_progress_and_a_rerun_completes_the_rest(tmp_path, tiny_weights, capsys):
+def test_sigint_finishes_the_image_in_progress_and_a_rerun_completes_the_rest(tmp_path, tiny_weights, capsys,
+                                                                            sigint_handler):
+    sigint_handler(signal.default_int_handler)  # the child's SIGINT as at a terminal (exec resets a caught one)
     voc, out, reference = many_images(tmp_path / "voc", 12), tmp_path / "cams", tmp_path / "reference"
     args = argv(voc, tiny_weights, out, network="tiny:SlowCamNet")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "infercam", *args], env=env, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=sigint_delivered)
+    proc = subprocess.Popen([sys.executable, "-m", "infercam", *args], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while len(list(out.glob("*.npy"))) < 3:
         assert proc.poll() is None, proc.stderr.read()
@@ -136,20 +131,23 @@ def test_a_second_sigint_discards_the_unfinished_write(tiny_voc, tiny_weights, t
     assert (record["status"], record["signal"], record["remaining"]) == ("interrupted", "SIGINT", 3)
 
 
-def test_a_run_that_ignores_sigint_goes_on_ignoring_it(tiny_voc, tiny_weights, tmp_path, capsys, monkeypatch,
-                                                      sigint_handler):
-    sigint_handler(signal.SIG_IGN)  # as under nohup, or a background job of a script
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_run_that_ignores_a_signal_goes_on_ignoring_it(sig, tiny_voc, tiny_weights, tmp_path, capsys, monkeypatch):
     real = np.save
 
     def save(file, arr, *args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), sig)
         return real(file, arr, *args, **kwargs)
 
     monkeypatch.setattr(np, "save", save)
     out = tmp_path / "cams"
-    assert main(argv(tiny_voc, tiny_weights, out)) == 0
+    suite = signal.signal(sig, signal.SIG_IGN)  # as SIGINT is in a background job of a script (`cmd &`)
+    try:
+        assert main(argv(tiny_voc, tiny_weights, out)) == 0
+        assert signal.getsignal(sig) is signal.SIG_IGN
+    finally:
+        signal.signal(sig, suite)
     assert manifest(out)["status"] == "finished" and len(list(out.glob("*.npy"))) == 4
-    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_on_error_stop_stops_at_the_first_failure_and_a_rerun_goes_on(tiny_voc, tiny_weights, tmp_path, capsys):
@@ -226,11 +224,12 @@ def wait_until_loaded(pid: int, library: str, timeout: float = 60) -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see when torch is being imported")
 @pytest.mark.parametrize("delay", [0.0, 0.15, 0.3, 0.45, 0.6])
-def test_ctrl_c_while_the_commands_are_imported_is_one_line_not_a_traceback(delay):
+def test_ctrl_c_while_the_commands_are_imported_is_one_line_not_a_traceback(delay, sigint_handler):
+    sigint_handler(signal.default_int_handler)  # the child's SIGINT as at a terminal (exec resets a caught one)
     # Interrupted at some points of torch's import (about 0.3 s after its C++ library is loaded, here), the process
     # aborted (SIGABRT: pybind11's error_already_set thrown through C++) or died by SIGINT after printing its line
     proc = subprocess.Popen([sys.executable, "-m", "infercam", "eval", "--help"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_delivered)
+                            stderr=subprocess.PIPE, text=True)
     wait_until_loaded(proc.pid, "libtorch_cpu")
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
@@ -250,7 +249,7 @@ def test_a_ctrl_c_inside_the_deferred_block_is_raised_when_it_ends(sigint_handle
 
 
 def test_a_process_that_ignores_ctrl_c_goes_on_ignoring_it_in_the_deferred_block(sigint_handler):
-    sigint_handler(signal.SIG_IGN)  # as under nohup, or a background job of a script
+    sigint_handler(signal.SIG_IGN)  # as in a background job of a script (`cmd &`)
     with interrupts_deferred():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)

@@ -37,7 +37,7 @@ def interrupts_deferred() -> Iterator[None]:
     """Hold a Ctrl-C back until the block ends, then raise it. Interrupted inside its C++ initialisation, torch's
     import aborts the process (SIGABRT) or leaves it set to die by SIGINT however the KeyboardInterrupt is handled;
     its import takes a second or two, so the Ctrl-C is taken that much later instead. A process that ignores
-    SIGINT (started by ``nohup`` or as a background job of a script) goes on ignoring it."""
+    SIGINT (a background job of a script: ``cmd &`` in a non-interactive shell) goes on ignoring it."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield  # signals are delivered to the main thread only; an ignored one stays ignored
         return
@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     args.command_line = shlex.join(["infercam", *argv])  # for run manifests
     on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    # SIGTERM is handled as Ctrl-C is, unless the process was started ignoring it
+    handles_term = on_main_thread and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+    previous = signal.signal(signal.SIGTERM, _terminate) if handles_term else None
     try:
         refuse_torchrun(args)
         return int(args.func(args) or 0)
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"infercam {args.command}: error: {describe_write_error(exc, exc.filename)}", file=sys.stderr)
         return 2
     finally:
-        if on_main_thread:
+        if handles_term:
             signal.signal(signal.SIGTERM, previous)
 
 

@@ -80,7 +80,7 @@ def _resume_problem(dataset: VOCDataset, outputs: Outputs | LabelOutputs, name: 
 
 class _StopRequest:
     """Turns SIGINT/SIGTERM into a flag checked between images (the write in progress completes); a signal the
-    process ignores (SIGINT under ``nohup`` or in a background job of a script) stays ignored."""
+    process ignores (SIGINT in a background job of a script: ``cmd &`` in a non-interactive shell) stays ignored."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
