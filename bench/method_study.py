@@ -271,31 +271,39 @@ class RelativeEvidence:
     """Research-only (fifteenth round): ``evidence``'s stop with a bar set by the data set instead of a fixed 0.5.
     A class stops counting, for good, once its raw peak ratio (round r's peak on the erased input over round 0's)
     is below ``k`` x the median ratio of round r over every class of the data set's images. The medians come from
-    a label-free pre-pass of the default over the same images (:meth:`calibrate`): what this network typically
-    keeps of a class once its core is erased, so that a class stops only where it keeps unusually little."""
+    a pre-pass over the same images that uses their class labels only, no masks (:meth:`calibrate`): what this
+    network typically keeps of a class once its core is erased, so that a class stops only where it keeps unusually
+    little."""
 
     def __init__(self, k: float) -> None:
         self.k = k
         self.medians: list[float] = []
         self.round = 0
+        self.log: RatioLog | None = None  # while calibrating: every class counts, its ratios recorded
 
-    def calibrate(self, model, items: Sequence[tuple[np.ndarray, list[int]]]) -> None:
+    def calibrate(self, engine: InferCam, items: Sequence[tuple[np.ndarray, list[int]]]) -> None:
+        """The medians, from the default's rounds run by ``engine`` itself (its scales, rounds and thresholds)."""
         ratios: list[list[float]] = []
-        log = RatioLog()
-        engine = InferCam(model, mode=dataclasses.replace(RECIPES["default"], counts=log))
-        for image, classes in items:
-            log.rounds = []
-            engine(image, classes)
-            ratios.extend(np.array(log.rounds).T.tolist())  # one row of per-round ratios per class
+        self.log = RatioLog()
+        try:
+            for image, classes in items:
+                self.log.rounds = []
+                engine(image, classes)
+                ratios.extend(np.array(self.log.rounds).T.tolist())  # one row of per-round ratios per class
+        finally:
+            self.log = None
         self.medians = np.median(np.array(ratios), axis=0).tolist()
 
     def prepare(self, engine: InferCam, image: np.ndarray, classes: list[int]) -> None:
         self.round = 0
 
     def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor) -> torch.Tensor:
+        if self.log is not None:
+            return self.log(peaks, first_peaks)
         if not self.medians:
             raise RuntimeError("relative evidence needs calibrate() over the image set first (method_study's "
-                               "photo_scores and synthetic_scores call it; bench/real_photos.py does not)")
+                               "photo_scores and synthetic_scores call it; bench/real_photos.py and "
+                               "bench/held_out_synthetic.py do not)")
         bar = self.k * self.medians[min(self.round, len(self.medians) - 1)]
         self.round += 1
         return peaks >= bar * first_peaks
@@ -527,11 +535,11 @@ def make_engine(model, rec, kwargs: dict):
     return InferCam(model, mode=rec or "default", **kwargs)
 
 
-def calibrate_rule(engine, items: Sequence[tuple[np.ndarray, list[int]]]) -> None:
+def calibrate_rule(engine: InferCam | EngineWrapper, items: Sequence[tuple[np.ndarray, list[int]]]) -> None:
     """Hand the whole image set to a counts rule that sets its bar from the data set (``RelativeEvidence``)."""
     rule = getattr(getattr(engine, "recipe", None), "counts", None)
     if hasattr(rule, "calibrate"):
-        rule.calibrate(engine.model, items)
+        rule.calibrate(engine, items)
 
 
 def prepare_rule(engine: InferCam, image: np.ndarray, classes: list[int]) -> None:

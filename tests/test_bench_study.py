@@ -95,19 +95,27 @@ def test_relative_evidence_sets_its_bar_from_the_image_set_and_stops_classes_bel
     items = [scene(seed) for seed in (3, 4)]
     image, classes = items[0]
     r = study.dataclasses.replace
-    default = study.RECIPES["default"]
-    plain = InferCam(demo_net, scales=(1.0, 0.5))(image, classes)
+    default, scales = study.RECIPES["default"], {"scales": (1.0, 0.5)}
+    plain = InferCam(demo_net, **scales)(image, classes)
     rule = study.RelativeEvidence(0.0)
     with pytest.raises(RuntimeError, match="calibrate"):
-        study.make_engine(demo_net, r(default, counts=rule), {"scales": (1.0, 0.5)})(image, classes)
-    never = study.make_engine(demo_net, r(default, counts=rule), {"scales": (1.0, 0.5)})
+        study.make_engine(demo_net, r(default, counts=rule), scales)(image, classes)
+    never = study.make_engine(demo_net, r(default, counts=rule), scales)
     study.calibrate_rule(never, items)
+    log = study.RatioLog()  # the medians are of the default's rounds at the engine's own scales
+    logged = InferCam(demo_net, mode=r(default, counts=log), **scales)
+    ratios = []
+    for item in items:
+        log.rounds = []
+        logged(*item)
+        ratios += np.array(log.rounds).T.tolist()
+    np.testing.assert_allclose(rule.medians, np.median(ratios, axis=0))
     assert len(rule.medians) == 4  # one median per erasing round (5 rounds in all, round 0 the baseline)
-    assert all(0.0 < m for m in rule.medians)
     study.prepare_rule(never, image, classes)
+    result = never(image, classes)
     for c in classes:  # a bar of 0: no class stops, the default's maps
-        np.testing.assert_allclose(never(image, classes).cams[c], plain.cams[c], atol=1e-6)
-    always = study.make_engine(demo_net, r(default, counts=study.RelativeEvidence(math.inf)), {"scales": (1.0, 0.5)})
+        np.testing.assert_allclose(result.cams[c], plain.cams[c], atol=1e-6)
+    always = study.make_engine(demo_net, r(default, counts=study.RelativeEvidence(math.inf)), scales)
     study.calibrate_rule(always, items)
     study.prepare_rule(always, image, classes)
     result = always(image, classes)
