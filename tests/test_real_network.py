@@ -474,7 +474,8 @@ def test_a_damaged_package_archive_is_passed_over_as_missing(tmp_path, monkeypat
     hornbill = {p.name: p for p in photos.catalogue()}["hornbill"]
     monkeypatch.setattr(photos, "catalogue", lambda: [hornbill])
     found, skipped = photos.available()
-    assert found == [] and skipped == ["1 lightslider photo(s) skipped: npm package lightslider (make photos) not found"]
+    assert found == [] and skipped == [
+        "1 lightslider photo(s) skipped: npm package lightslider (make photos) not found"]
     tar_with(tmp_path / "npm" / "lightslider-1.0.0.tgz", "package/demo/img/cS-14.jpg", b"\xff\xd8 not a JPEG")
     found, skipped = photos.available()
     assert found == [] and skipped[0].startswith("1 lightslider photo(s) skipped: damaged in the copy of the npm "
@@ -494,6 +495,7 @@ def test_npm_package_photos_are_read_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(photos, "catalogue", lambda: [by_name["beach_horse"]])
     assert photos.available()[1] == ["1 colorbox photo(s) skipped: npm package jquery-colorbox (make photos) not "
                                      "found"]
+
 
 def test_real_photo_bench_on_one_photo_gives_figures_in_range(lite0, monkeypatch, tmp_path, capsys):
     held_out = ("fresh", "fresh2", "fresh3", "fresh4", "fresh5")  # the held-out splits, only in their own runs

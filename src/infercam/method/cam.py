@@ -259,8 +259,8 @@ def check_values(outputs: Sequence[torch.Tensor], results: Sequence[torch.Tensor
                             "use bf16 or fp32)")
     if lowest < 0:
         raise InferCamError(f"forward_cam returned negative values (the lowest {lowest:.4g}): class maps must be "
-                            "non-negative, as psa's and IRN's are after their ReLU; apply F.relu to the maps in "
-                            "forward_cam")
+                            "non-negative, as psa's and IRN's are after their ReLU; apply F.relu as forward_cam's "
+                            "last step (after any resizing, which can undershoot)")
 
 
 def check_maps(maps: object, count: int) -> torch.Tensor:
