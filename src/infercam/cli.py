@@ -9,11 +9,11 @@ import re
 import shlex
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 
 from . import __version__
 from .errors import NO_ROOM, InferCamError, describe_write_error
+from .signals import catchable
 from .commands import COMMANDS
 
 
@@ -36,10 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 def interrupts_deferred() -> Iterator[None]:
     """Hold a Ctrl-C back until the block ends, then raise it. Interrupted inside its C++ initialisation, torch's
     import aborts the process (SIGABRT) or leaves it set to die by SIGINT however the KeyboardInterrupt is handled;
-    its import takes a second or two, so the Ctrl-C is taken that much later instead. A process that ignores
-    SIGINT (a background job of a script: ``cmd &`` in a non-interactive shell) goes on ignoring it."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        yield  # signals are delivered to the main thread only; an ignored one stays ignored
+    its import takes a second or two, so the Ctrl-C is taken that much later instead (where it may be caught:
+    :func:`infercam.signals.catchable`)."""
+    if not catchable(signal.SIGINT):
+        yield
         return
     held: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
@@ -98,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print("infercam: interrupted", file=sys.stderr)
         return 130
     args.command_line = shlex.join(["infercam", *argv])  # for run manifests
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    # SIGTERM is handled as Ctrl-C is, unless the process was started ignoring it
-    handles_term = on_main_thread and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+    handles_term = catchable(signal.SIGTERM)  # handled as Ctrl-C is
     previous = signal.signal(signal.SIGTERM, _terminate) if handles_term else None
     try:
         refuse_torchrun(args)

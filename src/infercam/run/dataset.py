@@ -16,7 +16,6 @@ import dataclasses
 import datetime as _dt
 import signal
 import sys
-import threading
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +31,7 @@ from ..data.voc import VOCDataset
 from ..errors import InferCamError, OutputError
 from ..io import folder_lock, refuse_live_holder
 from ..method.engine import InferCamResult
+from ..signals import catchable
 from .manifest import MANIFEST, MANIFEST_STEM, ImageStatus, RunSummary, write_manifest
 from .outputs import MISSING, LabelOutputs, Outputs
 
@@ -79,18 +79,17 @@ def _resume_problem(dataset: VOCDataset, outputs: Outputs | LabelOutputs, name: 
 
 
 class _StopRequest:
-    """Turns SIGINT/SIGTERM into a flag checked between images (the write in progress completes); a signal the
-    process ignores (SIGINT in a background job of a script: ``cmd &`` in a non-interactive shell) stays ignored."""
+    """Turns SIGINT/SIGTERM into a flag checked between images (the write in progress completes), each where it may
+    be caught (:func:`infercam.signals.catchable`: the main thread, a signal not ignored)."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) is not signal.SIG_IGN:
-                    self._old[sig] = signal.signal(sig, self._handle)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if catchable(sig):
+                self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
