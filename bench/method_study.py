@@ -322,7 +322,7 @@ class BandEvidence:
     high: float
 
     def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor) -> torch.Tensor:
-        ratio = peaks / first_peaks.clamp(min=1e-12)
+        ratio = peak_ratio(peaks, first_peaks)
         return (ratio < self.low) | (ratio >= self.high)
 
 
@@ -333,8 +333,13 @@ class RatioLog:
         self.rounds: list[list[float]] = []
 
     def __call__(self, peaks: torch.Tensor, first_peaks: torch.Tensor) -> torch.Tensor:
-        self.rounds.append((peaks / first_peaks.clamp(min=1e-12)).tolist())
+        self.rounds.append(peak_ratio(peaks, first_peaks).tolist())
         return torch.ones(peaks.shape, dtype=torch.bool, device=peaks.device)
+
+
+def peak_ratio(peaks: torch.Tensor, first_peaks: torch.Tensor) -> torch.Tensor:
+    """Each class's raw peak on the erased input over its round-0 peak (a class round 0 never showed: 0 / 0 -> 0)."""
+    return peaks / first_peaks.clamp(min=1e-12)
 
 
 def scale_inputs(engine: InferCam, image: np.ndarray, scales: Sequence[float]) -> list[torch.Tensor]:

@@ -291,17 +291,17 @@ def available(split: str | None = None) -> tuple[list[tuple[Photo, np.ndarray]],
             raise DataError(f"{photo.source} photo {photo.file} is {image.shape[1]}x{image.shape[0]}, not the "
                             f"{photo.size[0]}x{photo.size[1]} its boxes were drawn on")
         found.append((photo, image))
-    def hint(source: str) -> str:
+    def package(source: str) -> str:
         if source in DEBIAN_SOURCES:
-            return f"Debian package {DEBIAN_SOURCES[source][1]} (make photos)"
+            return f"Debian package {DEBIAN_SOURCES[source][1]}"
         if source in SDIST_SOURCES:
-            return f"PyPI {SDIST_SOURCES[source][0]} source archive (make photos)"
+            return f"PyPI {SDIST_SOURCES[source][0]} source archive"
         if source in NPM_SOURCES:
-            return f"npm package {NPM_SOURCES[source][0]} (make photos)"
-        return f"PyPI {WHEEL_SOURCES[source][2].replace('_', '-')} wheel (make photos)"
-    return found, [f"{n} {src} photo(s) skipped: {hint(src)} not found" for src, n in missing.items()] + \
-        [f"{n} {src} photo(s) skipped: damaged in the copy of the {hint(src).removesuffix(' (make photos)')} in "
-         f"{cache_dir()} or on this machine (delete it and run make photos)" for src, n in damaged.items()]
+            return f"npm package {NPM_SOURCES[source][0]}"
+        return f"PyPI {WHEEL_SOURCES[source][2].replace('_', '-')} wheel"
+    lost = [f"{n} {src} photo(s) skipped: {package(src)} (make photos) not found" for src, n in missing.items()]
+    return found, lost + [f"{n} {src} photo(s) skipped: damaged in the copy of the {package(src)} in {cache_dir()} or "
+                          "on this machine (delete it and run make photos)" for src, n in damaged.items()]
 
 
 @dataclass(frozen=True)
