@@ -1,6 +1,7 @@
 """Pseudo labels: threshold, dense CRF (psa's parameters and confident labels), random walk; the CLI."""
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -363,12 +364,18 @@ def test_a_record_of_the_default_background_given_explicitly_still_resumes(voc, 
     assert main(pseudo_args(voc, "threshold", out, "--bg-threshold", "0.3")) == 2  # another computation
 
 
+def labels_with_background(voc: Path, folder: Path) -> Path:
+    """The data set's label file rewritten with a background entry first (21 entries), as some tools write it."""
+    table = np.load(voc / "cls_labels.npy", allow_pickle=True).item()
+    path = folder / "cls_labels_bg.npy"
+    np.save(path, {n: np.concatenate([[1.0], v]).astype(np.float32) for n, v in table.items()})
+    return path
+
+
 def test_label_vectors_with_a_background_entry_are_refused_before_any_image(voc, tmp_path, capsys):
     """21 entries, the background first (as some tools write), for CAMs of the 20 VOC classes: read as they are,
     every class would be one too high (some images failing, others labelled with the wrong classes)."""
-    table = np.load(voc / "cls_labels.npy", allow_pickle=True).item()
-    with_bg = tmp_path / "cls_labels_bg.npy"
-    np.save(with_bg, {n: np.concatenate([[1.0], v]).astype(np.float32) for n, v in table.items()})
+    with_bg = labels_with_background(voc, tmp_path)
     out = tmp_path / "thr"
     assert main(pseudo_args(voc, "threshold", out, "--labels", str(with_bg))) == 2
     err = capsys.readouterr().err
@@ -407,16 +414,12 @@ def test_label_vectors_are_checked_against_the_class_count_the_cam_run_recorded(
 def test_a_class_count_only_assumed_or_damaged_in_a_record_is_not_trusted(voc, tmp_path, capsys):
     """Without a usable record of the CAMs' class count (none, or a damaged value such as a list), pseudo assumes
     VOC's 20 for its label check, says so, and does not write the assumption into its own record as a fact."""
-    import json
-
     cams = tmp_path / "cams"
     cams.mkdir()
     for f in (voc / "cams").glob("*.npy"):
         (cams / f.name).write_bytes(f.read_bytes())
     (cams / "infercam-run.json").write_text(json.dumps({"config": {}, "classes": ["a", "b"]}))
-    table = np.load(voc / "cls_labels.npy", allow_pickle=True).item()
-    with_bg = tmp_path / "cls_labels_bg.npy"
-    np.save(with_bg, {n: np.concatenate([[1.0], v]).astype(np.float32) for n, v in table.items()})
+    with_bg = labels_with_background(voc, tmp_path)
     args = [*pseudo_args(voc, "threshold", tmp_path / "refused", "--labels", str(with_bg))]
     args[args.index("--cam") + 1] = str(cams)
     assert main(args) == 2
